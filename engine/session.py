@@ -1,0 +1,350 @@
+"""Evaluate facts against durable_rules rulesets in throwaway sessions: the only module that imports the engine.
+
+durable_rules 2.0.28 has traps that crash or hang the whole process (see docs ENGINE-NOTES.md). This
+module walls them off so that the rest of Companion sees plain dicts in, plain dicts out, and
+`EngineFault` or `ValueError` instead of silent partial results or a segmentation fault:
+
+- One process-wide lock around every call into the C extension, and a host whose background timer and
+  dispatch threads do nothing (the default ones segfault when the engine is driven from threads).
+- One live session at a time: a fresh sid per evaluation, always deleted afterwards (the engine fails at
+  1,025 live sessions, and keys sessions by a 32-bit hash of the sid, so two live sessions could collide).
+- Errors the engine hides are surfaced. They come in three forms, all measured:
+  * the C extension raises `durable_rules_engine.error` ("... error code: N"), sometimes after
+    `durable.engine` has logged it (e.g. 307 when a session is deleted under a running action);
+  * exceptions raised in actions are swallowed into `state['exception']` and later rules still run;
+  * an action running longer than 10 s makes durable drop the rest of the evaluation and return 0.
+  The C code itself prints nothing; what durable logs goes through the `durable` logger, which this
+  module captures during each run. Crashes cannot be caught, so the constructs known to cause them are
+  refused up front (`$not` patterns, identical facts in one request) and `check_limits` refuses
+  rulesets that would hang or fail at registration.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import logging
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import durable_rules_engine  # the C extension: its error type, and delete_ruleset (durable.engine has no wrapper)
+from durable import engine as _durable
+
+# The C engine is one global table of rulesets and sessions, shared by every host in the process.
+_LOCK = threading.Lock()
+# Unique for the life of the process, so no sid is ever reused, even across RuleEngine instances.
+_SIDS = itertools.count(1)
+# Keys durable adds to every session state; they are bookkeeping, not results.
+_ENGINE_KEYS = ("sid", "id", "$s")
+# durable treats pri as an unsigned 16-bit number: larger or negative values wrap around.
+_MAX_PRI = 65535
+
+# Limits measured on durable_rules 2.0.28 (bench/engine_costs.py --limits), with a margin below each.
+MAX_RULES = 4000  # 4,097 rules: error 106 at registration
+MAX_SIBLING_TESTS = 500  # 513 tests on one field: registration hangs; 512: error 303 at first assert
+MAX_THRESHOLD_MATCHES = 60  # 65 rules `total >= k` all matching one fact: error 303
+MAX_SHARED_PATTERN = 250  # 257 rules with one identical pattern: error 108
+
+_ORDER_OPS = {"$lt": "upper", "$lte": "upper", "$gt": "lower", "$gte": "lower"}
+_FAMILIES = {"$lt": "ordering", "$lte": "ordering", "$gt": "ordering", "$gte": "ordering", "$neq": "inequality"}
+
+
+class EngineFault(Exception):
+    """The engine misbehaved: an internal error code, an exception swallowed in an action, or a partial result."""
+
+
+class _QuietHost(_durable.Host):
+    """A durable host without background threads."""
+
+    def _run(self) -> None:
+        # The default starts timers that walk engine state every 0.2 s from other threads; driven from
+        # several threads that segfaults. Companion uses neither timers nor queued dispatch.
+        pass
+
+
+class _Capture(logging.Handler):
+    """Keep what durable logs during one evaluation."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage().splitlines()[0][:300])
+
+
+# durable logs an engine error (with a traceback) before raising or dropping it; while a handler is
+# attached, logging no longer prints it to stderr itself, and run() turns it into an EngineFault.
+_CAPTURE = _Capture()
+logging.getLogger("durable").addHandler(_CAPTURE)
+
+
+class _Context:
+    """What an action sees: the matched facts (c.m, or c.<alias>), the state c.s, and assert_fact."""
+
+    __slots__ = ("_closure",)
+
+    def __init__(self, closure: _durable.Closure) -> None:
+        self._closure = closure
+
+    @property
+    def s(self) -> _durable.Content:
+        """Return the session state; it is this evaluation's result."""
+        return self._closure.s
+
+    def __getattr__(self, name: str) -> Any:
+        # Only matched patterns are exposed: durable's closure also offers delete_state, post and timers,
+        # which crash (error 307) or leak sessions when called from an action.
+        matched = self._closure._m
+        if isinstance(matched, dict) and name in matched:
+            return getattr(self._closure, name)
+        raise AttributeError(f"no pattern named {name!r} in this rule")
+
+    def assert_fact(self, fact: dict) -> None:
+        """Assert a derived fact into the running evaluation (forward chaining)."""
+        try:
+            self._closure.assert_fact(dict(fact))
+        except _durable.MessageNotHandledException:
+            pass  # no rule consumes this derived fact: a normal outcome, not an error of the action
+        except _durable.MessageObservedException:
+            pass  # derived twice (e.g. by two rules): the fact is already known
+
+
+def _bind(action: Callable[[Any], object]) -> Callable[[_durable.Closure], None]:
+    """Wrap an action so durable calls it synchronously with a _Context."""
+
+    # Exactly one positional parameter: durable inspects the signature and treats two-parameter
+    # callables as asynchronous actions; callable objects and partials have no __code__ at all.
+    def fire(c: _durable.Closure) -> None:
+        action(_Context(c))
+
+    return fire
+
+
+class RuleEngine:
+    """Holds registered rulesets and runs one evaluation at a time, safely from any thread."""
+
+    def __init__(self) -> None:
+        with _LOCK:
+            self._host = _QuietHost()
+
+    @property
+    def names(self) -> list[str]:
+        """Return the registered ruleset names, sorted."""
+        with _LOCK:
+            return sorted(self._host._ruleset_directory)
+
+    def register(self, name: str, rules: dict[str, dict]) -> None:
+        """Register a ruleset under a new name; refuse what the engine would crash, hang or fail on."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("a ruleset name must be a non-empty string")
+        problems = _shape_problems(rules) or check_limits(rules)
+        if problems:
+            raise ValueError(f"ruleset {name!r} refused: " + "; ".join(problems))
+        # register_rulesets deletes "run" from the dict it is given, and later mutation must not leak
+        # into the engine: hand it a deep copy, with each action wrapped.
+        definition = {}
+        for rule_name, rule in rules.items():
+            action = rule["run"]
+            plain = {key: value for key, value in rule.items() if key != "run"}
+            definition[rule_name] = copy.deepcopy(plain)
+            definition[rule_name]["run"] = _bind(action)
+        with _LOCK:
+            if name in self._host._ruleset_directory:
+                # durable cannot redefine a ruleset (#157): register new versions under new names.
+                raise ValueError(f"ruleset {name!r} is already registered")
+            try:
+                self._host.register_rulesets({name: definition})
+            except durable_rules_engine.error as error:
+                raise EngineFault(f"ruleset {name!r}: registration failed: {error}") from error
+
+    def unregister(self, name: str) -> None:
+        """Forget a ruleset and free its memory in the C engine."""
+        # Measured: delete_ruleset frees it (300 rulesets of 100 rules: +240 MB RSS when kept, +1.5 MB
+        # when each is deleted after registration) and the name can be registered again afterwards.
+        # durable.engine.Host has no public way to do this, hence the private attributes.
+        with _LOCK:
+            ruleset = self._host._ruleset_directory.pop(name, None)
+            if ruleset is None:
+                raise KeyError(f"no ruleset named {name!r}")
+            self._host._ruleset_list.remove(ruleset)
+            try:
+                durable_rules_engine.delete_ruleset(ruleset._handle)
+            except durable_rules_engine.error as error:
+                raise EngineFault(f"ruleset {name!r}: delete failed: {error}") from error
+
+    def run(self, name: str, facts: list[dict]) -> dict:
+        """Assert facts in a fresh session and return the state the actions left (empty if none fired)."""
+        unique = _unique_facts(facts)
+        if not unique:
+            return {}
+        with _LOCK:
+            if name not in self._host._ruleset_directory:
+                raise KeyError(f"no ruleset named {name!r}")
+            sid = str(next(_SIDS))
+            _CAPTURE.messages.clear()
+            delete = True
+            try:
+                state = self._evaluate(name, sid, [{**fact, "sid": sid} for fact in unique])
+            except _durable.MessageObservedException as error:
+                # Deleting a session after this exception segfaults (measured); leaking one session is
+                # the lesser harm. _unique_facts makes this unreachable for well-formed input.
+                delete = False
+                raise EngineFault(f"ruleset {name!r}: the engine saw a fact twice; session {sid} leaked") from error
+            finally:
+                if delete:
+                    self._delete(name, sid)
+            if _CAPTURE.messages:
+                # Something durable only logged: the state may lack the work of later actions.
+                raise EngineFault(f"ruleset {name!r}: engine error: {_CAPTURE.messages[0]}")
+        return state
+
+    def _evaluate(self, name: str, sid: str, facts: list[dict]) -> dict:
+        """Assert facts in one call and return the final state without the engine's bookkeeping keys."""
+        try:
+            result = self._host.assert_facts(name, facts)
+        except _durable.MessageNotHandledException:
+            return {}  # no rule matched: a normal outcome
+        except durable_rules_engine.error as error:
+            raise EngineFault(f"ruleset {name!r}: {error}") from error
+        if result is None:
+            return {}  # facts were stored (e.g. half of a join) but no rule fired
+        if not isinstance(result, dict):
+            # durable returns 0 when an action ran longer than 10 s: it abandons the remaining actions.
+            raise EngineFault(f"ruleset {name!r}: an action ran longer than 10 s; the evaluation was abandoned")
+        if "exception" in result:
+            raise EngineFault(f"ruleset {name!r}: an action raised: {_first_line(result['exception'])}")
+        return {key: value for key, value in result.items() if key not in _ENGINE_KEYS}
+
+    def _delete(self, name: str, sid: str) -> None:
+        """Delete a session; an engine error here is a fault of its own."""
+        try:
+            self._host.delete_state(name, sid)
+        except durable_rules_engine.error as error:
+            raise EngineFault(f"ruleset {name!r}: could not delete session {sid}: {error}") from error
+
+
+def _first_line(text: str) -> str:
+    """Cut durable's 'exception caught X, traceback [...]' down to X."""
+    return str(text).split(", traceback [", 1)[0].removeprefix("exception caught ")
+
+
+def _unique_facts(facts: list[dict]) -> list[dict]:
+    """Drop repeated facts and refuse what the engine reserves."""
+    # An identical fact twice in one assert raises MessageObservedException, and deleting that session
+    # afterwards segfaults: identical facts must never reach the engine.
+    seen: set[str] = set()
+    unique = []
+    for index, fact in enumerate(facts):
+        if not isinstance(fact, dict):
+            raise ValueError(f"fact {index} is not a dict")
+        if "sid" in fact:
+            raise ValueError(f"fact {index}: 'sid' is reserved for the engine")
+        key = json.dumps(fact, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            unique.append(fact)
+    ids = [fact["id"] for fact in unique if "id" in fact]
+    if len(ids) != len(set(map(str, ids))):
+        raise ValueError("two different facts share one 'id'; the engine would treat them as one")
+    return unique
+
+
+def _shape_problems(rules: dict[str, dict]) -> list[str]:
+    """Say what in the ruleset's shape durable would reject, misread or crash on."""
+    if not isinstance(rules, dict) or not rules:
+        return ["a ruleset needs at least one rule"]
+    problems = []
+    for rule_name, rule in rules.items():
+        if not isinstance(rule, dict):
+            problems.append(f"rule {rule_name!r} is not a dict")
+            continue
+        extra = set(rule) - {"all", "any", "pri", "run"}
+        if extra:
+            problems.append(f"rule {rule_name!r}: unsupported keys {sorted(extra)}")
+        if ("all" in rule) == ("any" in rule) or not isinstance(rule.get("all", rule.get("any")), list):
+            problems.append(f"rule {rule_name!r}: needs exactly one of 'all' or 'any', a list of patterns")
+        if not callable(rule.get("run")):
+            problems.append(f"rule {rule_name!r}: 'run' must be a callable taking one argument")
+        pri = rule.get("pri", 0)
+        if isinstance(pri, bool) or not isinstance(pri, int) or not 0 <= pri <= _MAX_PRI:
+            problems.append(f"rule {rule_name!r}: 'pri' must be an int from 0 to {_MAX_PRI}")
+        if any(alias.endswith("$not") for alias, _ in _patterns(rule)):
+            # Measured: with the negated fact present the process segfaults when the session is deleted,
+            # and a negated fact asserted after the positive one does not stop the rule.
+            problems.append(f"rule {rule_name!r}: '$not' patterns crash the engine; assert the absence as a field")
+    return problems
+
+
+def check_limits(rules: dict[str, dict]) -> list[str]:
+    """Return why the engine would fail or hang on this ruleset (empty if it fits the measured limits)."""
+    # Counts are deliberately simple and conservative: each counts tests across the whole ruleset,
+    # whether or not the engine would share or separate them in its network.
+    reasons = []
+    if len(rules) > MAX_RULES:
+        reasons.append(f"{len(rules)} rules, more than {MAX_RULES} (error 106)")
+    siblings: dict[tuple[str, str], set[str]] = defaultdict(set)  # (field, family) -> distinct tests
+    bounded: dict[tuple[str, str], set[str]] = defaultdict(set)  # (field, direction) -> rules
+    shared: Counter[str] = Counter()  # identical pattern -> rules using it
+    for rule_name, rule in rules.items():
+        if not isinstance(rule, dict):
+            continue
+        patterns = set()
+        for _, expression in _patterns(rule):
+            patterns.add(json.dumps(expression, sort_keys=True, default=str))
+            for operator, field, value in _tests(expression):
+                family = _FAMILIES.get(operator, "equality")
+                siblings[(field, family)].add(json.dumps([operator, value], default=str))
+                if operator in _ORDER_OPS and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    bounded[(field, _ORDER_OPS[operator])].add(rule_name)
+        shared.update(patterns)
+    for (field, family), tests in sorted(siblings.items()):
+        if len(tests) > MAX_SIBLING_TESTS:
+            reasons.append(
+                f"field {field!r}: {len(tests)} different {family} tests, more than {MAX_SIBLING_TESTS} "
+                "(registration hangs); move the table into facts or Python data"
+            )
+    for (field, direction), names in sorted(bounded.items()):
+        if len(names) > MAX_THRESHOLD_MATCHES:
+            reasons.append(
+                f"field {field!r}: {len(names)} rules with a {direction} numeric bound could all match one fact, "
+                f"more than {MAX_THRESHOLD_MATCHES} (error 303)"
+            )
+    for pattern, count in shared.most_common():
+        if count <= MAX_SHARED_PATTERN:
+            break
+        reasons.append(f"{count} rules share the pattern {pattern[:80]}, more than {MAX_SHARED_PATTERN} (error 108)")
+    return reasons
+
+
+def _patterns(rule: dict) -> Iterator[tuple[str, Any]]:
+    """Yield (alias, expression) for every pattern of a rule, nested $all/$any groups included."""
+    stack = list(rule.get("all") or rule.get("any") or [])
+    while stack:
+        pattern = stack.pop()
+        if not isinstance(pattern, dict):
+            continue
+        for alias, expression in pattern.items():
+            if isinstance(expression, list):  # "m_0$all": [...] or "m_0$any": [...]
+                stack.extend(expression)
+            else:
+                yield alias, expression
+
+
+def _tests(expression: Any) -> Iterator[tuple[str, str, Any]]:
+    """Yield (operator, field, value) for each comparison with a literal in an expression."""
+    if not isinstance(expression, dict):
+        return
+    for key, value in expression.items():
+        if key in ("$and", "$or") and isinstance(value, list):
+            for part in value:
+                yield from _tests(part)
+        elif key in _FAMILIES and isinstance(value, dict):
+            for field, operand in value.items():
+                if not isinstance(operand, dict):  # a dict operand refers to another fact: a join
+                    yield key, field, operand
+        elif not key.startswith("$") and not isinstance(value, dict):
+            yield "=", key, value
