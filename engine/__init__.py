@@ -1,0 +1,1 @@
+"""Companion: a rules-driven configurator for software licences."""

@@ -1,0 +1,135 @@
+"""Validate each rule file against its JSON Schema, every problem located by the source map."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from engine.problem import Location, Problem, did_you_mean
+from engine.source import Source
+
+BUNDLED_RULES = Path(__file__).resolve().parent.parent / "rules"
+SCHEMA_DIR = BUNDLED_RULES / "schemas"
+
+# Every rule file Companion reads: file name -> (schema file, required?). An explicit registry, not discovery.
+RULE_FILES: dict[str, tuple[str, bool]] = {
+    "badges.yaml": ("badges.schema.json", True),
+    "tiers.yaml": ("tiers.schema.json", True),
+    "addons.yaml": ("addons.schema.json", True),
+}
+
+
+def register_rule_file(name: str, schema_file: str, required: bool = False) -> None:
+    """Add a rule file to the registry (used by the modules that own further rule files)."""
+    RULE_FILES[name] = (schema_file, required)
+
+
+@functools.cache
+def schema_validator(schema_file: str) -> Draft202012Validator:
+    """Return a validator for one of the bundled schemas."""
+    schema = json.loads((SCHEMA_DIR / schema_file).read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def validate_source(source: Source, schema_file: str) -> list[Problem]:
+    """Return every schema problem in source, located."""
+    if source.data is None:
+        return [Problem("empty-file", "file is empty", Location(source.file, 1, 1),
+                        hint=f"a rule file needs content; see rules/schemas/{schema_file}")]
+    validator = schema_validator(schema_file)
+    return [describe(error, source) for error in validator.iter_errors(source.data)]
+
+
+def describe(error: ValidationError, source: Source) -> Problem:
+    """Turn one ValidationError into a located problem with a readable message."""
+    if error.context:
+        # oneOf/anyOf: show the alternative that came closest, not a wall of text.
+        error = best_match(error.context)
+    path = tuple(error.absolute_path)
+    at = "at " + json_path(path) + ": " if path else ""
+    hint = ""
+    where = source.where(path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        extras = [key for key in error.instance if key not in allowed]
+        if extras:
+            key = extras[0]
+            where = source.where_key(path + (key,))
+            hint = did_you_mean(key, allowed) or ("allowed keys: " + ", ".join(sorted(allowed)) if allowed else "")
+            return Problem("schema", f"{at}unknown key '{key}'", where, hint=hint)
+    if error.validator == "type":
+        expected = error.validator_value
+        got = type_name(error.instance)
+        message = f"{at}expected {expected_text(expected)}, got {got} {short(error.instance)}"
+        if expected == "string" and not isinstance(error.instance, (dict, list)):
+            hint = "quote it, e.g. \"%s\"" % raw_scalar(source, path, error.instance)
+        return Problem("schema", message, where, hint=hint)
+    if error.validator == "required":
+        return Problem("schema", f"{at}{error.message}", where)
+    if error.validator == "pattern":
+        description = error.schema.get("description", f"text matching {error.validator_value}")
+        return Problem("schema", f"{at}{short(error.instance)} is not {description}", where)
+    if error.validator == "propertyNames":
+        return Problem("schema", f"{at}{error.message}", where,
+                       hint=error.parent.schema.get("description", "") if error.parent else "")
+    return Problem("schema", f"{at}{error.message}", where)
+
+
+def json_path(path: tuple) -> str:
+    """Render a path as `tiers[0].id`."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "$"
+
+
+def type_name(value) -> str:
+    """Name a Python value's YAML type as a product manager would say it."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "a " + type(value).__name__
+
+
+def expected_text(expected) -> str:
+    """Render the expected JSON type(s)."""
+    names = {"string": "text (a string)", "integer": "a whole number", "number": "a number", "object": "a mapping",
+             "array": "a list", "boolean": "true or false", "null": "null"}
+    if isinstance(expected, list):
+        return " or ".join(names.get(item, item) for item in expected)
+    return names.get(expected, expected)
+
+
+def short(value) -> str:
+    """Show a value briefly."""
+    if isinstance(value, (dict, list)):
+        return ""
+    text = repr(value)
+    return f"({text[:60]}...)" if len(text) > 60 else f"({text})"
+
+
+def raw_scalar(source: Source, path: tuple, value) -> str:
+    """Return the scalar as it was typed in the file (so `1.10` stays `1.10` in the hint)."""
+    where = source.locations.get(path)
+    if where and source.text:
+        lines = source.text.splitlines()
+        if 0 < where.line <= len(lines):
+            rest = lines[where.line - 1][where.column - 1:]
+            token = rest.split("#")[0].strip().rstrip(",]}").strip()
+            if token:
+                return token
+    return str(value).lower() if isinstance(value, bool) else str(value)

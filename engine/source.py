@@ -1,0 +1,197 @@
+"""Read YAML strictly and keep a map from every node's path to its file:line:col."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.problem import CompanionError, Location, Problem
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_NODES = 500_000
+
+# YAML 1.1 reads these plain words as booleans; product managers rarely mean that.
+AMBIGUOUS_BOOLEANS = {"yes", "no", "on", "off", "y", "n"}
+LEADING_ZERO_NUMBER = re.compile(r"^[-+]?0[0-9_]+$")
+
+Path_ = tuple  # a path into the document: keys and list indexes
+
+
+@dataclass
+class Source:
+    """A parsed YAML document and where each of its nodes was written."""
+
+    file: str
+    data: Any
+    locations: dict[tuple, Location] = field(default_factory=dict)
+    key_locations: dict[tuple, Location] = field(default_factory=dict)
+    text: str = ""
+    problems: list[Problem] = field(default_factory=list)  # non-fatal: the data is still usable for schema checks
+
+    def where(self, path: tuple) -> Location:
+        """Return the location of the node at path, or of its nearest known ancestor."""
+        path = tuple(path)
+        while path:
+            if path in self.locations:
+                return self.locations[path]
+            path = path[:-1]
+        return self.locations.get((), Location(self.file, 1, 1))
+
+    def where_key(self, path: tuple) -> Location:
+        """Return the location of the key that names the node at path."""
+        return self.key_locations.get(tuple(path)) or self.where(path)
+
+
+def location_of(file: str, mark) -> Location:
+    """Convert a PyYAML 0-based mark into a 1-based location (the one place this happens)."""
+    return Location(file, mark.line + 1, mark.column + 1)
+
+
+def read_text(path: Path, display: str) -> str:
+    """Read a file as UTF-8, refusing huge or undecodable files."""
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise CompanionError([Problem("file", f"cannot read file: {error.strerror}", Location(display))]) from None
+    if size > MAX_FILE_BYTES:
+        raise CompanionError([Problem(
+            "file-too-large",
+            f"file is {size:,} bytes, more than the limit of {MAX_FILE_BYTES:,}",
+            Location(display, 1, 1),
+            hint="split the catalogue or remove generated content",
+        )])
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        column = error.start - (raw.rfind(b"\n", 0, error.start) + 1) + 1
+        raise CompanionError([Problem(
+            "encoding", "file is not valid UTF-8", Location(display, line, column), hint="save the file as UTF-8"
+        )]) from None
+
+
+def parse_yaml(text: str, display: str) -> Source:
+    """Parse one YAML document strictly; raise CompanionError on a syntax error, keep other problems."""
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            root = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = location_of(display, mark) if mark else Location(display, 1, 1)
+        message = error.problem or str(error)
+        hint = "indent with spaces, not tabs" if "\t" in message or "'\\t'" in message else ""
+        raise CompanionError([Problem("yaml-syntax", _clean(message, error), where, hint=hint)]) from None
+    except yaml.YAMLError as error:
+        raise CompanionError([Problem("yaml-syntax", str(error), Location(display, 1, 1))]) from None
+    builder = _Builder(display)
+    data = builder.build(root, ()) if root is not None else None
+    return Source(display, data, builder.locations, builder.key_locations, text, builder.problems)
+
+
+def load_yaml(path: Path, display: str | None = None) -> Source:
+    """Read and parse one YAML file."""
+    display = display or str(path)
+    return parse_yaml(read_text(path, display), display)
+
+
+def _clean(message: str, error: yaml.MarkedYAMLError) -> str:
+    """Make PyYAML's messages read as one sentence."""
+    if error.context and error.context not in message:
+        message = f"{error.context}: {message}"
+    return message.replace("\n", " ")
+
+
+class _Builder:
+    """Turn composed YAML nodes into plain Python values, recording locations and problems."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.locations: dict[tuple, Location] = {}
+        self.key_locations: dict[tuple, Location] = {}
+        self.problems: list[Problem] = []
+        self.constructor = yaml.SafeLoader("")
+        self.seen: set[int] = set()
+        self.count = 0
+
+    def build(self, node: yaml.Node, path: tuple) -> Any:
+        """Build the value of node at path."""
+        self.count += 1
+        if self.count > MAX_NODES:
+            if self.count == MAX_NODES + 1:
+                self.problems.append(Problem("too-large", f"more than {MAX_NODES:,} YAML nodes", self._at(node)))
+            return None
+        self.locations[path] = self._at(node)
+        if id(node) in self.seen:
+            # An alias re-uses a node; expanding aliases invites exponential blow-ups.
+            self.problems.append(Problem(
+                "yaml-alias", "anchors and aliases are not supported", self._at(node), hint="write the values out"
+            ))
+            return None
+        if isinstance(node, yaml.MappingNode):
+            self.seen.add(id(node))
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            self.seen.add(id(node))
+            return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _at(self, node: yaml.Node) -> Location:
+        return location_of(self.file, node.start_mark)
+
+    def _mapping(self, node: yaml.MappingNode, path: tuple) -> dict:
+        result: dict = {}
+        first_seen: dict[Any, Location] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                self.problems.append(Problem(
+                    "yaml-alias", "merge keys (<<) are not supported", self._at(key_node), hint="write the values out"
+                ))
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.problems.append(Problem("yaml-key", "mapping keys must be plain words", self._at(key_node)))
+                continue
+            key = key_node.value
+            if key in first_seen:
+                self.problems.append(Problem(
+                    "duplicate-key",
+                    f"key '{key}' appears twice in this mapping (first at line {first_seen[key].line})",
+                    self._at(key_node),
+                    hint="remove one of them; YAML would silently keep only the last",
+                ))
+                continue
+            first_seen[key] = self._at(key_node)
+            self.key_locations[path + (key,)] = self._at(key_node)
+            result[key] = self.build(value_node, path + (key,))
+        return result
+
+    def _scalar(self, node: yaml.ScalarNode) -> Any:
+        if node.style is None and node.tag == "tag:yaml.org,2002:bool" and node.value.lower() in AMBIGUOUS_BOOLEANS:
+            self.problems.append(Problem(
+                "ambiguous-value",
+                f"'{node.value}' is read as a boolean",
+                self._at(node),
+                hint=f"write true or false, or quote it (\"{node.value}\") if you mean text",
+            ))
+        if node.style is None and node.tag == "tag:yaml.org,2002:int" and LEADING_ZERO_NUMBER.match(node.value):
+            self.problems.append(Problem(
+                "ambiguous-value",
+                f"'{node.value}' has a leading zero and is read as an octal number",
+                self._at(node),
+                hint=f"quote it (\"{node.value}\") if it is an id or a version, or drop the zero",
+            ))
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as error:
+            self.problems.append(Problem("yaml-syntax", error.problem or str(error), self._at(node)))
+            return None
+        except ValueError as error:  # e.g. an impossible date such as 2025-02-30
+            self.problems.append(Problem("yaml-value", f"'{node.value}' is not a valid value: {error}", self._at(node)))
+            return None

@@ -1,0 +1,1 @@
+"""The thin Flask app over the engine's public API."""
