@@ -64,7 +64,10 @@ def read_text(path: Path, display: str) -> str:
             Location(display, 1, 1),
             hint="split the catalogue or remove generated content",
         )])
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as error:  # e.g. a directory named like a rule file, or no permission to read it
+        raise CompanionError([Problem("file", f"cannot read file: {error.strerror}", Location(display))]) from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -135,11 +138,10 @@ class _Builder:
                 "yaml-alias", "anchors and aliases are not supported", self._at(node), hint="write the values out"
             ))
             return None
+        self.seen.add(id(node))  # scalars too: an alias to `&name Foo` is as unsupported as one to a mapping
         if isinstance(node, yaml.MappingNode):
-            self.seen.add(id(node))
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
-            self.seen.add(id(node))
             return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
         return self._scalar(node)
 
