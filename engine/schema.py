@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 
 from jsonschema import Draft202012Validator
@@ -42,11 +43,26 @@ def validate_source(source: Source, schema_file: str) -> list[Problem]:
         return [Problem("empty-file", "file is empty", Location(source.file, 1, 1),
                         hint=f"a rule file needs content; see rules/schemas/{schema_file}")]
     validator = schema_validator(schema_file)
-    return [describe(error, source) for error in validator.iter_errors(source.data)]
+    problems: list[Problem] = []
+    for error in validator.iter_errors(source.data):
+        keys = unknown_keys(error)
+        if keys:  # one error can name several unknown keys of a mapping; report each, not only the first
+            problems.extend(describe(error, source, key) for key in keys)
+        else:
+            problems.append(describe(error, source))
+    return problems
 
 
-def describe(error: ValidationError, source: Source) -> Problem:
-    """Turn one ValidationError into a located problem with a readable message."""
+def unknown_keys(error: ValidationError) -> list[str]:
+    """Return the keys an additionalProperties error complains about (empty for other errors)."""
+    if error.context or error.validator != "additionalProperties" or not isinstance(error.instance, dict):
+        return []
+    allowed = set(error.schema.get("properties", {}))
+    return [key for key in error.instance if key not in allowed]
+
+
+def describe(error: ValidationError, source: Source, key: str | None = None) -> Problem:
+    """Turn one ValidationError into a located problem (about one unknown key, when given)."""
     if error.context:
         # oneOf/anyOf: show the alternative that came closest, not a wall of text.
         error = best_match(error.context)
@@ -56,17 +72,19 @@ def describe(error: ValidationError, source: Source) -> Problem:
     where = source.where(path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = set(error.schema.get("properties", {}))
-        extras = [key for key in error.instance if key not in allowed]
+        extras = [name for name in error.instance if name not in allowed]
         if extras:
-            key = extras[0]
+            key = key if key in extras else extras[0]
             where = source.where_key(path + (key,))
             hint = did_you_mean(key, allowed) or ("allowed keys: " + ", ".join(sorted(allowed)) if allowed else "")
             return Problem("schema", f"{at}unknown key '{key}'", where, hint=hint)
     if error.validator == "type":
         expected = error.validator_value
         got = type_name(error.instance)
-        message = f"{at}expected {expected_text(expected)}, got {got} {short(error.instance)}"
-        if expected == "string" and not isinstance(error.instance, (dict, list)):
+        message = f"{at}expected {expected_text(expected)}, got {got} {short(error.instance)}".rstrip()
+        if error.instance is None:
+            hint = "fill in a value"
+        elif expected == "string" and not isinstance(error.instance, (dict, list)):
             hint = "quote it, e.g. \"%s\"" % raw_scalar(source, path, error.instance)
         return Problem("schema", message, where, hint=hint)
     if error.validator == "required":
@@ -116,8 +134,8 @@ def expected_text(expected) -> str:
 
 def short(value) -> str:
     """Show a value briefly."""
-    if isinstance(value, (dict, list)):
-        return ""
+    if isinstance(value, (dict, list)) or value is None:
+        return ""  # the type name says it all
     text = repr(value)
     return f"({text[:60]}...)" if len(text) > 60 else f"({text})"
 
@@ -129,7 +147,8 @@ def raw_scalar(source: Source, path: tuple, value) -> str:
         lines = source.text.splitlines()
         if 0 < where.line <= len(lines):
             rest = lines[where.line - 1][where.column - 1:]
-            token = rest.split("#")[0].strip().rstrip(",]}").strip()
+            # A number, boolean or date never holds these, so they end the token (e.g. inside `[7.0, "7.1"]`).
+            token = re.split(r"[,\]}#]", rest, maxsplit=1)[0].strip()
             if token:
                 return token
     return str(value).lower() if isinstance(value, bool) else str(value)
