@@ -218,10 +218,22 @@ def _cycles(product: Product) -> Iterator[Problem]:
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
     reported: set[frozenset] = set()
 
-    def visit(node: str, trail: list):
-        state[node] = 1
-        for upgrade in graph.get(node, ()):
-            if state.get(upgrade.target) == 1:
+    # Depth-first with an explicit stack: a long upgrade chain must not hit Python's recursion limit.
+    for tier in product.tiers:
+        if tier.id in state:
+            continue
+        state[tier.id] = 1
+        stack = [(tier.id, iter(graph.get(tier.id, ())))]
+        trail: list = []  # the upgrades taken from tier to the node on top of the stack
+        while stack:
+            node, edges = stack[-1]
+            upgrade = next(edges, None)
+            if upgrade is None:
+                state[node] = 2
+                stack.pop()
+                if trail:
+                    trail.pop()
+            elif state.get(upgrade.target) == 1:
                 start = next(i for i, step in enumerate(trail + [upgrade]) if step.source == upgrade.target)
                 loop = (trail + [upgrade])[start:]
                 key = frozenset(step.rule for step in loop)
@@ -231,12 +243,9 @@ def _cycles(product: Product) -> Iterator[Problem]:
                     yield Problem("cycle", f"upgrade paths form a cycle: {names}", upgrade.where_target,
                                   rule=upgrade.rule, hint="remove the path that goes back down")
             elif state.get(upgrade.target) is None:
-                yield from visit(upgrade.target, trail + [upgrade])
-        state[node] = 2
-
-    for tier in product.tiers:
-        if tier.id not in state:
-            yield from visit(tier.id, [])
+                state[upgrade.target] = 1
+                trail.append(upgrade)
+                stack.append((upgrade.target, iter(graph.get(upgrade.target, ()))))
 
 
 def check_prerequisites(catalog: Catalog) -> Iterator[Problem]:
