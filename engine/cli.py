@@ -10,7 +10,11 @@ from pathlib import Path
 import click
 
 from engine.catalog import load_catalog, warnings_of
+from engine.compile import load as load_compiled
+from engine.evaluate import evaluate
+from engine.explain import render_text
 from engine.problem import CompanionError, Problem
+from engine.request import dump_json, read_request
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -59,6 +63,48 @@ def check(rules_dir: Path | None, output_format: str) -> None:
         print_problems(warnings, "text")
         counts = f"{len(catalog.products)} products, {len(catalog.badges)} badges, {len(catalog.references)} references"
         click.echo(f"rules OK ({counts}; rules version {catalog.rules_version})", err=True)
+
+
+def load_compiled_or_exit(rules_dir: Path | None, output_format: str):
+    """Load and compile the catalogue, or print its problems and exit."""
+    load_or_exit(rules_dir, output_format)  # prints catalogue problems the usual way
+    try:
+        return load_compiled(rules_dir)
+    except CompanionError as error:
+        print_problems(error.problems, output_format, sys.stderr)
+        sys.exit(EXIT_REFUSED)
+
+
+def read_requests(paths: tuple[Path, ...], catalog, output_format: str, partial: bool = False):
+    """Read every request file; print request errors and exit 2 if any is malformed."""
+    requests, problems = [], []
+    for path in paths:
+        try:
+            requests.append((str(path), read_request(path, catalog, partial=partial)))
+        except CompanionError as error:
+            problems.extend(error.problems)
+    if problems:
+        print_problems(problems, output_format, sys.stdout if output_format == "json" else sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    return requests
+
+
+@cli.command()
+@click.argument("requests", nargs=-1, required=True, type=click.Path(path_type=Path))
+@rules_option
+@format_option
+@click.option("--explain", "explain_rules", is_flag=True, help="Show every rule that fired and why.")
+def validate(requests: tuple[Path, ...], rules_dir: Path | None, output_format: str, explain_rules: bool) -> None:
+    """Validate configuration requests: exit 0 all valid, 1 some invalid, 2 a request is malformed."""
+    compiled = load_compiled_or_exit(rules_dir, output_format)
+    results = [(name, evaluate(compiled, request)) for name, request in read_requests(requests, compiled.catalog,
+                                                                                       output_format)]
+    if output_format == "json":
+        documents = [{"request": name, **verdict.to_json(explain_rules)} for name, verdict in results]
+        click.echo(dump_json(documents[0] if len(documents) == 1 else documents))
+    else:
+        click.echo("\n".join(render_text(name, verdict, explain_rules) for name, verdict in results))
+    sys.exit(EXIT_OK if all(verdict.valid for _, verdict in results) else EXIT_REFUSED)
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ class Problem:
     rule: str = ""
     hint: str = ""
     severity: str = "error"
+    path: str = ""  # JSON path into a request, e.g. configuration.addons[1].id
 
     def sort_key(self) -> tuple:
         """Order problems by file, line, column, then code."""
@@ -39,6 +40,8 @@ class Problem:
         text = f"{self.where}: {self.severity}[{self.code}]"
         if self.rule:
             text += f" {self.rule}"
+        if self.path:
+            text += f" at {self.path}"
         text += f": {self.message}"
         if self.hint:
             text += f"; {self.hint}"

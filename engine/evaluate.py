@@ -1,0 +1,154 @@
+"""Evaluate a request: assert it as facts in fresh engine sessions and collect what the rules decided."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import explain
+from engine.compile import TRACE, CompiledCatalog, CompiledRule, FactFields, version_number
+from engine.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, offer_key
+from engine.request import Request
+
+
+@dataclass
+class Verdict:
+    """What the rules decided about one request, and why."""
+
+    valid: bool
+    violations: list[dict]
+    notices: list[dict]
+    bom: list[dict]
+    rules_version: str
+    fired: list[CompiledRule] = field(default_factory=list, repr=False)  # in firing order
+    fact: dict = field(default_factory=dict, repr=False)  # the config fact the rules saw
+
+    @property
+    def trace(self) -> list[dict]:
+        """Return the rules that fired, in order, each with where it is written and what it matched."""
+        return [explain.trace_item(rule, self.fact) for rule in self.fired]
+
+    def to_json(self, explain_rules: bool = False) -> dict:
+        """Return the verdict as the JSON document of DESIGN.md (with the trace when asked)."""
+        data: dict[str, Any] = {"valid": self.valid, "violations": self.violations, "notices": self.notices,
+                                "bom": self.bom, "rules_version": self.rules_version}
+        if explain_rules:
+            data["explanation"] = self.trace
+        return data
+
+
+def config_fact(fields: FactFields, product: Product, request: Request) -> dict:
+    """Flatten a request into the one fact the product's rules match; absent things become explicit fields."""
+    configuration = request.configuration
+    tier = product.tier(configuration.tier) if configuration.tier else None
+    version = configuration.version or product.latest_version
+    fact: dict[str, Any] = {
+        "t": "config",
+        "version_n": version_number(version),
+        "license": configuration.license or "",
+        "term": configuration.term_months or 0,
+        "tier": configuration.tier or "",
+        "tier_written": configuration.tier_written or "",
+        "tier_rank": tier.rank if tier else -1,
+        "devices": configuration.devices,
+    }
+    held = request.partner.badges
+    for name, badge_id in fields.badges:
+        fact[name] = badge_id in held
+    chosen = {addon.id: addon.quantity for addon in configuration.addons}
+    for on, quantity, addon_id in fields.addons:
+        fact[on] = addon_id in chosen
+        fact[quantity] = chosen.get(addon_id, 0)
+    return fact
+
+
+def evaluate(compiled: CompiledCatalog, request: Request) -> Verdict:
+    """Evaluate one complete request and return its verdict."""
+    catalog = compiled.catalog
+    product = catalog.products[request.configuration.product]
+    fact = config_fact(compiled.fields[product.id], product, request)
+    fired = run_rules(compiled, product.id, fact)
+    return build_verdict(catalog, product, request, fact, fired)
+
+
+def run_rules(compiled: CompiledCatalog, product_id: str, fact: dict) -> list[CompiledRule]:
+    """Run the fact through every shard of the product and return the compiled rules that fired, in order."""
+    fired: list[CompiledRule] = []
+    seen: set[str] = set()
+    for name in compiled.shards[product_id]:
+        TRACE.fired = []
+        TRACE.entitled = False
+        try:
+            compiled.engine.run(name, [fact])
+            keys = TRACE.fired
+        finally:
+            TRACE.fired = []
+        for key in keys:
+            if key not in seen:  # stage-1 rules are repeated in every shard
+                seen.add(key)
+                fired.append(compiled.rules[key])
+    return fired
+
+
+def build_verdict(catalog: Catalog, product: Product, request: Request, fact: dict,
+                  fired: list[CompiledRule]) -> Verdict:
+    """Turn the fired rules into violations, notices and a bill of materials."""
+    configuration = request.configuration
+    violations: list[dict] = []
+    notices: list[dict] = []
+    bom: list[dict] = []
+    offer = None
+    for rule in fired:
+        if rule.kind == "offer":
+            offer = rule.item["offer"]
+    if configuration.version is None:
+        notices.append(explain.version_assumed(product))
+    for rule in fired:
+        if rule.kind == "violation":
+            violations.append(explain.violation(catalog, product, rule, fact, request))
+        elif rule.kind == "notice":
+            notices.append(explain.notice(product, rule, fact, request))
+        elif rule.kind == "bom" and offer is not None:
+            line = bom_line(catalog, product, rule, configuration, offer)
+            if line:
+                bom.append(line)
+    valid = not violations
+    return Verdict(
+        valid=valid,
+        violations=violations,
+        notices=notices,
+        bom=bom if valid else [],
+        rules_version=catalog.rules_version,
+        fired=fired,
+        fact=fact,
+    )
+
+
+def bom_line(catalog: Catalog, product: Product, rule: CompiledRule, configuration, offer: str) -> dict | None:
+    """Return the bill-of-materials line a selected tier, device licence or add-on adds."""
+    reference = rule.item["references"].get(offer)
+    if reference is None:
+        return None
+    if rule.code == "devices":
+        quantity = configuration.devices - rule.item["included"]
+    elif rule.code == "addon":
+        quantity = next(addon.quantity for addon in configuration.addons if addon.id == rule.item["addon"])
+    else:
+        quantity = 1
+    months = configuration.term_months if configuration.license == SUBSCRIPTION else None
+    return {
+        "reference": reference,
+        "description": catalog.references[reference].description,
+        "quantity": quantity,
+        "months": months,
+        "rule": rule.rule,
+    }
+
+
+def offer_of(configuration) -> str | None:
+    """Return the offer key of a configuration, if its licence model is set."""
+    if configuration.license == PERPETUAL:
+        return PERPETUAL
+    if configuration.license == SUBSCRIPTION and configuration.term_months:
+        return offer_key(SUBSCRIPTION, configuration.term_months)
+    return None
