@@ -18,14 +18,34 @@ from engine.source import Source, load_yaml
 
 @dataclass(frozen=True)
 class RuleFile:
-    """A further rule file: how to build its model and what to check about it."""
+    """A further rule file: how to build its model, what to check about it, and the rule ids it defines."""
 
     build: Callable[[Source, Catalog], object]
     check: Callable[[Catalog], Iterator[Problem]] | None = None
+    rules: Callable[[object], dict[str, Location]] | None = None
 
 
 # Further rule files beyond badges/tiers/addons, registered by the modules that own them.
 EXTENSIONS: dict[str, RuleFile] = {}
+# The modules that own further rule files; each registers its file and schema when imported.
+EXTENSION_MODULES: tuple[str, ...] = ()
+
+
+def register_extensions() -> None:
+    """Import the modules that own further rule files so that they register them."""
+    import importlib
+
+    for module in EXTENSION_MODULES:
+        importlib.import_module(module)
+
+
+def rules_of(catalog: Catalog) -> dict[str, Location]:
+    """Return every rule id of the catalogue, further rule files included, with where it is written."""
+    found = catalog.rules()
+    for name, rule_file in EXTENSIONS.items():
+        if rule_file.rules and name in catalog.extras:
+            found.update(rule_file.rules(catalog.extras[name]))
+    return found
 
 
 def display_path(path: Path) -> str:
@@ -45,6 +65,7 @@ def offer_text(offer: str) -> str:
 
 def load_catalog(directory: Path | str | None = None) -> Catalog:
     """Load and check a rules directory; raise CompanionError holding every problem, sorted."""
+    register_extensions()
     directory = Path(directory) if directory is not None else BUNDLED_RULES
     if not directory.is_dir():
         raise CompanionError([Problem("no-rules", "no such rules directory", Location(str(directory)),

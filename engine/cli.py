@@ -107,6 +107,10 @@ def validate(requests: tuple[Path, ...], rules_dir: Path | None, output_format: 
     sys.exit(EXIT_OK if all(verdict.valid for _, verdict in results) else EXIT_REFUSED)
 
 
+# Verbs owned by other modules, each registered explicitly: `from engine import cli_x` + `cli_x.register(cli)`.
+# (command modules: end)
+
+
 def main() -> None:
     """Run the command line; turn any unexpected failure into a short message with an incident id."""
     try:

@@ -5,8 +5,9 @@ so that a new catalogue never redefines a registered ruleset. A request is route
 product, so its cost does not grow with the number of products.
 
 The request becomes one flat `config` fact (see evaluate.config_fact). Rules come in two stages:
-stage 1 matches the config fact alone (entitlement by badge, refusals, notices); an entitlement asserts an
-`entitled` fact, and stage 2 rules join it with the config fact (offers, tiers, devices, add-ons).
+stage 1 matches the config fact (entitlement by badge, refusals, notices); an entitlement derives an
+`entitled` copy of the config fact, and stage 2 rules match that derived fact (offers, tiers, devices,
+add-ons). Every rule matches one fact: joins of several facts crash the engine (see engine/session.py).
 Absent things are explicit fields (`has_<badge>: false`, `on_<addon>: false`), because the engine's
 negations crash it and `$neq` on a missing field is false.
 """
@@ -83,7 +84,7 @@ class CompiledRule:
     @functools.cached_property
     def condition(self) -> str:
         """Return the rule's condition as text."""
-        return " and ".join(cond.text for cond in self.conds if cond is not IS_CONFIG)
+        return " and ".join(cond.text for cond in self.conds if cond is not IS_CONFIG) or "always"
 
     @functools.cached_property
     def fields(self) -> tuple[str, ...]:
@@ -101,6 +102,7 @@ class Trace(threading.local):
     def __init__(self) -> None:
         self.fired: list[str] = []
         self.entitled = False
+        self.fact: dict = {}  # the config fact being evaluated
 
 
 TRACE = Trace()
@@ -157,6 +159,7 @@ def version_number(version: str) -> int:
 
 
 IS_CONFIG = eq("t", "config")
+IS_ENTITLED = eq("t", "entitled")
 
 
 @dataclass(frozen=True)
@@ -282,9 +285,9 @@ def _action(key: str, entitles: bool) -> Callable:
     if entitles:
         def entitle(c) -> None:
             TRACE.fired.append(key)
-            if not TRACE.entitled:  # a second badge adds nothing: assert the entitlement once
+            if not TRACE.entitled:  # a second badge adds nothing: derive the entitlement once
                 TRACE.entitled = True
-                c.assert_fact({"t": "entitled"})
+                c.assert_fact({**TRACE.fact, "t": "entitled"})
         return entitle
 
     def record(c) -> None:
@@ -294,10 +297,8 @@ def _action(key: str, entitles: bool) -> Callable:
 
 def engine_rule(rule: CompiledRule) -> dict:
     """Return the durable_rules dict form of a compiled rule."""
-    config = {"$and": [cond.spec for cond in rule.conds]}
-    if rule.stage == 1:
-        return {"all": [{"c": config}], "run": _action(rule.key, rule.kind == "entitle")}
-    return {"all": [{"e": {"t": "entitled"}}, {"c": config}], "run": _action(rule.key, False)}
+    conds = rule.conds if rule.stage == 1 else (IS_ENTITLED,) + rule.conds[1:]
+    return {"all": [{"c": {"$and": [cond.spec for cond in conds]}}], "run": _action(rule.key, rule.kind == "entitle")}
 
 
 def shard(rules: list[CompiledRule]) -> list[list[CompiledRule]]:

@@ -78,6 +78,7 @@ def run_rules(compiled: CompiledCatalog, product_id: str, fact: dict) -> list[Co
     for name in compiled.shards[product_id]:
         TRACE.fired = []
         TRACE.entitled = False
+        TRACE.fact = fact
         try:
             compiled.engine.run(name, [fact])
             keys = TRACE.fired

@@ -186,6 +186,7 @@ class Catalog:
             found[product.rule] = product.where
             for tier in product.tiers:
                 found[tier.rule] = tier.where
+            found[f"license.{product.id}"] = product.spots.get("licenses", product.where)
             for upgrade in product.upgrades:
                 found[upgrade.rule] = upgrade.where
         for addons in self.addons.values():
