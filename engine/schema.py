@@ -89,6 +89,11 @@ def describe(error: ValidationError, source: Source, key: str | None = None) -> 
         return Problem("schema", message, where, hint=hint)
     if error.validator == "required":
         return Problem("schema", f"{at}{error.message}", where)
+    if "propertyNames" in error.schema_path and isinstance(error.instance, str):
+        # jsonschema locates a bad key name at its mapping (i.e. the first key); point at the key itself.
+        description = error.schema.get("description", f"text matching {error.validator_value}")
+        return Problem("schema", f"{at}key '{error.instance}' is not {description}",
+                       source.where_key(path + (error.instance,)))
     if error.validator == "pattern":
         description = error.schema.get("description", f"text matching {error.validator_value}")
         return Problem("schema", f"{at}{short(error.instance)} is not {description}", where)
