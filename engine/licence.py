@@ -190,6 +190,8 @@ def verify_licence(data: bytes | str, public_key: Ed25519PublicKey) -> dict:
         signature = base64.b64decode(envelope["signature"], validate=True)
     except (binascii.Error, ValueError):
         raise _refuse("malformed-licence", "the signature is not base64") from None
+    if base64.b64encode(signature).decode("ascii") != envelope["signature"]:  # unused bits changed
+        raise _refuse("bad-signature", "the signature was edited", "use the file exactly as exported")
     unsigned = {name: envelope[name] for name in _FIELDS if name != "signature"}
     try:
         public_key.verify(signature, canonical_json(unsigned))
