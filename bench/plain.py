@@ -1,0 +1,176 @@
+"""The plain-Python floor: the catalogue's rule semantics evaluated with ordinary loops and dict look-ups.
+
+Written from the catalogue model (engine/model.py), the rule files and the verdicts the engine gives, not
+from the compiler. It is what the engine is measured against (bench/inference_bench.py) and checked
+against (tests/test_plain_agreement.py): same observable verdict, i.e.
+
+    valid       bool
+    violations  sorted list of distinct (rule id, code)
+    notices     sorted list of (rule id, code)
+    bom         [(reference, quantity, months)] in verdict order: tier, device licence, add-ons in
+                catalogue order; empty unless valid
+
+Semantics, stage by stage:
+1. Entitlement. Among the partner's badges, those that unlock the product. None: `not-entitled` on the
+   product's rule. Otherwise, if no such badge unlocks it at the requested version (or the latest, when no
+   version is given; versions compare part by part as numbers), each of them refuses with
+   `version-too-low` on its badge rule. Either refusal stops the evaluation: nothing else is checked.
+2. Licence: `license-not-offered` when the model is not sold; for a subscription, `term-not-offered`
+   when the term is absent or not sold; a perpetual licence with a term gets the notice `term-ignored`.
+3. Tier: more devices than the tier's maximum is `over-limit` on the tier's rule.
+4. Each chosen add-on (rule `addon.<product>.<id>`): `requires-tier` when the tier ranks below the one it
+   needs; `requires-addon` once per required add-on not chosen; `excluded` once per chosen add-on it
+   excludes (an exclusion is reported by the add-on that declares it); `over-limit` above its maximum.
+5. Bill of materials, when nothing was refused: the tier's reference (quantity 1), the device licence for
+   the devices beyond what the tier includes, each chosen add-on with its quantity; months is the term
+   for subscriptions and None for perpetual licences.
+Notices whatever the outcome: `version-assumed` (product rule) without a version, `former-name` (tier
+rule) when the tier was written by a former name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, version_key
+from engine.request import Request
+
+
+@dataclass(frozen=True)
+class _ProductIndex:
+    """What one product's evaluation needs, looked up once per catalogue."""
+
+    product: Product
+    unlocks: dict[str, list[tuple[int, ...] | None]]  # badge id -> minimum versions of its unlock entries
+    ranks: dict[str, int]  # tier id -> rank
+    latest: str
+    addons: list  # Addon, catalogue order
+
+
+_INDEXES: dict[int, tuple[Catalog, dict[str, _ProductIndex]]] = {}
+
+
+def _index(catalog: Catalog) -> dict[str, _ProductIndex]:
+    """Return (and keep) the per-product look-ups of a catalogue."""
+    held = _INDEXES.get(id(catalog))
+    if held is not None and held[0] is catalog:
+        return held[1]
+    unlocks: dict[str, dict[str, list]] = {product_id: {} for product_id in catalog.products}
+    for badge in catalog.badges.values():
+        for unlock in badge.unlocks:
+            minimum = version_key(unlock.min_version) if unlock.min_version is not None else None
+            unlocks.setdefault(unlock.product, {}).setdefault(badge.id, []).append(minimum)
+    index = {
+        product_id: _ProductIndex(
+            product=product,
+            unlocks=unlocks[product_id],
+            ranks={tier.id: tier.rank for tier in product.tiers},
+            latest=product.latest_version,
+            addons=list(catalog.addons.get(product_id, {}).values()),
+        )
+        for product_id, product in catalog.products.items()
+    }
+    _INDEXES[id(catalog)] = (catalog, index)
+    return index
+
+
+def evaluate_plain(catalog: Catalog, request: Request) -> dict[str, Any]:
+    """Evaluate a parsed, complete request and return its observable verdict."""
+    configuration = request.configuration
+    entry = _index(catalog)[configuration.product]
+    product = entry.product
+    violations: set[tuple[str, str]] = set()
+    notices: list[tuple[str, str]] = []
+
+    if configuration.version is None:
+        notices.append((product.rule, "version-assumed"))
+    tier = product.tier(configuration.tier)
+    if configuration.tier_written and configuration.tier_written != configuration.tier:
+        notices.append((tier.rule, "former-name"))
+
+    # 1. entitlement
+    version = version_key(configuration.version or entry.latest)
+    unlocking = [badge_id for badge_id in request.partner.badges if badge_id in entry.unlocks]
+    if not unlocking:
+        violations.add((product.rule, "not-entitled"))
+    elif not any(minimum is None or version >= minimum
+                 for badge_id in unlocking for minimum in entry.unlocks[badge_id]):
+        for badge_id in unlocking:
+            violations.add((catalog.badges[badge_id].rule, "version-too-low"))
+    if violations:
+        return _verdict(violations, notices, [])
+
+    # 2. licence model and term
+    license_rule = f"license.{product.id}"
+    offer = None
+    if configuration.license == SUBSCRIPTION:
+        if not product.terms:
+            violations.add((license_rule, "license-not-offered"))
+        elif configuration.term_months not in product.terms:
+            violations.add((license_rule, "term-not-offered"))
+        else:
+            offer = f"{SUBSCRIPTION}-{configuration.term_months}"
+    elif configuration.license == PERPETUAL:
+        if not product.perpetual:
+            violations.add((license_rule, "license-not-offered"))
+        else:
+            offer = PERPETUAL
+            if configuration.term_months:
+                notices.append((license_rule, "term-ignored"))
+
+    # 3. tier device limit
+    devices = configuration.devices
+    if devices > tier.devices_max:
+        violations.add((tier.rule, "over-limit"))
+
+    # 4. add-ons
+    chosen = {addon.id: addon.quantity for addon in configuration.addons}
+    rank = tier.rank
+    for addon in entry.addons:
+        if addon.id not in chosen:
+            continue
+        if addon.requires_tier is not None and rank < entry.ranks[addon.requires_tier]:
+            violations.add((addon.rule, "requires-tier"))
+        for other in addon.requires_addons:
+            if other not in chosen:
+                violations.add((addon.rule, "requires-addon"))
+        for other in addon.excludes:
+            if other in chosen:
+                violations.add((addon.rule, "excluded"))
+        if addon.max_quantity is not None and chosen[addon.id] > addon.max_quantity:
+            violations.add((addon.rule, "over-limit"))
+    if violations or offer is None:
+        return _verdict(violations, notices, [])
+
+    # 5. bill of materials
+    months = configuration.term_months if configuration.license == SUBSCRIPTION else None
+    bom = []
+    reference = tier.references.get(offer)
+    if reference is not None:
+        bom.append((reference, 1, months))
+    licence = catalog.devices.get(product.id)
+    if licence is not None and devices > tier.devices_included:
+        reference = licence.references.get(offer)
+        if reference is not None:
+            bom.append((reference, devices - tier.devices_included, months))
+    for addon in entry.addons:
+        if addon.id in chosen:
+            reference = addon.references.get(offer)
+            if reference is not None:
+                bom.append((reference, chosen[addon.id], months))
+    return _verdict(violations, notices, bom)
+
+
+def _verdict(violations: set, notices: list, bom: list) -> dict[str, Any]:
+    return {"valid": not violations, "violations": sorted(violations), "notices": sorted(notices), "bom": bom}
+
+
+def observe(verdict: dict) -> dict[str, Any]:
+    """Reduce an engine verdict (Verdict.to_json()) to the observable verdict evaluate_plain returns."""
+    return {
+        "valid": verdict["valid"],
+        "violations": sorted({(item["rule"], item["code"]) for item in verdict["violations"]}),
+        "notices": sorted((item["rule"], item["code"]) for item in verdict["notices"]),
+        "bom": [(line["reference"], line["quantity"], line["months"]) for line in verdict["bom"]],
+    }
