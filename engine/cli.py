@@ -12,7 +12,8 @@ import click
 from engine.catalog import load_catalog, warnings_of
 from engine.compile import load as load_compiled
 from engine.evaluate import evaluate
-from engine.explain import render_text
+from engine.explain import render_options, render_text
+from engine.options import options as list_options
 from engine.problem import CompanionError, Problem
 from engine.request import dump_json, read_request
 
@@ -105,6 +106,22 @@ def validate(requests: tuple[Path, ...], rules_dir: Path | None, output_format: 
     else:
         click.echo("\n".join(render_text(name, verdict, explain_rules) for name, verdict in results))
     sys.exit(EXIT_OK if all(verdict.valid for _, verdict in results) else EXIT_REFUSED)
+
+
+@cli.command()
+@click.argument("request_file", metavar="REQUEST", type=click.Path(path_type=Path))
+@rules_option
+@format_option
+def options(request_file: Path, rules_dir: Path | None, output_format: str) -> None:
+    """List what can still be chosen for a partial configuration, and why not the rest."""
+    compiled = load_compiled_or_exit(rules_dir, output_format)
+    [(_, request)] = read_requests((request_file,), compiled.catalog, output_format, partial=True)
+    result = list_options(compiled, request)
+    if output_format == "json":
+        click.echo(dump_json(result))
+    else:
+        click.echo(render_options(result))
+    sys.exit(EXIT_OK if result["possible"] else EXIT_REFUSED)
 
 
 # Verbs owned by other modules, each registered explicitly: `from engine import cli_x` + `cli_x.register(cli)`.

@@ -321,14 +321,17 @@ def compile_catalog(catalog: Catalog, engine: RuleEngine | None = None) -> Compi
         rules = product_rules(catalog, product)
         compiled.update((rule.key, rule) for rule in rules)
         plans[product.id] = []
+        reasons: dict[str, None] = {}
         for index, group in enumerate(shard(rules)):
             name = f"{product.id}@{catalog.rules_version}.{serial}" + (f"#{index}" if index else "")
             definition = {rule.key: engine_rule(rule) for rule in group}
-            reasons = check_limits(definition)
-            if reasons:
-                problems.append(Problem("engine-limit", f"{product.id}: " + "; ".join(reasons), product.where,
-                                        rule=product.rule, hint="split the product or simplify its add-ons"))
+            reasons.update(dict.fromkeys(check_limits(definition)))
             plans[product.id].append((name, definition))
+        if reasons:
+            # Refuse before registering: past these limits the engine fails, or hangs for good.
+            problems.append(Problem("engine-limit", f"{product.id} is too large for the rule engine: "
+                                    + "; ".join(reasons), product.where, rule=product.rule,
+                                    hint="split the product into several, or use fewer tiers or add-ons"))
     if problems:
         raise CompanionError(problems)
     shards: dict[str, tuple[str, ...]] = {}

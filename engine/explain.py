@@ -132,3 +132,27 @@ def render_text(name: str, verdict, explain_rules: bool = False) -> str:
             lines.append(f"        matched: {item['condition']}")
             lines.append(f"        saw: {seen}")
     return "\n".join(lines)
+
+
+def render_options(result: dict) -> str:
+    """Render guided-configuration options: each choice, its possible values, and why not the others."""
+    lines = []
+    for name in ("product", "license", "term_months", "tier", "addons"):
+        if name not in result:
+            continue
+        block = result[name]
+        chosen = block["chosen"]
+        if name == "addons":
+            chosen = ", ".join(f"{item['id']} x{item['quantity']}" for item in chosen) or "none"
+        lines.append(f"{name}: {chosen if chosen not in (None, '') else '(open)'}")
+        for entry in block["options"]:
+            mark = "+" if entry["allowed"] else "-"
+            lines.append(f"  {mark} {entry['value']}")
+            for reason in entry.get("reasons", []):
+                lines.append(f"      why not: [{reason['code']}] {reason['message']}")
+    if "devices" in result:
+        devices = result["devices"]
+        lines.append(f"devices: {devices['chosen']} (included {devices['included']}, at most {devices['max']})")
+    lines.append("a valid configuration is still possible" if result["possible"]
+                 else "no valid configuration is possible from these choices")
+    return "\n".join(lines)

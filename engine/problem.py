@@ -32,8 +32,8 @@ class Problem:
     path: str = ""  # JSON path into a request, e.g. configuration.addons[1].id
 
     def sort_key(self) -> tuple:
-        """Order problems by file, line, column, then code."""
-        return (self.where.file, self.where.line, self.where.column, self.code, self.message)
+        """Order problems by file, line and column; a stable sort keeps discovery order within one spot."""
+        return (self.where.file, self.where.line, self.where.column)
 
     def render(self) -> str:
         """Format as `file:line:col: severity[code] rule: message; hint`."""

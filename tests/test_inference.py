@@ -1,0 +1,273 @@
+"""Compile, evaluate and explain: verdicts a partner would see, checked by hand against rules/*.yaml."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from engine.catalog import load_catalog
+from engine.compile import compile_catalog, load, product_rules
+from engine.evaluate import evaluate
+from engine.options import options
+from engine.problem import CompanionError
+from engine.request import request_from_data
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    return load(None)
+
+
+def verdict_of(compiled, configuration, badges=("power-management",), **partner):
+    request = request_from_data({"partner": {"badges": list(badges), **partner}, "configuration": configuration},
+                                compiled.catalog)
+    return evaluate(compiled, request)
+
+
+def epo(**changes):
+    configuration = {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36,
+                     "tier": "advanced", "devices": 0, "addons": []}
+    configuration.update(changes)
+    return configuration
+
+
+def codes(verdict):
+    return sorted((item["rule"], item["code"]) for item in verdict.violations)
+
+
+def bom(verdict):
+    return [(line["reference"], line["quantity"], line["months"]) for line in verdict.bom]
+
+
+def test_valid_epo_advanced_has_the_expected_bill_of_materials(compiled):
+    verdict = verdict_of(compiled, epo(devices=150, addons=[{"id": "insulation-monitoring"}]))
+    assert verdict.valid
+    # advanced includes 50 devices, so 150 devices need 100 device licences; 36-month references.
+    assert bom(verdict) == [("EPO-ADV-SUB-3Y", 1, 36), ("EPO-DEV-SUB-3Y", 100, 36), ("EPO-IMS-SUB-3Y", 1, 36)]
+    assert verdict.rules_version == compiled.catalog.rules_version
+
+
+def test_devices_within_the_included_count_add_no_device_line(compiled):
+    verdict = verdict_of(compiled, epo(devices=50))
+    assert bom(verdict) == [("EPO-ADV-SUB-3Y", 1, 36)]
+
+
+def test_device_limit_is_inclusive(compiled):
+    assert verdict_of(compiled, epo(tier="essential", devices=100)).valid  # essential max is 100
+    refused = verdict_of(compiled, epo(tier="essential", devices=101))
+    assert codes(refused) == [("tier.epo.essential", "over-limit")]
+    assert refused.violations[0]["saw"] == {"tier": "essential", "devices": 101}
+    assert "advanced" in refused.violations[0]["hint"]  # the next tier that fits 101 devices
+    assert refused.bom == []
+
+
+def test_product_no_badge_unlocks_is_refused_with_the_account_message(compiled):
+    verdict = verdict_of(compiled, {"product": "ebo", "version": "7.2", "license": "perpetual", "tier": "essential"})
+    assert codes(verdict) == [("product.ebo", "not-entitled")]
+    assert "contact your vendor representative to check your account settings" in verdict.violations[0]["message"]
+    assert verdict.violations[0]["where"] == "rules/tiers.yaml:10:9"  # `  - id: ebo`
+
+
+def test_badges_add_up(compiled):
+    configuration = {"product": "ebo", "version": "7.2", "license": "perpetual", "tier": "essential"}
+    assert not verdict_of(compiled, configuration, badges=["power-automation"]).valid
+    assert verdict_of(compiled, configuration, badges=["power-automation", "building-automation"]).valid
+    fired = [rule.rule for rule in verdict_of(compiled, epo(), badges=["power-management", "power-automation"]).fired]
+    assert fired.count("badge.power-management") == 1 and fired.count("badge.power-automation") == 1
+
+
+def test_minimum_version_of_a_badge(compiled):
+    base = {"product": "ebo", "license": "subscription", "term_months": 12, "tier": "essential"}
+    assert verdict_of(compiled, {**base, "version": "7.0"}, badges=["building-automation"]).valid
+    refused = verdict_of(compiled, {**base, "version": "6.0"}, badges=["building-automation"])
+    assert codes(refused) == [("badge.building-automation", "version-too-low")]
+    assert refused.violations[0]["where"] == "rules/badges.yaml:12:22"
+
+
+def test_missing_version_assumes_the_latest_with_a_notice(compiled):
+    verdict = verdict_of(compiled, {k: v for k, v in epo().items() if k != "version"})
+    assert verdict.valid
+    assert [(item["code"], "2024" in item["message"]) for item in verdict.notices] == [("version-assumed", True)]
+
+
+def test_former_tier_name_is_understood_with_a_notice(compiled):
+    verdict = verdict_of(compiled, {"product": "ebo", "version": "7.2", "license": "perpetual",
+                                    "tier": "sustainability-pack"}, badges=["building-automation"])
+    assert verdict.valid
+    assert [(item["rule"], item["code"]) for item in verdict.notices] == [("tier.ebo.advanced-plus", "former-name")]
+    assert bom(verdict) == [("EBO-ADVP-PERP", 1, None)]
+
+
+def test_licence_models_and_terms(compiled):
+    perpetual = {k: v for k, v in epo(license="perpetual").items() if k != "term_months"}
+    assert codes(verdict_of(compiled, perpetual)) == [
+        ("license.epo", "license-not-offered")]
+    assert codes(verdict_of(compiled, epo(term_months=24))) == [("license.epo", "term-not-offered")]
+    no_term = {k: v for k, v in epo().items() if k != "term_months"}
+    assert codes(verdict_of(compiled, no_term)) == [("license.epo", "term-not-offered")]
+    assert bom(verdict_of(compiled, epo(term_months=12))) == [("EPO-ADV-SUB-1Y", 1, 12)]
+
+
+def test_addon_prerequisites_exclusions_and_limits(compiled):
+    assert codes(verdict_of(compiled, epo(tier="essential", addons=[{"id": "insulation-monitoring"}]))) == [
+        ("addon.epo.insulation-monitoring", "requires-tier")]
+    assert codes(verdict_of(compiled, epo(addons=[{"id": "backup-power-testing"}]))) == [
+        ("addon.epo.backup-power-testing", "requires-addon")]
+    assert codes(verdict_of(compiled, epo(addons=[{"id": "powerscada-anywhere", "quantity": 11}]))) == [
+        ("addon.epo.powerscada-anywhere", "over-limit")]
+    assert verdict_of(compiled, epo(addons=[{"id": "powerscada-anywhere", "quantity": 10}])).valid
+    pme = {"product": "pme", "version": "2024", "license": "perpetual", "tier": "advanced",
+           "addons": [{"id": "energy-analysis"}, {"id": "energy-analysis-lite"}]}
+    assert codes(verdict_of(compiled, pme)) == [("addon.pme.energy-analysis", "excluded")]
+
+
+def test_several_violations_are_all_reported(compiled):
+    verdict = verdict_of(compiled, epo(tier="essential", devices=150, term_months=24,
+                                       addons=[{"id": "backup-power-testing"}]))
+    assert codes(verdict) == [
+        ("addon.epo.backup-power-testing", "requires-addon"),
+        ("addon.epo.backup-power-testing", "requires-tier"),
+        ("license.epo", "term-not-offered"),
+        ("tier.epo.essential", "over-limit"),
+    ]
+
+
+def test_not_entitled_stops_before_the_options_are_judged(compiled):
+    verdict = verdict_of(compiled, epo(tier="essential", devices=999), badges=["building-automation"])
+    assert codes(verdict) == [("product.epo", "not-entitled")]
+
+
+def test_explanation_lists_fired_rules_in_order_with_locations(compiled):
+    verdict = verdict_of(compiled, epo(tier="essential", addons=[{"id": "insulation-monitoring"}]))
+    trace = verdict.trace
+    assert trace[0]["rule"] == "badge.power-management" and trace[0]["kind"] == "entitle"
+    assert trace[0]["where"] == "rules/badges.yaml:18:18"
+    refusal = next(item for item in trace if item["kind"] == "violation")
+    assert refusal["rule"] == "addon.epo.insulation-monitoring"
+    assert refusal["saw"]["tier"] == "essential" and "tier below advanced" in refusal["condition"]
+    violation = verdict.violations[0]
+    assert violation["required"] == {"tier": ">= advanced"}
+    assert violation["where"] == "rules/addons.yaml:20:13"
+
+
+@pytest.mark.parametrize("configuration, code, path", [
+    ({"product": "epx", "license": "subscription", "tier": "advanced"}, "unknown-ref", "configuration.product"),
+    ({"product": "epo", "license": "subscription", "tier": "advnced"}, "unknown-ref", "configuration.tier"),
+    ({"product": "epo", "license": "subscription", "tier": "advanced", "addons": [{"id": "energy-analysis"}]},
+     "unknown-ref", "configuration.addons[0].id"),
+    ({"product": "epo", "version": "2019", "license": "subscription", "tier": "advanced"}, "unknown-version",
+     "configuration.version"),
+    ({"product": "epo", "license": "subscription", "tier": "advanced", "devices": "many"}, "request-schema",
+     "configuration.devices"),
+    ({"product": "epo", "license": "lease", "tier": "advanced"}, "request-schema", "configuration.license"),
+    ({"product": "epo", "license": "subscription"}, "missing", "configuration"),
+    ({"product": "epo", "license": "subscription", "tier": "advanced",
+      "addons": [{"id": "insulation-monitoring"}, {"id": "insulation-monitoring"}]}, "duplicate-addon",
+     "configuration.addons[1].id"),
+])
+def test_request_errors_are_located_and_distinct_from_violations(compiled, configuration, code, path):
+    with pytest.raises(CompanionError) as raised:
+        request_from_data({"partner": {"badges": ["power-management"]}, "configuration": configuration},
+                          compiled.catalog)
+    assert [(problem.code, problem.path) for problem in raised.value.problems] == [(code, path)]
+
+
+def test_request_errors_suggest_the_closest_id(compiled):
+    with pytest.raises(CompanionError) as raised:
+        request_from_data({"partner": {"badges": ["power-managment"]},
+                           "configuration": {"product": "epo", "license": "subscription", "tier": "advnced"}},
+                          compiled.catalog)
+    hints = [problem.hint for problem in raised.value.problems]
+    assert hints == ["did you mean 'power-management'?", "did you mean 'advanced'?"]
+
+
+def test_addon_of_another_product_is_named(compiled):
+    with pytest.raises(CompanionError) as raised:
+        request_from_data({"partner": {"badges": ["power-management"]},
+                           "configuration": epo(addons=[{"id": "energy-analysis"}])}, compiled.catalog)
+    assert raised.value.problems[0].hint == "'energy-analysis' is an add-on of pme, not epo"
+
+
+def test_options_offer_only_what_can_still_be_valid(compiled):
+    request = request_from_data({"partner": {"badges": ["power-management"]},
+                                 "configuration": {"product": "epo", "tier": "essential"}},
+                                compiled.catalog, partial=True)
+    result = options(compiled, request)
+    products = {entry["value"]: entry for entry in result["product"]["options"]}
+    assert products["epo"]["allowed"] and products["pme"]["allowed"] and not products["ebo"]["allowed"]
+    assert products["ebo"]["reasons"][0]["code"] == "not-entitled"
+    addons = {entry["value"]: entry for entry in result["addons"]["options"]}
+    assert addons["powerscada-anywhere"]["allowed"]
+    assert not addons["insulation-monitoring"]["allowed"]
+    assert addons["insulation-monitoring"]["reasons"][0]["code"] == "requires-tier"
+    assert [entry["value"] for entry in result["license"]["options"] if entry["allowed"]] == ["subscription"]
+    assert result["possible"] and "verdict" not in result
+
+
+def test_options_with_advanced_open_the_dependent_addons(compiled):
+    request = request_from_data({"partner": {"badges": ["power-management"]},
+                                 "configuration": {"product": "epo", "tier": "advanced"}},
+                                compiled.catalog, partial=True)
+    addons = {entry["value"]: entry["allowed"] for entry in options(compiled, request)["addons"]["options"]}
+    # backup-power-testing is possible: the completion adds the insulation-monitoring it requires.
+    assert addons == {"powerscada-anywhere": True, "insulation-monitoring": True, "backup-power-testing": True}
+
+
+def test_each_product_compiles_to_its_own_ruleset(compiled):
+    assert set(compiled.shards) == {"ebo", "pme", "epo"}
+    for product, names in compiled.shards.items():
+        assert all(name.startswith(f"{product}@{compiled.rules_version}.") for name in names)
+    # Every compiled rule is tagged with a catalogue rule id and a location in the rule files.
+    for rule in compiled.rules.values():
+        assert rule.rule.split(".")[0] in {"badge", "product", "license", "tier", "devices", "addon"}
+        assert rule.where.file.startswith("rules/") and rule.where.line >= 1
+
+
+def test_compiling_twice_registers_fresh_rulesets(compiled):
+    again = compile_catalog(compiled.catalog)
+    try:
+        assert set(again.shards["epo"]).isdisjoint(compiled.shards["epo"])
+        assert verdict_of(again, epo()).to_json() == verdict_of(compiled, epo()).to_json()
+    finally:
+        again.close()
+
+
+def test_a_product_too_large_for_one_ruleset_is_sharded(tmp_path):
+    catalog = load_catalog(None)
+    epo_rules = product_rules(catalog, catalog.products["epo"])
+    import engine.compile as compile_module
+
+    saved = compile_module.SHARD_RULES
+    compile_module.SHARD_RULES = 5  # force several shards on the sample catalogue
+    try:
+        sharded = compile_catalog(catalog)
+    finally:
+        compile_module.SHARD_RULES = saved
+    try:
+        assert len(sharded.shards["epo"]) == -(-sum(rule.stage == 2 for rule in epo_rules) // 5)
+        reference = load(None)
+        for configuration in (epo(devices=150, addons=[{"id": "insulation-monitoring"}]),
+                              epo(tier="essential", devices=101, addons=[{"id": "backup-power-testing"}])):
+            assert verdict_of(sharded, configuration).to_json() == verdict_of(reference, configuration).to_json()
+    finally:
+        sharded.close()
+
+
+def test_a_catalogue_beyond_the_engine_limits_is_refused_with_a_location(tmp_path):
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    tiers = [{"id": f"t{i}", "name": f"T{i}", "devices": {"included": 0, "max": 0},
+              "references": {"perpetual": f"BIG-T{i}"}} for i in range(520)]
+    (rules / "tiers.yaml").write_text(yaml.safe_dump({"products": [{
+        "id": "big", "name": "Big", "versions": ["1"], "licenses": {"perpetual": {}}, "tiers": tiers,
+        "upgrades": [{"from": f"t{i}", "to": f"t{i + 1}"} for i in range(519)]}]}))
+    (rules / "badges.yaml").write_text(yaml.safe_dump({"badges": [{"id": "b", "name": "B",
+                                                                   "unlocks": [{"product": "big"}]}]}))
+    (rules / "addons.yaml").write_text(yaml.safe_dump({"addons": []}))
+    catalog = load_catalog(rules)
+    with pytest.raises(CompanionError) as raised:
+        compile_catalog(catalog)
+    [problem] = raised.value.problems
+    assert problem.code == "engine-limit" and problem.rule == "product.big"
+    # safe_dump sorts keys: line 2 is `- id: big`, and `big` starts at column 7.
+    assert (problem.where.line, problem.where.column) == (2, 7)
