@@ -23,6 +23,7 @@ class RuleFile:
     build: Callable[[Source, Catalog], object]
     check: Callable[[Catalog], Iterator[Problem]] | None = None
     rules: Callable[[object], dict[str, Location]] | None = None
+    references: Callable[[object], dict[str, Sellable]] | None = None  # further commercial references it sells
 
 
 # Further rule files beyond badges/tiers/addons, registered by the modules that own them.
@@ -97,7 +98,8 @@ def load_catalog(directory: Path | str | None = None) -> Catalog:
     if any(problem.severity == "error" for problem in problems):
         raise CompanionError(problems)
     catalog = build_catalog(directory, sources, digest.hexdigest()[:16])
-    problems.extend(check_catalog(catalog, [rule.check for rule in EXTENSIONS.values() if rule.check]))
+    extension_checks = [rule.check for rule in EXTENSIONS.values() if rule.check] + [duplicate_references]
+    problems.extend(check_catalog(catalog, extension_checks))
     if any(problem.severity == "error" for problem in problems):
         raise CompanionError(problems)
     return catalog if not problems else _with_warnings(catalog, problems)
@@ -141,7 +143,30 @@ def build_catalog(directory: Path, sources: dict[str, Source], rules_version: st
     )
     catalog = replace(catalog, references=frozen(_sellables(catalog)))
     extras = {name: rule.build(sources[name], catalog) for name, rule in EXTENSIONS.items() if name in sources}
-    return replace(catalog, extras=frozen(extras)) if extras else catalog
+    if not extras:
+        return catalog
+    references = dict(catalog.references)
+    for name, rule in EXTENSIONS.items():
+        if rule.references and name in extras:
+            for reference, item in rule.references(extras[name]).items():
+                references.setdefault(reference, item)  # duplicates are reported by duplicate_references
+    return replace(catalog, extras=frozen(extras), references=frozen(references))
+
+
+def duplicate_references(catalog: Catalog) -> Iterator[Problem]:
+    """duplicate-reference: a further rule file sells a commercial reference that something else already uses."""
+    owners = {reference: (item.rule, item.where) for reference, item in _sellables(catalog).items()}
+    for name, rule in EXTENSIONS.items():
+        if not rule.references or name not in catalog.extras:
+            continue
+        for reference, item in rule.references(catalog.extras[name]).items():
+            if reference in owners:
+                first_rule, first_where = owners[reference]
+                yield Problem("duplicate-reference",
+                              f"commercial reference {reference} is also used by {first_rule} ({first_where})",
+                              item.where, rule=item.rule, hint="every sellable item needs its own reference")
+            else:
+                owners[reference] = (item.rule, item.where)
 
 
 def _sellables(catalog: Catalog) -> dict[str, Sellable]:
