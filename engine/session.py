@@ -12,7 +12,9 @@ module walls them off so that the rest of Companion sees plain dicts in, plain d
   * the C extension raises `durable_rules_engine.error` ("... error code: N"), sometimes after
     `durable.engine` has logged it (e.g. 307 when a session is deleted under a running action);
   * exceptions raised in actions are swallowed into `state['exception']` and later rules still run;
-  * an action running longer than 10 s makes durable drop the rest of the evaluation and return 0.
+  * an action running longer than 10 s makes durable drop the rest of the evaluation silently;
+  * after a failed assert (303, a fact seen twice) deleting the session segfaults: it is leaked instead
+    and the ruleset refused from then on.
   The C code itself prints nothing; what durable logs goes through the `durable` logger, which this
   module captures during each run. Crashes cannot be caught, so the constructs known to cause them are
   refused up front (`$not` patterns, identical facts in one request) and `check_limits` refuses
@@ -48,6 +50,18 @@ MAX_SIBLING_TESTS = 500  # 513 tests on one field: registration hangs; 512: erro
 MAX_THRESHOLD_MATCHES = 60  # 65 rules `total >= k` all matching one fact: error 303
 MAX_SHARED_PATTERN = 250  # 257 rules with one identical pattern: error 108
 
+# Measured: deleting a session that holds a fact no action consumed (an unmatched fact, half of a join)
+# segfaults or aborts, at random. A last-priority rule matching every fact (each has a sid; the state,
+# also re-asserted as a fact, is the one with "$s") makes every fact fire once: 20,000 such deletions
+# then ran clean. It costs one no-op firing per fact.
+_SINK = "$fact-sink"
+_EVERY_FACT = {"$and": [{"$ex": {"sid": 1}}, {"$nex": {"$s": 1}}]}
+
+
+def _consume(c: _durable.Closure) -> None:
+    """Do nothing: the firing itself is what keeps delete_state safe."""
+
+
 _ORDER_OPS = {"$lt": "upper", "$lte": "upper", "$gt": "lower", "$gte": "lower"}
 _FAMILIES = {"$lt": "ordering", "$lte": "ordering", "$gt": "ordering", "$gte": "ordering", "$neq": "inequality"}
 
@@ -80,6 +94,8 @@ class _Capture(logging.Handler):
 # attached, logging no longer prints it to stderr itself, and run() turns it into an EngineFault.
 _CAPTURE = _Capture()
 logging.getLogger("durable").addHandler(_CAPTURE)
+# Engine errors raised by asserts inside actions during the current run (durable swallows them).
+_FAILED_ASSERTS: list[str] = []
 
 
 class _Context:
@@ -111,6 +127,9 @@ class _Context:
             pass  # no rule consumes this derived fact: a normal outcome, not an error of the action
         except _durable.MessageObservedException:
             pass  # derived twice (e.g. by two rules): the fact is already known
+        except durable_rules_engine.error as error:
+            _FAILED_ASSERTS.append(str(error))  # run() must not delete this session: see _AssertFailed
+            raise
 
 
 def _bind(action: Callable[[Any], object]) -> Callable[[_durable.Closure], None]:
@@ -130,6 +149,7 @@ class RuleEngine:
     def __init__(self) -> None:
         with _LOCK:
             self._host = _QuietHost()
+        self._poisoned: set[str] = set()  # rulesets whose sessions the engine corrupted
 
     @property
     def names(self) -> list[str]:
@@ -146,7 +166,7 @@ class RuleEngine:
             raise ValueError(f"ruleset {name!r} refused: " + "; ".join(problems))
         # register_rulesets deletes "run" from the dict it is given, and later mutation must not leak
         # into the engine: hand it a deep copy, with each action wrapped.
-        definition = {}
+        definition = {_SINK: {"pri": _MAX_PRI, "all": [{"m": _EVERY_FACT}], "run": _consume}}
         for rule_name, rule in rules.items():
             action = rule["run"]
             plain = {key: value for key, value in rule.items() if key != "run"}
@@ -171,6 +191,9 @@ class RuleEngine:
             if ruleset is None:
                 raise KeyError(f"no ruleset named {name!r}")
             self._host._ruleset_list.remove(ruleset)
+            if name in self._poisoned:
+                self._poisoned.discard(name)
+                return  # its C state is corrupt: freeing it could crash, so it is only forgotten
             try:
                 durable_rules_engine.delete_ruleset(ruleset._handle)
             except durable_rules_engine.error as error:
@@ -182,42 +205,62 @@ class RuleEngine:
         if not unique:
             return {}
         with _LOCK:
-            if name not in self._host._ruleset_directory:
+            ruleset = self._host._ruleset_directory.get(name)
+            if ruleset is None:
                 raise KeyError(f"no ruleset named {name!r}")
+            if name in self._poisoned:
+                raise EngineFault(f"ruleset {name!r} failed earlier and is unusable; register it under a new name")
             sid = str(next(_SIDS))
             _CAPTURE.messages.clear()
+            _FAILED_ASSERTS.clear()
             delete = True
             try:
-                state = self._evaluate(name, sid, [{**fact, "sid": sid} for fact in unique])
-            except _durable.MessageObservedException as error:
-                # Deleting a session after this exception segfaults (measured); leaking one session is
-                # the lesser harm. _unique_facts makes this unreachable for well-formed input.
+                state = self._evaluate(ruleset, [{**fact, "sid": sid} for fact in unique])
+            except _AssertFailed as failure:
+                # Measured: after an assert fails inside the engine (303, or a fact seen twice), deleting
+                # that session segfaults or aborts, and later runs on the ruleset may too. Leak the one
+                # session and refuse the ruleset from now on.
                 delete = False
-                raise EngineFault(f"ruleset {name!r}: the engine saw a fact twice; session {sid} leaked") from error
+                self._poisoned.add(name)
+                raise EngineFault(f"ruleset {name!r}: {failure}; session {sid} abandoned") from failure.__cause__
             finally:
+                if delete and _FAILED_ASSERTS:
+                    delete = False  # the same failure, from an assert inside an action
+                    self._poisoned.add(name)
                 if delete:
                     self._delete(name, sid)
+            if _FAILED_ASSERTS:
+                raise EngineFault(f"ruleset {name!r}: an action's assert failed: {_FAILED_ASSERTS[0]}")
             if _CAPTURE.messages:
                 # Something durable only logged: the state may lack the work of later actions.
                 raise EngineFault(f"ruleset {name!r}: engine error: {_CAPTURE.messages[0]}")
-        return state
+            if "exception" in state:
+                raise EngineFault(f"ruleset {name!r}: an action raised: {_first_line(state['exception'])}")
+        return {key: value for key, value in state.items() if key not in _ENGINE_KEYS}
 
-    def _evaluate(self, name: str, sid: str, facts: list[dict]) -> dict:
-        """Assert facts in one call and return the final state without the engine's bookkeeping keys."""
+    @staticmethod
+    def _evaluate(ruleset: _durable.Ruleset, facts: list[dict]) -> dict:
+        """Assert facts in one call, run the actions they trigger, and return the final state."""
+        # What Host.assert_facts does, split in two so that a failure of the assert itself (which
+        # leaves the session unsafe to delete) is told apart from a failure while running actions.
         try:
-            result = self._host.assert_facts(name, facts)
+            handle = ruleset.assert_facts(facts)
         except _durable.MessageNotHandledException:
             return {}  # no rule matched: a normal outcome
-        except durable_rules_engine.error as error:
-            raise EngineFault(f"ruleset {name!r}: {error}") from error
-        if result is None:
-            return {}  # facts were stored (e.g. half of a join) but no rule fired
-        if not isinstance(result, dict):
-            # durable returns 0 when an action ran longer than 10 s: it abandons the remaining actions.
-            raise EngineFault(f"ruleset {name!r}: an action ran longer than 10 s; the evaluation was abandoned")
-        if "exception" in result:
-            raise EngineFault(f"ruleset {name!r}: an action raised: {_first_line(result['exception'])}")
-        return {key: value for key, value in result.items() if key not in _ENGINE_KEYS}
+        except (durable_rules_engine.error, _durable.MessageObservedException) as error:
+            raise _AssertFailed(getattr(error, "message", str(error))) from error
+        outcome: dict[str, Any] = {}
+
+        def complete(error: BaseException | None, state: dict | None) -> None:
+            outcome["error"], outcome["state"] = error, state
+
+        ruleset.do_actions(handle, complete)
+        if not outcome:
+            # durable never completes when an action ran longer than 10 s: it drops the remaining actions.
+            raise EngineFault(f"ruleset {ruleset._name!r}: an action ran longer than 10 s; the evaluation was abandoned")
+        if outcome["error"] is not None:
+            raise EngineFault(f"ruleset {ruleset._name!r}: engine error while running actions: {outcome['error']}")
+        return outcome["state"] or {}  # None: facts were stored (e.g. half of a join) but no rule fired
 
     def _delete(self, name: str, sid: str) -> None:
         """Delete a session; an engine error here is a fault of its own."""
@@ -225,6 +268,10 @@ class RuleEngine:
             self._host.delete_state(name, sid)
         except durable_rules_engine.error as error:
             raise EngineFault(f"ruleset {name!r}: could not delete session {sid}: {error}") from error
+
+
+class _AssertFailed(Exception):
+    """The engine failed while asserting facts; the session must not be deleted."""
 
 
 def _first_line(text: str) -> str:
@@ -276,6 +323,8 @@ def _shape_problems(rules: dict[str, dict]) -> list[str]:
             # Measured: with the negated fact present the process segfaults when the session is deleted,
             # and a negated fact asserted after the positive one does not stop the rule.
             problems.append(f"rule {rule_name!r}: '$not' patterns crash the engine; assert the absence as a field")
+        if isinstance(rule_name, str) and rule_name.startswith("$"):
+            problems.append(f"rule {rule_name!r}: names starting with '$' are reserved")
     return problems
 
 
@@ -310,7 +359,7 @@ def check_limits(rules: dict[str, dict]) -> list[str]:
     for (field, direction), names in sorted(bounded.items()):
         if len(names) > MAX_THRESHOLD_MATCHES:
             reasons.append(
-                f"field {field!r}: {len(names)} rules with a {direction} numeric bound could all match one fact, "
+                f"field {field!r}: {len(names)} rules with a numeric {direction} bound could all match one fact, "
                 f"more than {MAX_THRESHOLD_MATCHES} (error 303)"
             )
     for pattern, count in shared.most_common():
