@@ -92,6 +92,11 @@ def parse_yaml(text: str, display: str) -> Source:
         message = error.problem or str(error)
         hint = "indent with spaces, not tabs" if "\t" in message or "'\\t'" in message else ""
         raise CompanionError([Problem("yaml-syntax", _clean(message, error), where, hint=hint)]) from None
+    except yaml.reader.ReaderError as error:  # a control character; PyYAML gives its offset, not a mark
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
+        raise CompanionError([Problem("yaml-syntax", f"unacceptable character #x{error.character:04x}: {error.reason}",
+                                      Location(display, line, column), hint="remove it")]) from None
     except yaml.YAMLError as error:
         raise CompanionError([Problem("yaml-syntax", str(error), Location(display, 1, 1))]) from None
     builder = _Builder(display)
