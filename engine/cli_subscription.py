@@ -77,8 +77,9 @@ def render_text(name: str, result: Amendment | Renewal, explain_rules: bool = Fa
     term = result.term
     if isinstance(result, Amendment) and "months" in term:
         lines.append(f"  term: {term['term_months']} months, {term['start']} .. {term['last_day']} (ends {term['end']})")
+        charged = "charged" if result.valid else "would be charged"
         lines.append(f"  amended on {term['date']}: month {term['month']} of {term['term_months']}, "
-                     f"{term['months']} months charged")
+                     f"{term['months']} month{'' if term['months'] == 1 else 's'} {charged}")
     elif isinstance(result, Renewal) and term:
         lines.append(f"  current term: {term['term_months']} months, {term['start']} .. ends {term['end']}")
         lines.append(f"  new term: {term['new_term_months']} months, {term['new_start']} .. {term['new_last_day']} "

@@ -669,8 +669,9 @@ class Renewal:
 class _Outcome:
     """Collects violations, notices and fired rules while an amendment or renewal is worked out."""
 
-    def __init__(self, request: AmendmentRequest):
+    def __init__(self, request: AmendmentRequest, end: dt.date | None = None):
         self.request = request
+        self.end = end  # the end of the running term, for hints
         self.violations: list[dict] = []
         self.notices: list[dict] = []
         self.fired: list[dict] = []
@@ -705,7 +706,7 @@ def amend(compiled, request: AmendmentRequest) -> Amendment:
         return Amendment(False, out.violations, out.notices, [], _state(sub, request.start, None), {},
                          catalog.rules_version, [], out.fired, sub)
     proration = Proration(request.start, sub.term_months, change.date, policy.partial_month.value)
-    end = proration.end
+    end = out.end = proration.end
     term = {"start": str(request.start), "term_months": sub.term_months, "end": str(end),
             "last_day": str(end - dt.timedelta(days=1)), "date": str(change.date)}
     steps: list[str] = []
@@ -754,7 +755,8 @@ def amend(compiled, request: AmendmentRequest) -> Amendment:
 def _line(ref: AmendmentRef, policy: SubscriptionPolicy, quantity: int, months: int) -> dict:
     sellable = policy.sellables[ref.reference]
     units = quantity * months
-    derivation = f"{months} months x " + (f"{quantity} x " if quantity != 1 or ref.kind != "tier" else "") + ref.label
+    derivation = f"{months} month{'' if months == 1 else 's'} x " \
+        + (f"{quantity} x " if quantity != 1 or ref.kind == "devices" else "") + ref.label
     if quantity != 1:
         derivation += f" = {units}"
     return {"reference": ref.reference, "description": sellable.description, "quantity": quantity,
@@ -775,7 +777,7 @@ def _tier_change(out, policy, product, sub, change, amendments, months, lines) -
         rule = policy.mid_term["tier-downgrade"]
         out.refuse(rule.rule, rule.where, "mid-term-downgrade",
                    f"tier {old.id} cannot go down to {new.id} during the term; downgrades are not credited",
-                   f"downgrade at the renewal ({out_end(sub)}): companion renew with tier: {new.id}", "@", "tier")
+                   f"downgrade at the renewal on {out.end}: companion renew with tier: {new.id}", "@", "tier")
         return sub.tier
     upgrade = next((item for item in product.upgrades if (item.source, item.target) == (old.id, new.id)), None)
     if upgrade is None:
@@ -789,7 +791,7 @@ def _tier_change(out, policy, product, sub, change, amendments, months, lines) -
     rule = policy.mid_term["tier-upgrade"]
     if not policy.allows("tier-upgrade"):
         out.refuse(rule.rule, rule.where, "not-allowed-mid-term", "the policy allows no tier upgrade mid-term",
-                   f"upgrade at the renewal ({out_end(sub)})", "@", "tier")
+                   f"upgrade at the renewal on {out.end}: companion renew with tier: {new.id}", "@", "tier")
         return sub.tier
     ref = amendments.tiers.get((old.id, new.id)) if amendments else None
     if ref is None:
@@ -800,11 +802,6 @@ def _tier_change(out, policy, product, sub, change, amendments, months, lines) -
              f"{ref.reference}")
     lines.append(_line(ref, policy, 1, months))
     return new.id
-
-
-def out_end(sub: Configuration) -> str:
-    """Name the renewal for a hint."""
-    return "companion renew" if sub.term_months else "the renewal"
 
 
 def _device_change(out, policy, catalog, product, sub, tier_id, change, amendments, months, lines) -> int:
@@ -820,7 +817,7 @@ def _device_change(out, policy, catalog, product, sub, tier_id, change, amendmen
         rule = policy.mid_term["fewer-devices"]
         out.refuse(rule.rule, rule.where, "mid-term-removal",
                    f"devices cannot go down from {sub.devices} to {wanted} during the term; licences are not credited",
-                   f"reduce them at the renewal: companion renew with devices: {wanted}", "@", "devices")
+                   f"reduce them at the renewal on {out.end}: companion renew with devices: {wanted}", "@", "devices")
         wanted = sub.devices
     paid = max(0, sub.devices - old_tier.devices_included)
     needed = max(paid, wanted - new_tier.devices_included)
@@ -836,7 +833,7 @@ def _device_change(out, policy, catalog, product, sub, tier_id, change, amendmen
     rule = policy.mid_term["more-devices"]
     if not policy.allows("more-devices"):
         out.refuse(rule.rule, rule.where, "not-allowed-mid-term", "the policy allows no more devices mid-term",
-                   f"add them at the renewal: {out_end(sub)}", "@", "devices")
+                   f"add them at the renewal on {out.end}: companion renew", "@", "devices")
         return sub.devices  # the amendment is refused; the state is not used
     ref = amendments.devices if amendments else None
     if ref is None:
@@ -856,12 +853,13 @@ def _addon_change(out, policy, catalog, product, sub, change, amendments, months
         rule = policy.mid_term["addon-removal"]
         out.refuse(rule.rule, rule.where, "mid-term-removal",
                    f"add-on {removal.id} cannot be removed during the term; add-ons are not credited",
-                   f"remove it at the renewal: {out_end(sub)} with remove_addons", "@", "remove_addons", index, "id")
+                   f"remove it at the renewal on {out.end}: companion renew with remove_addons", "@", "remove_addons",
+                   index, "id")
     for index, addon in enumerate(change.addons):
         rule = policy.mid_term["more-addons"]
         if not policy.allows("more-addons"):
             out.refuse(rule.rule, rule.where, "not-allowed-mid-term", "the policy allows no added add-ons mid-term",
-                       f"add them at the renewal: {out_end(sub)}", "@", "addons", index, "id")
+                       f"add them at the renewal on {out.end}: companion renew", "@", "addons", index, "id")
             continue
         ref = amendments.addons.get(addon.id) if amendments else None
         if ref is None:
@@ -973,8 +971,9 @@ def _renewed_configuration(out, policy, product, sub, change, new_term) -> Confi
     order = [addon.id for addon in sub.addons]
     for removal in change.removals:
         held[removal.id] -= removal.quantity or held[removal.id]
+        left = f"goes down to {held[removal.id]}" if held[removal.id] else "is removed"
         out.notice(policy.renewal.rule, policy.renewal.where, "renewal-removal",
-                   f"add-on {removal.id} goes down to {held[removal.id]} with the new term (allowed at renewal)")
+                   f"add-on {removal.id} {left} with the new term (allowed at renewal)")
     for addon in change.addons:
         if addon.id not in held:
             order.append(addon.id)
