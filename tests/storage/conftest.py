@@ -13,66 +13,30 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-
 from engine import locker
 from engine.store import open_store
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # the worker module for subprocesses and multiprocessing
+if str(HERE) not in sys.path:  # scratch_databases and locker_workers, also for spawned processes
     sys.path.insert(0, str(HERE))
 
-ADMIN_URLS = [url for url in (os.environ.get("COMPANION_TEST_POSTGRES_ADMIN_URL"),
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/test",
-                              "postgresql+psycopg://root@127.0.0.1:5432/test") if url]
-_postgres_state: dict[str, str] = {}
-
-
-def _admin_engine():
-    """Return an autocommit engine on the server's `test` database and its URL, or raise the last error."""
-    last = None
-    for url in ADMIN_URLS:
-        engine = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-        try:
-            with engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            return engine, url
-        except Exception as error:  # noqa: BLE001 - any failure means "unreachable"; reported below
-            last = error
-            engine.dispose()
-    raise RuntimeError(f"{type(last).__name__}: {str(last).strip().splitlines()[0] if last else '?'}")
+from scratch_databases import admin_engine, create_database, drop_database  # noqa: E402
 
 
 def pytest_report_header(config):
     try:
-        engine, url = _admin_engine()
+        engine, url = admin_engine()
         engine.dispose()
         return f"storage: PostgreSQL reachable ({url.rsplit('@', 1)[-1]})"
     except RuntimeError as error:
-        _postgres_state["unreachable"] = str(error)
         return f"storage: PostgreSQL NOT reachable ({error}); its tests will be skipped (fail under CI)"
-
-
-def create_database(admin, base_url: str, prefix: str = "companion_test") -> str:
-    """Create a uniquely named database and return its URL."""
-    name = f"{prefix}_{secrets.token_hex(6)}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    return base_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-def drop_database(admin, url: str) -> None:
-    """Drop the database at URL, disconnecting whoever is still connected."""
-    name = url.rsplit("/", 1)[1]
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
 def postgres_admin():
     """An autocommit engine on the PostgreSQL server, or a skip (a failure under CI)."""
     try:
-        engine, url = _admin_engine()
+        engine, url = admin_engine()
     except RuntimeError as error:
         reason = (f"PostgreSQL is not reachable on 127.0.0.1:5432 ({error}); "
                   "the PostgreSQL storage tests did not run")

@@ -1,0 +1,124 @@
+"""The voucher story from the command line: users, vouchers, locker, licence files; exit codes 0/1/2."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from engine import cli_locker, locker
+from engine.locker import Requirement
+from engine.store import open_store
+
+
+@pytest.fixture
+def companion(database_url, tmp_path, monkeypatch):
+    """Run `companion ...` with this test's database; return (exit code, stdout, stderr)."""
+    monkeypatch.setenv("COMPANION_DATABASE_URL", database_url)
+    monkeypatch.setenv("COMPANION_SIGNING_KEY", str(tmp_path / "keys" / "vendor.pem"))
+
+    @click.group()
+    def cli():
+        """Test entry point."""
+
+    cli_locker.register(cli)
+    runner = CliRunner()
+
+    def run(*args: str):
+        result = runner.invoke(cli, list(args), catch_exceptions=False)
+        return result.exit_code, result.stdout, result.stderr
+
+    return run
+
+
+@pytest.fixture
+def reference():
+    """A commercial reference of the bundled catalogue."""
+    try:
+        return sorted(cli_locker.known_references())[0]
+    except Exception as error:  # noqa: BLE001 - the catalogue is another module's; say why we skip
+        pytest.skip(f"the bundled catalogue cannot be loaded here: {error}")
+
+
+def test_users_add_list_set(companion, tag):
+    ann = f"ann@{tag}.example"
+    assert companion("users", "add", ann, "--company", "Acme", "--badges", "power-management,power-automation",
+                     "--country", "us")[0] == 0
+    code, out, _ = companion("users", "list", "--format", "json")
+    assert code == 0 and {"email": ann, "country": "US"}.items() <= next(
+        user for user in json.loads(out) if user["email"] == ann).items()
+    code, out, _ = companion("users", "set", ann, "--purchasing-account", "PA-7", "--format", "json")
+    assert code == 0 and json.loads(out)["purchasing_account"] == "PA-7"
+    code, _, err = companion("users", "add", ann.upper(), "--company", "A", "--badges", "x", "--country", "US")
+    assert code == 1 and err.startswith("error[duplicate-user]: ")
+    code, _, err = companion("users", "add", "nobody", "--company", "A", "--badges", "x", "--country", "US")
+    assert code == 2 and err.startswith("error[malformed-email]: ") and "Traceback" not in err
+    code, _, err = companion("users", "add", f"x@{tag}.example", "--company", "A", "--badges", "x", "--country",
+                             "USA")
+    assert code == 2 and "error[bad-country]" in err
+
+
+def test_voucher_story(companion, database_url, reference, tag, tmp_path):
+    ann, bob = f"ann@{tag}.example", f"bob@{tag}.example"
+    for email in (ann, bob):
+        companion("users", "add", email, "--company", "Acme", "--badges", "power-management", "--country", "US")
+    code, out, _ = companion("vouchers", "issue", "--reference", reference, "--quantity", "2", "--count", "3")
+    assert code == 0
+    issued = out.split()
+    assert len(issued) == 3
+    code, _, err = companion("vouchers", "issue", "--reference", reference + "X", "--quantity", "1")
+    assert code == 2 and "error[unknown-reference]" in err and "did you mean" in err
+    code, out, _ = companion("locker", "redeem", issued[0].lower(), "--user", ann, "--format", "json")
+    assert code == 0 and json.loads(out)["balance"] == 2
+    assert companion("locker", "redeem", issued[1], "--user", ann)[0] == 0
+    assert companion("locker", "redeem", issued[2], "--user", bob)[0] == 0
+    code, _, err = companion("locker", "redeem", issued[0], "--user", ann)
+    assert code == 1 and err.startswith("error[already-redeemed]")
+    code, _, err = companion("locker", "redeem", issued[0][:-1] + "Q" if issued[0][-1] != "Q" else
+                             issued[0][:-1] + "R", "--user", ann)
+    assert code == 2 and err.startswith("error[malformed-code]")
+    code, out, err = companion("locker", "invite", bob, "--user", ann, "--format", "json")
+    assert code == 0
+    invitation = json.loads(out)["id"]
+    code, _, err = companion("locker", "invite", f"cat@{tag}.example", "--user", bob)
+    assert code == 0  # bob is not in ann's locker yet: he owns his own
+    code, out, _ = companion("locker", "accept", invitation, "--user", bob)
+    assert code == 0 and "joined locker" in out
+    code, _, err = companion("locker", "invite", f"dan@{tag}.example", "--user", bob)
+    assert code == 1 and err.startswith("error[not-owner]")
+    code, out, _ = companion("locker", "show", "--user", bob, "--format", "json")
+    shown = json.loads(out)
+    assert code == 0 and shown["balances"] == {reference: 6} and shown["owner"] == ann and shown["shared"]
+    with open_store(database_url) as store:
+        activation = locker.activate(store, bob, {"product": "epo"}, "v1", [Requirement(reference, 5)], {},
+                                     on=date(2025, 6, 1))
+    code, out, _ = companion("locker", "audit", "--user", ann, "--format", "json")
+    actions = [event["action"] for event in json.loads(out)]
+    assert code == 0 and actions.count("redemption") == 3 and "activation" in actions and "acceptance" in actions
+    licence_file = tmp_path / "out" / "licence.json"
+    code, out, _ = companion("license", "export", activation.id, "--user", ann, "-o", str(licence_file))
+    assert code == 0 and licence_file.exists()
+    public = tmp_path / "keys" / "vendor.pub.pem"
+    code, out, _ = companion("license", "verify", str(licence_file), "--public-key", str(public))
+    assert code == 0 and activation.id in out
+    licence_file.write_bytes(licence_file.read_bytes().replace(b'"units":5', b'"units":9'))
+    code, _, err = companion("license", "verify", str(licence_file), "--public-key", str(public))
+    assert code == 1 and err.startswith("error[bad-signature]")
+    code, _, err = companion("license", "export", activation.id, "--user", f"cat@{tag}.example", "-o",
+                             str(licence_file))
+    assert code == 1 and "error[unknown-user]" in err
+
+
+def test_unreachable_database_is_a_clean_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPANION_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+
+    @click.group()
+    def cli():
+        """Test entry point."""
+
+    cli_locker.register(cli)
+    result = CliRunner().invoke(cli, ["users", "list"])
+    assert result.exit_code == 1 and result.stderr.startswith("error[database]: ")
