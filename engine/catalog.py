@@ -29,7 +29,7 @@ class RuleFile:
 # Further rule files beyond badges/tiers/addons, registered by the modules that own them.
 EXTENSIONS: dict[str, RuleFile] = {}
 # The modules that own further rule files; each registers its file and schema when imported.
-EXTENSION_MODULES: tuple[str, ...] = ("engine.subscription",)
+EXTENSION_MODULES: tuple[str, ...] = ("engine.activation", "engine.subscription")
 
 
 def register_extensions() -> None:
