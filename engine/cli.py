@@ -125,10 +125,11 @@ def options(request_file: Path, rules_dir: Path | None, output_format: str) -> N
 
 
 # Verbs owned by other modules, each registered explicitly: `from engine import cli_x` + `cli_x.register(cli)`.
-from engine import cli_fixtures  # noqa: E402
-cli_fixtures.register(cli)
-from engine import cli_subscription  # noqa: E402
+from engine import cli_activation, cli_fixtures, cli_locker, cli_subscription  # noqa: E402
 
+cli_fixtures.register(cli)
+cli_locker.register(cli)
+cli_activation.register(cli)
 cli_subscription.register(cli)
 # (command modules: end)
 

@@ -1,0 +1,177 @@
+"""Activation: a configuration's bill of materials, matched against the Digital Locker, debited or refused.
+
+The voucher packs of rules/vouchers.yaml say which further vouchers cover a bill-of-materials line and in
+what units; a line is always covered by vouchers of its own reference too, one unit each. Activation always
+uses the badges stored for the user, never badges claimed in a request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Iterator
+
+from engine import locker
+from engine.catalog import EXTENSIONS, RuleFile
+from engine.compile import CompiledCatalog
+from engine.evaluate import Verdict, evaluate
+from engine.model import Catalog, Sellable
+from engine.problem import CompanionError, Location, Problem, did_you_mean
+from engine.request import request_from_data
+from engine.schema import register_rule_file
+from engine.source import Source
+from engine.store import Store
+
+
+@dataclass(frozen=True)
+class Pack:
+    """A voucher that covers UNITS units of the bill-of-materials line COVERS."""
+
+    reference: str
+    name: str
+    covers: str
+    units: int
+    rule: str
+    where: Location
+    where_covers: Location
+
+
+def build_packs(source: Source, catalog: Catalog) -> tuple[Pack, ...]:
+    """Build the voucher packs from a schema-valid vouchers.yaml."""
+    return tuple(
+        Pack(item["reference"], item["name"], item["covers"], item["units"], f"voucher.{item['reference'].lower()}",
+             source.where(("packs", index, "reference")), source.where(("packs", index, "covers")))
+        for index, item in enumerate(source.data["packs"])
+    )
+
+
+def check_packs(catalog: Catalog) -> Iterator[Problem]:
+    """unknown-ref: a pack covers a commercial reference nothing sells.
+
+    Failing: `covers: EPO-DEV-SUB-3X` -> did you mean 'EPO-DEV-SUB-3Y'?
+    """
+    packs = catalog.extras.get("vouchers.yaml", ())
+    sold = {reference for reference, item in catalog.references.items() if item.kind != "voucher-pack"}
+    for pack in packs:
+        if pack.covers not in sold:
+            yield Problem("unknown-ref", f"pack covers commercial reference '{pack.covers}', which nothing sells",
+                          pack.where_covers, rule=pack.rule,
+                          hint=did_you_mean(pack.covers, sold) or "name a reference from tiers.yaml or addons.yaml")
+
+
+def pack_rules(packs: tuple[Pack, ...]) -> dict[str, Location]:
+    """Return the rule id of every pack."""
+    return {pack.rule: pack.where for pack in packs}
+
+
+def pack_references(packs: tuple[Pack, ...]) -> dict[str, Sellable]:
+    """Return the commercial references the packs sell."""
+    return {pack.reference: Sellable(pack.reference, pack.name, "voucher-pack", "", "", pack.rule, pack.where)
+            for pack in packs}
+
+
+register_rule_file("vouchers.yaml", "vouchers.schema.json", required=False)
+EXTENSIONS["vouchers.yaml"] = RuleFile(build=build_packs, check=check_packs, rules=pack_rules,
+                                       references=pack_references)
+
+
+def matching(catalog: Catalog) -> dict[str, list[locker.VoucherUnit]]:
+    """Return, per bill-of-materials reference, the vouchers that cover it: biggest packs first, its own last."""
+    # Whole packs that fit are taken first, so single vouchers fill the rest without wasting pack units.
+    packs: dict[str, list] = {}
+    for pack in catalog.extras.get("vouchers.yaml", ()):
+        packs.setdefault(pack.covers, []).append(pack)
+    return {covers: [locker.VoucherUnit(pack.reference, pack.units)
+                     for pack in sorted(group, key=lambda pack: -pack.units)] + [locker.VoucherUnit(covers, 1)]
+            for covers, group in packs.items()}
+
+
+def requirements_of(lines: list[dict]) -> list[locker.Requirement]:
+    """Turn bill-of-materials lines into locker requirements (units given, or the quantity)."""
+    return [locker.Requirement(line["reference"], int(line.get("units", line["quantity"])), line["description"])
+            for line in lines]
+
+
+@dataclass(frozen=True)
+class ActivationOutcome:
+    """What an activation attempt did: refused by the rules, short of vouchers, or activated."""
+
+    verdict: dict
+    activation: locker.Activation | None = None
+    shortfall: locker.Shortfall | None = None
+    notices: tuple[str, ...] = ()
+
+    @property
+    def activated(self) -> bool:
+        """Return whether an Activation ID was issued."""
+        return self.activation is not None
+
+    def to_json(self) -> dict:
+        """Return the outcome as a JSON-ready dict."""
+        data: dict = {"activated": self.activated, "verdict": self.verdict, "notices": list(self.notices)}
+        if self.activation:
+            data["activation"] = self.activation.to_json()
+        if self.shortfall:
+            data["shortfall"] = self.shortfall.to_json()
+        return data
+
+
+def stored_partner(store: Store, catalog: Catalog, user_email: str) -> tuple[dict, tuple[str, ...]]:
+    """Return the user's stored partner data, keeping only badges the catalogue knows, and notices."""
+    user = locker.get_user(store, user_email)
+    known = [badge for badge in user.badges if badge in catalog.badges]
+    notices = tuple(f"badge '{badge}' of {user.email} is not in the catalogue and was ignored"
+                    for badge in user.badges if badge not in catalog.badges)
+    partner = {"badges": known, "country": user.country}
+    if user.purchasing_account:
+        partner["purchasing_account"] = user.purchasing_account
+    return partner, notices
+
+
+def activate_configuration(store: Store, compiled: CompiledCatalog, user_email: str, configuration: dict,
+                           on: date | None = None) -> ActivationOutcome:
+    """Validate a configuration for the user's stored badges and, if valid, activate it from their locker."""
+    partner, notices = stored_partner(store, compiled.catalog, user_email)
+    request = request_from_data({"partner": partner, "configuration": configuration}, compiled.catalog)
+    verdict = evaluate(compiled, request)
+    return activate_lines(store, compiled, user_email, request.configuration.to_json(), verdict, verdict.bom,
+                          on=on, notices=notices)
+
+
+def activate_lines(store: Store, compiled: CompiledCatalog, user_email: str, configuration: dict,
+                   verdict: Verdict | dict, lines: list[dict], on: date | None = None, kind: str = "activation",
+                   parent: str | None = None, notices: tuple[str, ...] = ()) -> ActivationOutcome:
+    """Activate already-evaluated lines (a configuration, an amendment or a renewal) unless refused."""
+    verdict_json = verdict.to_json() if isinstance(verdict, Verdict) else verdict
+    if not verdict_json["valid"]:
+        return ActivationOutcome(verdict_json, notices=notices)  # refused by the rules: nothing is debited
+    if not lines:
+        raise CompanionError([Problem("nothing-to-activate", "the configuration has no bill-of-materials lines")])
+    result = locker.activate(store, user_email, configuration, compiled.rules_version, requirements_of(lines),
+                             matching(compiled.catalog), on=on, kind=kind, parent=parent)
+    if isinstance(result, locker.Shortfall):
+        return ActivationOutcome(verdict_json, shortfall=result, notices=notices)
+    return ActivationOutcome(verdict_json, activation=result, notices=notices)
+
+
+def render_outcome(outcome: ActivationOutcome) -> str:
+    """Render an activation outcome for people."""
+    lines = [f"notice: {notice}" for notice in outcome.notices]
+    if outcome.activation:
+        activation = outcome.activation
+        lines.append(f"ACTIVATED: {activation.id} ({activation.kind}, term starts {activation.term_start})")
+        for reference, count in activation.debits.items():
+            lines.append(f"  debited {count} x {reference}")
+    elif outcome.shortfall:
+        lines.append("NOT ACTIVATED: the locker does not cover this configuration; nothing was debited")
+        for line in outcome.shortfall.coverage.lines:
+            if line.short:
+                lines.append(f"  short: {line.short.quantity} x {line.short.voucher_reference} for {line.reference}"
+                             f" ({line.short.units} of {line.units} units missing)")
+                lines.append(f"      what to do: {line.advice}")
+    else:
+        lines.append("NOT ACTIVATED: the rules refuse this configuration; nothing was debited")
+        for item in outcome.verdict["violations"]:
+            lines.append(f"  error[{item['code']}] {item['rule']}: {item['message']}")
+            lines.append(f"      fix: {item['hint']}")
+    return "\n".join(lines)

@@ -1,0 +1,75 @@
+"""`companion activate`: match a configuration against the user's locker and activate it."""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from engine.activation import activate_configuration, render_outcome
+from engine.cli_locker import boundary, database_option, report, store_at, user_option
+from engine.problem import CompanionError, Problem
+from engine.request import dump_json, load_request_text
+from engine.source import read_text
+
+EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+@click.command()
+@click.argument("request_file", metavar="REQUEST", type=click.Path(path_type=Path))
+@user_option
+@click.option("--date", "on", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="Activation date (default: today); a subscription's term starts on it.")
+@click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
+              help="Rules directory (default: the bundled rules/).")
+@database_option
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@boundary
+def activate(request_file: Path, user_email: str, on, rules_dir, database_url, output_format: str) -> None:
+    """Activate a configuration from the user's locker: exit 0 activated, 1 refused or short, 2 bad input."""
+    from engine.cli import load_compiled_or_exit
+
+    compiled = load_compiled_or_exit(rules_dir, output_format)
+    try:
+        source = load_request_text(read_text(request_file, str(request_file)), str(request_file))
+        configuration = source.data.get("configuration")
+        if not isinstance(configuration, dict):
+            raise CompanionError([Problem("request-schema", "the request needs a configuration mapping",
+                                          source.where(()), path="configuration")])
+    except CompanionError as error:
+        report(error.problems, output_format)
+        sys.exit(EXIT_BAD_INPUT)
+    store = store_at(database_url)
+    try:
+        outcome = activate_configuration(store, compiled, user_email, configuration,
+                                         on=on.date() if on else datetime.date.today())
+    except CompanionError as error:
+        if not any(problem.path for problem in error.problems):
+            raise  # a locker refusal (unknown user, ...): the boundary reports it
+        report([_located(problem, source) for problem in error.problems], output_format)
+        sys.exit(EXIT_BAD_INPUT)
+    claimed = (source.data.get("partner") or {}).get("badges")
+    notices = ["the partner block of the request is ignored: activation uses the badges stored for "
+               f"{user_email}"] if claimed is not None else []
+    if output_format == "json":
+        click.echo(dump_json({**outcome.to_json(), "notices": notices + list(outcome.notices)}))
+    else:
+        click.echo("\n".join([f"notice: {notice}" for notice in notices] + [render_outcome(outcome)]))
+    sys.exit(EXIT_OK if outcome.activated else EXIT_REFUSED)
+
+
+def _located(problem: Problem, source) -> Problem:
+    """Point a request problem at the request file, when it is about the configuration."""
+    if problem.path.startswith("configuration") and not problem.where.file.endswith((".yaml", ".json", ".yml")):
+        path = tuple(int(part) if part.isdigit() else part
+                     for part in problem.path.replace("[", ".").replace("]", "").split("."))
+        return replace(problem, where=source.where(path))
+    return problem
+
+
+def register(cli: click.Group) -> None:
+    """Add `companion activate` to the command line."""
+    cli.add_command(activate)

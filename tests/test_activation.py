@@ -1,0 +1,141 @@
+"""Activation glue: rules verdict -> bill of materials -> voucher packs -> locker debit, on a real SQLite file."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine import locker
+from engine.activation import activate_configuration, matching
+from engine.catalog import load_catalog
+from engine.compile import load
+from engine.problem import CompanionError
+from engine.store import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+EPO = {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36, "tier": "advanced",
+       "devices": 150, "addons": [{"id": "insulation-monitoring"}]}
+JUNE = datetime.date(2025, 6, 1)
+
+
+@pytest.fixture()
+def store(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'locker.sqlite3'}")
+    locker.add_user(store, "alice@acme.example", company="Acme", badges=["power-management"], country="US")
+    locker.add_user(store, "bob@acme.example", company="Acme", badges=["building-automation"], country="US")
+    return store
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    return load(None)
+
+
+def fill(store, user, *items):
+    for reference, quantity in items:
+        [code] = locker.issue_vouchers(store, reference, quantity)
+        locker.redeem(store, user, code)
+
+
+def test_packs_are_matching_options_before_the_line_own_reference(compiled):
+    options = matching(compiled.catalog)["EPO-DEV-SUB-3Y"]
+    assert [(option.voucher_reference, option.units_per_voucher) for option in options] == [
+        ("EPO-DEV-SUB-3Y-P25", 25), ("EPO-DEV-SUB-3Y", 1)]
+    assert compiled.catalog.references["EPO-DEV-SUB-3Y-P25"].kind == "voucher-pack"
+
+
+def test_activation_debits_exactly_the_bill_of_materials(store, compiled):
+    # 150 devices on advanced (50 included) need 100 device units: 3 packs of 25 + 25 single vouchers.
+    fill(store, "alice@acme.example", ("EPO-ADV-SUB-3Y", 1), ("EPO-DEV-SUB-3Y-P25", 3), ("EPO-DEV-SUB-3Y", 30),
+         ("EPO-IMS-SUB-3Y", 1))
+    outcome = activate_configuration(store, compiled, "alice@acme.example", EPO, on=JUNE)
+    assert outcome.activated
+    activation = outcome.activation
+    assert activation.id.startswith("ACT-") and activation.term_start == JUNE
+    assert activation.debits == {"EPO-ADV-SUB-3Y": 1, "EPO-DEV-SUB-3Y": 25, "EPO-DEV-SUB-3Y-P25": 3,
+                                 "EPO-IMS-SUB-3Y": 1}
+    assert locker.balances(store, "alice@acme.example") == {"EPO-DEV-SUB-3Y": 5}
+    assert activation.badges == ("power-management",)
+
+
+def test_shortfall_names_what_is_missing_and_debits_nothing(store, compiled):
+    fill(store, "alice@acme.example", ("EPO-ADV-SUB-3Y", 1), ("EPO-DEV-SUB-3Y-P25", 3))
+    outcome = activate_configuration(store, compiled, "alice@acme.example", EPO, on=JUNE)
+    assert not outcome.activated
+    # 100 device units less 75 from packs = 25 missing; insulation monitoring missing entirely.
+    assert outcome.shortfall.missing == {"EPO-DEV-SUB-3Y": 25, "EPO-IMS-SUB-3Y": 1}
+    assert locker.balances(store, "alice@acme.example") == {"EPO-ADV-SUB-3Y": 1, "EPO-DEV-SUB-3Y-P25": 3}
+
+
+def test_stored_badges_decide_not_the_request(store, compiled):
+    fill(store, "bob@acme.example", ("EPO-ADV-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 100), ("EPO-IMS-SUB-3Y", 1))
+    outcome = activate_configuration(store, compiled, "bob@acme.example", EPO, on=JUNE)
+    assert not outcome.activated and outcome.shortfall is None
+    assert [item["code"] for item in outcome.verdict["violations"]] == ["not-entitled"]
+    assert locker.balances(store, "bob@acme.example") == {"EPO-ADV-SUB-3Y": 1, "EPO-DEV-SUB-3Y": 100,
+                                                          "EPO-IMS-SUB-3Y": 1}
+
+
+def test_malformed_configuration_is_a_request_error(store, compiled):
+    with pytest.raises(CompanionError) as raised:
+        activate_configuration(store, compiled, "alice@acme.example", {**EPO, "tier": "advnced"}, on=JUNE)
+    assert [(problem.code, problem.path) for problem in raised.value.problems] == [
+        ("unknown-ref", "configuration.tier")]
+
+
+def test_a_pack_covering_an_unsold_reference_is_located(tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    text = (rules / "vouchers.yaml").read_text().replace("covers: EPO-DEV-SUB-3Y\n", "covers: EPO-DEV-SUB-3X\n")
+    (rules / "vouchers.yaml").write_text(text)
+    with pytest.raises(CompanionError) as raised:
+        load_catalog(rules)
+    [problem] = raised.value.errors
+    # `    covers: EPO-DEV-SUB-3X` is line 14 of vouchers.yaml; the value starts at column 13.
+    assert (Path(problem.where.file).name, problem.where.line, problem.where.column, problem.code) == (
+        "vouchers.yaml", 14, 13, "unknown-ref")
+    assert problem.hint == "did you mean 'EPO-DEV-SUB-3Y'?"
+
+
+def test_a_pack_reusing_a_sold_reference_is_a_duplicate(tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    text = (rules / "vouchers.yaml").read_text().replace("reference: PME-DEV-PERP-P50", "reference: PME-DEV-PERP")
+    (rules / "vouchers.yaml").write_text(text)
+    with pytest.raises(CompanionError) as raised:
+        load_catalog(rules)
+    assert [problem.code for problem in raised.value.errors] == ["duplicate-reference"]
+    assert raised.value.errors[0].rule == "voucher.pme-dev-perp"
+
+
+def companion(*args, env):
+    result = subprocess.run([sys.executable, "-c", "from engine.cli import main; main()", *args], cwd=ROOT,
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert "Traceback" not in result.stdout + result.stderr
+    return result
+
+
+def test_activate_command_end_to_end(tmp_path):
+    env = {**os.environ, "COMPANION_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}"}
+    assert companion("users", "add", "carol@acme.example", "--company", "Acme", "--badges", "power-management",
+                     "--country", "US", env=env).returncode == 0
+    request = str(ROOT / "examples" / "epo-advanced-valid.yaml")
+    short = companion("activate", request, "--user", "carol@acme.example", "--date", "2025-06-01", env=env)
+    assert short.returncode == 1 and "short: 1 x EPO-ADV-SUB-3Y" in short.stdout
+    for reference, quantity in (("EPO-ADV-SUB-3Y", 1), ("EPO-DEV-SUB-3Y-P25", 4), ("EPO-IMS-SUB-3Y", 1)):
+        code = companion("vouchers", "issue", "--reference", reference, "--quantity", str(quantity), env=env)
+        assert companion("locker", "redeem", code.stdout.strip(), "--user", "carol@acme.example",
+                         env=env).returncode == 0
+    done = companion("activate", request, "--user", "carol@acme.example", "--date", "2025-06-01", env=env)
+    assert done.returncode == 0 and "ACTIVATED: ACT-" in done.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("configuration:\n  product: epo\n  license: subscription\n  tier: advnced\n")
+    refused = companion("activate", str(bad), "--user", "carol@acme.example", env=env)
+    assert refused.returncode == 2
+    assert "bad.yaml:4:9: error[unknown-ref] at configuration.tier" in refused.stderr
