@@ -29,7 +29,9 @@ class RuleFile:
 # Further rule files beyond badges/tiers/addons, registered by the modules that own them.
 EXTENSIONS: dict[str, RuleFile] = {}
 # The modules that own further rule files; each registers its file and schema when imported.
-EXTENSION_MODULES: tuple[str, ...] = ("engine.activation", "engine.subscription")
+EXTENSION_MODULES: tuple[str, ...] = (
+    "engine.activation", "engine.subscription", "engine.exports", "engine.guidance",
+)
 
 
 def register_extensions() -> None:
