@@ -6,8 +6,8 @@ check character computed as a position-weighted sum modulo 31 detects every sing
 and every swap of two neighbours (positions are weighted 1, 2, 3, ... up to 30).
 
 A voucher code is 19 random symbols and a check symbol (19 x log2(31) = 94 bits), printed in four groups
-of five: `7KQ2M-XH4PA-9WZRT-CD3NF`. An Activation ID is `ACT-` and 15 random symbols and a check symbol in
-four groups of four: `ACT-4J7Q-MX2C-9HTR-K6WB` (74 bits). On input, case, spaces and dashes are forgiven.
+of five: `7KQ2M-XH4PA-9WZRT-CD3NE`. An Activation ID is `ACT-` and 15 random symbols and a check symbol in
+four groups of four: `ACT-4J7Q-MX2C-9HTR-K6W5` (74 bits). On input, case, spaces and dashes are forgiven.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def normalize_voucher_code(text: str) -> str:
         raise CompanionError([Problem(
             code="malformed-code",
             message=f"'{text}' is not a valid voucher code (a character is mistyped or missing)",
-            hint=f"a voucher code has {VOUCHER_LENGTH} characters like 7KQ2M-XH4PA-9WZRT-CD3NF and never "
+            hint=f"a voucher code has {VOUCHER_LENGTH} characters like 7KQ2M-XH4PA-9WZRT-CD3NE and never "
                  "contains 0, 1, I, L or O; check it against your order confirmation",
         )])
     return symbols
@@ -92,7 +92,7 @@ def normalize_activation_id(text: str) -> str:
         raise CompanionError([Problem(
             code="malformed-activation-id",
             message=f"'{text}' is not a valid Activation ID (a character is mistyped or missing)",
-            hint="an Activation ID looks like ACT-4J7Q-MX2C-9HTR-K6WB and never contains 0, 1, I, L or O",
+            hint="an Activation ID looks like ACT-4J7Q-MX2C-9HTR-K6W5 and never contains 0, 1, I, L or O",
         )])
     return f"{ACTIVATION_PREFIX}-" + _group(symbols, ACTIVATION_GROUP)
 
@@ -111,7 +111,7 @@ def normalize_invitation_id(text: str) -> str:
         raise CompanionError([Problem(
             code="malformed-invitation-id",
             message=f"'{text}' is not a valid invitation id",
-            hint="an invitation id looks like INV-4J7Q-MX2C-9HTR; `companion locker accept` without an id "
+            hint="an invitation id looks like INV-4J7Q-MX2C-9HTM; `companion locker accept` without an id "
                  "accepts your only pending invitation",
         )])
     return "INV-" + _group(symbols, 4)

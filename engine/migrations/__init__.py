@@ -49,6 +49,13 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
         engine.dispose()
 
 
+def head() -> str:
+    """Return the newest revision of the locker schema."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 def current(url: str | None = None) -> str | None:
     """Return the revision the database at URL is at, or None when it was never migrated."""
     from alembic.migration import MigrationContext
