@@ -43,10 +43,10 @@ FIXTURE_SCHEMA = "fixture.schema.json"
 SUFFIXES = (".yaml", ".yml")
 DEFAULT_KIND = "validate"
 LIST_KEYS = ("violations", "notices", "bom")
-SUBSTRING_KEYS = ("message", "description")  # compared as substrings; every other key exactly
+SUBSTRING_KEYS = ("message", "description", "derivation")  # compared as substrings; every other key exactly
 # What an item of each list shows in a diff, and what --update writes when the old expectation gave no keys.
 SHOWN = {"violations": ("rule", "code", "message"), "notices": ("rule", "code", "message"),
-         "bom": ("reference", "quantity", "months"), "errors": ("code", "path", "message")}
+         "bom": ("reference", "quantity", "months", "derivation"), "errors": ("code", "path", "message")}
 WRITTEN = {"violations": ("rule", "code"), "notices": ("rule", "code"), "bom": ("reference", "quantity", "months"),
            "errors": ("code", "path")}
 
@@ -81,10 +81,26 @@ def verdict_outcome(verdict: dict) -> Outcome:
             "bom": items("bom", ("reference", "description", "quantity", "months", "rule"))}
 
 
+def _amend(compiled: CompiledCatalog, request: Source) -> tuple[Outcome, tuple[str, ...]]:
+    """Work out an amendment request as `companion amend` does (its lines are the outcome's bom)."""
+    from engine.subscription import fixture_amend
+
+    return fixture_amend(compiled, request)
+
+
+def _renew(compiled: CompiledCatalog, request: Source) -> tuple[Outcome, tuple[str, ...]]:
+    """Work out a renewal request as `companion renew` does."""
+    from engine.subscription import fixture_renew
+
+    return fixture_renew(compiled, request)
+
+
 # Request kind -> evaluator: (compiled catalogue, request source) -> (outcome, rule ids exercised).
 # An evaluator raises CompanionError for a malformed request. Explicit, not discovered.
 EVALUATORS: dict[str, Callable[[CompiledCatalog, Source], tuple[Outcome, tuple[str, ...]]]] = {
     "validate": _validate,
+    "amend": _amend,
+    "renew": _renew,
 }
 
 
