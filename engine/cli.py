@@ -131,6 +131,8 @@ cli_fixtures.register(cli)
 cli_locker.register(cli)
 cli_activation.register(cli)
 cli_subscription.register(cli)
+from engine import cli_exports  # noqa: E402
+cli_exports.register(cli)
 # (command modules: end)
 
 

@@ -1,0 +1,158 @@
+"""`companion bom`, `companion checkout` and `companion update-guide`: thin verbs over exports, checkout, guidance."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from engine.cli import (EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, format_option, load_compiled_or_exit, load_or_exit,
+                        print_problems, read_requests, rules_option)
+from engine.problem import CompanionError
+from engine.request import dump_json
+
+
+def register(cli: click.Group) -> None:
+    """Add the verbs to the command line."""
+    cli.add_command(bom)
+    cli.add_command(checkout_command)
+    cli.add_command(update_guide_command)
+
+
+def _refused(error, output_format: str) -> None:
+    """Print why a configuration has no bill of materials, and exit 1."""
+    from engine.explain import render_text
+
+    if output_format == "json":
+        click.echo(dump_json(error.verdict.to_json()))
+    else:
+        click.echo(render_text(error.verdict_name, error.verdict, False), err=True)
+        click.echo("no bill of materials: the configuration is refused", err=True)
+    sys.exit(EXIT_REFUSED)
+
+
+@click.command()
+@click.argument("request_file", metavar="REQUEST", type=click.Path(path_type=Path))
+@click.option("--template", "template", required=True, help="Template id: generic, iportal, se-advantage, ...")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Write the CSV to this file (default: standard output).")
+@rules_option
+@format_option
+def bom(request_file: Path, template: str, output: Path | None, rules_dir: Path | None, output_format: str) -> None:
+    """Write the bill of materials of a valid request as CSV: exit 1 if refused, 2 for a template not offered."""
+    from engine.exports import ExportRefused, TemplateNotAvailable, export_csv
+
+    compiled = load_compiled_or_exit(rules_dir, output_format)
+    [(name, request)] = read_requests((request_file,), compiled.catalog, output_format)
+    try:
+        data = export_csv(compiled, request, template)
+    except TemplateNotAvailable as error:
+        print_problems(error.problems, output_format, sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except ExportRefused as error:
+        error.verdict_name = name
+        _refused(error, output_format)
+    except CompanionError as error:  # e.g. rules without exports.yaml
+        print_problems(error.problems, output_format, sys.stderr)
+        sys.exit(EXIT_REFUSED)
+    if output is None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        output.write_bytes(data)
+        click.echo(f"wrote {output} ({template} template, {len(data):,} bytes)", err=True)
+    sys.exit(EXIT_OK)
+
+
+def _review_text(order, cart_url: str | None) -> str:
+    lines = [f"Order for purchasing account {order.account}" + (f", project {order.project}" if order.project else ""),
+             "Bill of materials:"]
+    for line in order.lines:
+        term = f"{line['months']} months" if line["months"] else "perpetual"
+        lines.append(f"  {line['quantity']:>6} x {line['reference']:<20} {line['description']} ({term})")
+    lines.append(f"Order key: {order.idempotency_key}")
+    lines.append(f"Would be sent to: {cart_url or '(no cart URL configured)'}")
+    lines.append(json.dumps(order.payload, indent=2, ensure_ascii=False))
+    return "\n".join(lines)
+
+
+@click.command("checkout")
+@click.argument("request_file", metavar="REQUEST", type=click.Path(path_type=Path))
+@click.option("--cart-url", default=None, help="The vendor's cart endpoint (default: $COMPANION_CART_URL).")
+@click.option("--confirm", is_flag=True, help="Send the order. Without it, only show what would be sent.")
+@click.option("--project", default=None, help="Project name or id, part of the order key.")
+@rules_option
+@format_option
+def checkout_command(request_file: Path, cart_url: str | None, confirm: bool, project: str | None,
+                     rules_dir: Path | None, output_format: str) -> None:
+    """Review a request's order and, with --confirm, hand it to the vendor's cart; print the confirmation number."""
+    from engine.checkout import CheckoutFailed, CheckoutRefused, cart_url_from, place_order, prepare_order
+    from engine.exports import ExportRefused
+
+    compiled = load_compiled_or_exit(rules_dir, output_format)
+    [(name, request)] = read_requests((request_file,), compiled.catalog, output_format)
+    try:
+        order = prepare_order(compiled, request, project)
+    except CheckoutRefused as error:
+        print_problems(error.problems, output_format, sys.stdout if output_format == "json" else sys.stderr)
+        sys.exit(EXIT_REFUSED)
+    except ExportRefused as error:
+        error.verdict_name = name
+        _refused(error, output_format)
+    url = None
+    try:
+        url = cart_url_from(cart_url)
+    except CompanionError as error:
+        if confirm:
+            print_problems(error.problems, output_format, sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
+    if not confirm:
+        if output_format == "json":
+            click.echo(dump_json({"sent": False, "cart_url": url, "idempotency_key": order.idempotency_key,
+                                  "payload": order.payload}))
+        else:
+            click.echo(_review_text(order, url))
+            click.echo("Nothing was sent. Check the order above, then run again with --confirm to place it.")
+        sys.exit(EXIT_OK)
+    try:
+        confirmation = place_order(order, url)
+    except CheckoutFailed as error:
+        if output_format == "json":
+            click.echo(dump_json({"sent": False, "error": error.message, "idempotency_key": error.idempotency_key,
+                                  "attempts": error.attempts, "retryable": error.retryable}))
+        else:
+            click.echo(f"error[checkout-failed]: {error.message}", err=True)
+        sys.exit(EXIT_REFUSED)
+    if output_format == "json":
+        click.echo(dump_json({"sent": True, **confirmation.to_json()}))
+    else:
+        click.echo(f"Order placed: confirmation number {confirmation.number} (order key "
+                   f"{confirmation.idempotency_key}, {confirmation.attempts} attempt"
+                   f"{'s' if confirmation.attempts != 1 else ''})")
+    sys.exit(EXIT_OK)
+
+
+@click.command("update-guide")
+@click.option("--product", required=True, help="Product id, e.g. epo.")
+@click.option("--version", "version", default=None, help="Installed version, e.g. 2022 (default: the latest).")
+@click.option("--mode", required=True, help="online (the system reaches the Internet) or offline.")
+@click.option("--event", default="amendment", show_default=True, help="activation, amendment or renewal.")
+@click.option("--activation-id", default=None, help="The Activation ID, written into the steps.")
+@rules_option
+@format_option
+def update_guide_command(product: str, version: str | None, mode: str, event: str, activation_id: str | None,
+                         rules_dir: Path | None, output_format: str) -> None:
+    """Show the steps that update an installed system after an activation, amendment or renewal."""
+    from engine.guidance import render_guide, update_guide
+
+    catalog = load_or_exit(rules_dir, output_format)
+    try:
+        guide = update_guide(catalog, product, version, mode, event, activation_id)
+    except CompanionError as error:
+        print_problems(error.problems, output_format, sys.stdout if output_format == "json" else sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    click.echo(dump_json(guide) if output_format == "json" else render_guide(guide))
+    sys.exit(EXIT_OK)
