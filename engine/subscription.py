@@ -130,8 +130,8 @@ class Proration:
         days = (self.month_next - self.month_start).days
         clamp = ""
         if self.month_start.day != self.start.day:
-            clamp = f"; month {index + 1} begins on the {self.month_start.day}th because " \
-                    f"{calendar.month_name[self.month_start.month]} {self.month_start.year} has no {self.start.day}th"
+            clamp = f"; month {index + 1} begins on {self.month_start} because " \
+                    f"{calendar.month_name[self.month_start.month]} {self.month_start.year} has no day {self.start.day}"
         if not self.started:
             lines.append(f"amendment date {self.date}: the first day of month {index + 1} ({self.month_start} .. "
                          f"{last}, {days} days): charged in full{clamp}")
@@ -140,7 +140,7 @@ class Proration:
             treatment = ("a started month counts: charged in full" if self.partial_month == "charge"
                          else "a started month is free: not charged")
             lines.append(f"amendment date {self.date}: inside month {index + 1} ({self.month_start} .. {last}, "
-                         f"{days} days), {left} of its days remain; {treatment} "
+                         f"{days} days), {left} day{'s' if left != 1 else ''} of it left; {treatment} "
                          f"[{policy.partial_month.rule}: {self.partial_month}]{clamp}")
         later = self.term - index - 1
         if later:
@@ -261,8 +261,12 @@ def build_policy(source: Source, catalog: Catalog) -> SubscriptionPolicy:
                                source.where(at + ("reference",)), source.where(at + ("id",)))
             entries.append(ref)
             addons.setdefault(addon["id"], ref)
-        products.setdefault(product_id, ProductAmendments(product_id, frozen(tiers), devices, frozen(addons),
-                                                          source.where(path + ("product",))))
+        first = products.get(product_id)
+        if first:  # a product listed twice (check_amendment_products reports it): merge, the first item wins
+            tiers, addons = {**tiers, **first.tiers}, {**addons, **first.addons}
+            devices = first.devices or devices
+        products[product_id] = ProductAmendments(product_id, frozen(tiers), devices, frozen(addons),
+                                                 first.where if first else source.where(path + ("product",)))
     built = SubscriptionPolicy(
         file=source.file,
         unit=setting("policy.unit", ("unit",), "calendar-month"),
@@ -981,3 +985,38 @@ def _renewed_configuration(out, policy, product, sub, change, new_term) -> Confi
     addons = tuple(AddonChoice(addon_id, held[addon_id]) for addon_id in order if held.get(addon_id, 0) > 0)
     written = change.tier_written if change.tier else sub.tier_written
     return replace(sub, term_months=new_term, tier=tier, tier_written=written, devices=devices, addons=addons)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Regression fixtures: evaluators for engine.fixtures (request kinds `amend` and `renew`)
+
+
+def fixture_outcome(result: Amendment | Renewal) -> dict:
+    """Keep what fixtures compare: valid, violations, notices, and the amendment lines (or renewal BOM) as bom."""
+    def items(entries: list[dict], fields: tuple[str, ...]) -> list[dict]:
+        return [{name: entry[name] for name in fields if name in entry} for entry in entries]
+
+    lines = result.lines if isinstance(result, Amendment) else result.bom
+    return {"valid": result.valid,
+            "violations": items(result.violations, ("rule", "code", "message", "path")),
+            "notices": items(result.notices, ("rule", "code", "message")),
+            "bom": items(lines, ("reference", "description", "quantity", "months", "units", "derivation", "rule"))}
+
+
+def _fixture(compiled, request: Source, kind: str) -> tuple[dict, tuple[str, ...]]:
+    if not isinstance(request.data, dict):
+        amendment_from_data(request.data, compiled.catalog, kind, request.file)  # raises the request error
+    checked = check_amendment_request(request, compiled.catalog, kind)
+    result = amend(compiled, checked) if kind == CHANGE else renew(compiled, checked)
+    exercised = [item["rule"] for item in result.fired] + [item["rule"] for item in result.violations]
+    return fixture_outcome(result), tuple(dict.fromkeys(exercised))
+
+
+def fixture_amend(compiled, request: Source) -> tuple[dict, tuple[str, ...]]:
+    """Run an `amend` fixture case: (outcome, rule ids exercised)."""
+    return _fixture(compiled, request, CHANGE)
+
+
+def fixture_renew(compiled, request: Source) -> tuple[dict, tuple[str, ...]]:
+    """Run a `renew` fixture case: (outcome, rule ids exercised)."""
+    return _fixture(compiled, request, RENEWAL)
