@@ -1,0 +1,1 @@
+"""Benchmarks, run on demand; figures in bench/RESULTS.md."""
