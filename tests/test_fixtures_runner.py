@@ -1,0 +1,313 @@
+"""companion test: passing and failing suites, malformed fixtures, coverage, --update, -j, junit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from xml.etree import ElementTree
+
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A tiny catalogue: one badge, one product with two tiers, one add-on that needs the higher tier.
+TINY_RULES = {
+    "badges.yaml": """\
+        badges:
+          - id: gold
+            name: Gold
+            unlocks:
+              - product: widget
+        """,
+    "tiers.yaml": """\
+        products:
+          - id: widget
+            name: Widget
+            versions: ["1.0"]
+            licenses:
+              subscription:
+                terms: [12]
+            tiers:
+              - id: basic
+                name: Basic
+                devices: {included: 5, max: 10}
+                references:
+                  subscription-12: W-BAS-1Y
+              - id: pro
+                name: Pro
+                devices: {included: 10, max: 100}
+                references:
+                  subscription-12: W-PRO-1Y
+            upgrades:
+              - {from: basic, to: pro}
+        """,
+    "addons.yaml": """\
+        addons:
+          - id: turbo
+            product: widget
+            name: Turbo
+            requires:
+              tier: pro
+            references:
+              subscription-12: W-TUR-1Y
+        devices:
+          - product: widget
+            name: Widget device licence
+            references:
+              subscription-12: W-DEV-1Y
+        """,
+}
+
+
+def request(tier: str = "basic", devices: int = 0, addons: str = "[]", badges: str = "[gold]") -> str:
+    """Return a flow-style request for the tiny catalogue."""
+    return (f"{{partner: {{badges: {badges}}}, configuration: {{product: widget, version: \"1.0\", "
+            f"license: subscription, term_months: 12, tier: {tier}, devices: {devices}, addons: {addons}}}}}")
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def rules(tmp_path: Path) -> Path:
+    """Write the tiny catalogue."""
+    directory = tmp_path / "rules"
+    for name, text in TINY_RULES.items():
+        write(directory / name, text)
+    return directory
+
+
+@pytest.fixture
+def suite(tmp_path: Path, rules: Path) -> Path:
+    """Write a passing suite of four cases in two files."""
+    write(tmp_path / "suite" / "tiers.yaml", f"""\
+        # Widget tiers.
+        cases:
+          - name: basic is valid
+            request: {request()}
+            expect:
+              valid: true   # the cheapest tier
+              bom:
+                - {{reference: W-BAS-1Y, quantity: 1, months: 12}}
+          - name: basic over its maximum
+            request: {request(devices=11)}
+            expect:
+              valid: false
+              violations:
+                - {{rule: tier.widget.basic, code: over-limit}}
+        """)
+    write(tmp_path / "suite" / "addons.yaml", f"""\
+        cases:
+          - name: turbo needs pro
+            request: {request(addons="[{id: turbo}]")}
+            expect:
+              violations:
+                - {{rule: addon.widget.turbo, code: requires-tier, message: "needs tier pro"}}
+          - name: an unknown tier
+            request: {request(tier="platinum")}
+            expect_error: {{code: unknown-ref, path: configuration.tier}}
+        """)
+    return tmp_path / "suite"
+
+
+def run(*args: str):
+    """Run companion in-process; return (exit code, stdout, stderr)."""
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_a_passing_suite_exits_0_and_ends_with_the_counts(suite, rules):
+    code, out, _ = run("test", str(suite), "--rules", str(rules))
+    assert code == 0, out
+    assert out.splitlines()[-1] == "4 passed, 0 failed"
+
+
+def test_a_failing_case_exits_1_with_its_file_line_and_expected_versus_got(suite, rules, tmp_path):
+    write(suite / "wrong.yaml", f"""\
+        cases:
+          - name: still fine
+            request: {request()}
+            expect: {{valid: true}}
+
+          - name: pro thought to include 20 devices
+            request: {request(tier="pro", devices=15)}
+            expect:
+              valid: true
+              bom:
+                - {{reference: W-PRO-1Y, quantity: 1}}
+        """)
+    code, out, _ = run("test", str(suite), "--rules", str(rules))
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[-1] == "5 passed, 1 failed"
+    header = next(line for line in lines if "FAILED" in line)
+    assert header == f"{suite / 'wrong.yaml'}:6: FAILED pro thought to include 20 devices"
+    assert "    bom:\n      + got:      {reference: W-DEV-1Y, quantity: 5, months: 12}   (unexpected)" in out
+
+
+def test_a_changed_verdict_shows_expected_and_got_values(suite, rules):
+    write(suite / "flip.yaml", f"""\
+        cases:
+          - name: turbo on basic thought valid
+            request: {request(addons="[{id: turbo}]")}
+            expect:
+              valid: true
+              violations: []
+        """)
+    code, out, _ = run("test", str(suite / "flip.yaml"), "--rules", str(rules))
+    assert code == 1
+    assert "flip.yaml:2: FAILED turbo on basic thought valid" in out
+    assert "      - expected: true\n      + got:      false" in out
+    assert "+ got:      {rule: addon.widget.turbo, code: requires-tier, message: " in out
+    assert out.splitlines()[-1] == "0 passed, 1 failed"
+
+
+@pytest.mark.parametrize("text, code, line, column", [
+    ("cases:\n  - name: x\n    request: {}\n    expect: {valid: maybe}\n", "schema", 4, 21),
+    ("cases:\n  - name: x\n    request: {}\n    expect: {valid: true}\n    expect: {valid: false}\n", "duplicate-key", 5, 5),
+    ("cases:\n  - name: x\n    request: {}\n", "fixture-expect", 2, 5),
+    ("cases:\n  - name: x\n    kind: amned\n    request: {}\n    expect: {}\n", "unknown-kind", 3, 11),
+    ("cases:\n  - name: x\n    request: {}\n    expect: {}\n  - name: x\n    request: {}\n    expect: {}\n",
+     "duplicate-case", 5, 11),
+    ("cases:\n  - name: x\n    rules: nowhere\n    request: {}\n    expect: {}\n", "no-rules", 3, 12),
+    ("cases:\n  - name: x\n    request: {a: [}\n", "yaml-syntax", 3, 19),
+])
+def test_a_malformed_fixture_exits_2_with_a_located_error(tmp_path, rules, text, code, line, column):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    status, out, err = run("test", str(path), "--rules", str(rules))
+    assert status == 2, out + err
+    assert f"bad.yaml:{line}:{column}: error[{code}]" in err, err
+
+
+def test_coverage_counts_cases_per_rule_on_a_known_catalogue(suite, rules):
+    code, out, _ = run("test", str(suite), "--rules", str(rules), "--coverage", "--format", "json")
+    assert code == 0
+    catalogue = json.loads(out)["coverage"]["catalogues"][0]
+    # Cases: basic valid, basic over-limit, turbo on basic (refused), unknown tier (request error: no rule).
+    assert catalogue["counts"] == {
+        "addon.widget.turbo": 1,  # selected and refused in the same case: one case
+        "badge.gold": 3,
+        "devices.widget": 1,  # 11 devices on basic (5 included)
+        "license.widget": 3,
+        "product.widget": 0,  # only a partner without the badge exercises it
+        "tier.widget.basic": 3,
+        "tier.widget.pro": 0,
+        "upgrade.widget.basic.pro": 0,  # only amendments exercise upgrade paths
+    }
+    assert [item["rule"] for item in catalogue["untouched"]] == [
+        "product.widget", "tier.widget.pro", "upgrade.widget.basic.pro"]
+    assert catalogue["untouched"][0]["where"].endswith("tiers.yaml:2:9")
+    assert json.loads(out)["coverage"]["percent"] == 62.5
+
+
+def test_coverage_text_lists_untouched_rules_with_file_line_and_fails_below_the_minimum(suite, rules):
+    code, out, _ = run("test", str(suite), "--rules", str(rules), "--coverage", "--min-coverage", "90")
+    assert code == 1
+    assert any(line.strip().endswith(": tier.widget.pro") and "tiers.yaml:" in line for line in out.splitlines())
+    assert "is below the minimum 90%" in out
+    assert out.splitlines()[-1] == "4 passed, 0 failed"
+    code, _, _ = run("test", str(suite), "--rules", str(rules), "--min-coverage", "10")
+    assert code == 0
+
+
+def test_update_rewrites_failing_expectations_and_keeps_comments(suite, rules):
+    path = write(suite / "golden.yaml", f"""\
+        # Golden cases: keep this comment.
+        cases:
+          - name: basic over its maximum
+            request: {request(devices=11)}
+            expect:
+              valid: true      # was right once
+              bom:
+                - {{reference: W-BAS-1Y, quantity: 1}}
+
+          - name: untouched case
+            request: {request()}
+            expect: {{valid: true}}   # stays as written
+        """)
+    code, out, _ = run("test", str(path), "--rules", str(rules), "--update")
+    assert code == 0, out
+    assert "golden.yaml:3: UPDATED basic over its maximum" in out
+    assert "updated the expectations of 1 case(s) in 1 file(s)" in out
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# Golden cases: keep this comment.\ncases:\n  - name: basic over its maximum\n")
+    assert "valid: false     # was right once" in text
+    assert "violations:\n        - {rule: tier.widget.basic, code: over-limit}" in text
+    assert "bom: []" in text
+    assert "expect: {valid: true}   # stays as written" in text
+    assert run("test", str(path), "--rules", str(rules))[0] == 0
+
+
+def test_update_turns_an_expected_error_into_an_expectation(suite, rules):
+    path = write(suite / "error.yaml", f"""\
+        cases:
+          - name: thought unknown
+            request: {request(tier="pro")}
+            expect_error: {{code: unknown-ref, path: configuration.tier}}
+        """)
+    assert run("test", str(path), "--rules", str(rules), "--update")[0] == 0
+    text = path.read_text(encoding="utf-8")
+    assert "expect_error" not in text and "valid: true" in text and "W-PRO-1Y" in text
+
+
+def test_junit_output_parses_as_xml(suite, rules):
+    write(suite / "flip.yaml", f"""\
+        cases:
+          - name: turbo on basic thought valid
+            request: {request(addons="[{id: turbo}]")}
+            expect: {{valid: true}}
+        """)
+    code, out, err = run("test", str(suite), "--rules", str(rules), "--format", "junit")
+    assert code == 1
+    root = ElementTree.fromstring(out.encode())
+    assert root.get("tests") == "5" and root.get("failures") == "1"
+    failure = root.find(".//testcase[@name='turbo on basic thought valid']/failure")
+    assert failure is not None and "expected: true" in failure.text
+    assert err.splitlines()[-1] == "4 passed, 1 failed"
+
+
+def companion(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run the companion command in a child process (worker processes are forked from it)."""
+    return subprocess.run([str(Path(sys.executable).parent / "companion"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_two_workers_give_the_same_result_as_one(suite, rules, tmp_path):
+    for number in range(4):  # more files than workers
+        write(suite / f"more-{number}.yaml", f"""\
+            cases:
+              - name: pro with {number} devices
+                request: {request(tier="pro", devices=number)}
+                expect: {{valid: true}}
+              - name: wrong on purpose {number}
+                request: {request(devices=number + 20)}
+                expect: {{valid: true}}
+            """)
+    one = companion("test", str(suite), "--rules", str(rules), "-j", "1", "--format", "json", "--coverage",
+                    cwd=tmp_path)
+    two = companion("test", str(suite), "--rules", str(rules), "-j", "2", "--format", "json", "--coverage",
+                    cwd=tmp_path)
+    assert one.returncode == two.returncode == 1, one.stderr + two.stderr
+    assert json.loads(one.stdout) == json.loads(two.stdout)
+    assert one.stderr.splitlines()[-1] == two.stderr.splitlines()[-1] == "8 passed, 4 failed"
+
+
+def test_the_project_suite_covers_every_rule_it_can_reach():
+    """Every rule of badges, tiers, add-ons and subscriptions is exercised by tests/fixtures."""
+    code, out, _ = run("test", str(ROOT / "tests" / "fixtures"), "--coverage", "--format", "json")
+    assert code == 0
+    catalogue = json.loads(out)["coverage"]["catalogues"][0]
+    files = ("badges.yaml", "tiers.yaml", "addons.yaml", "subscriptions.yaml")
+    missed = [item for item in catalogue["untouched"] if item["where"].split(":")[0].endswith(files)]
+    assert missed == []
