@@ -68,8 +68,9 @@ def test_shortfall_names_what_is_missing_and_debits_nothing(store, compiled):
     fill(store, "alice@acme.example", ("EPO-ADV-SUB-3Y", 1), ("EPO-DEV-SUB-3Y-P25", 3))
     outcome = activate_configuration(store, compiled, "alice@acme.example", EPO, on=JUNE)
     assert not outcome.activated
-    # 100 device units less 75 from packs = 25 missing; insulation monitoring missing entirely.
-    assert outcome.shortfall.missing == {"EPO-DEV-SUB-3Y": 25, "EPO-IMS-SUB-3Y": 1}
+    # 100 device units less 75 from packs = 25 missing, exactly one more pack of 25 (packs are preferred);
+    # insulation monitoring is missing entirely.
+    assert outcome.shortfall.missing == {"EPO-DEV-SUB-3Y-P25": 1, "EPO-IMS-SUB-3Y": 1}
     assert locker.balances(store, "alice@acme.example") == {"EPO-ADV-SUB-3Y": 1, "EPO-DEV-SUB-3Y-P25": 3}
 
 
