@@ -1,0 +1,121 @@
+"""companion diff: the verdicts a rule edit changes, across two commits of a temporary git repository."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import cli
+from tests.test_fixtures_runner import TINY_RULES, request, write
+
+
+def git(repo: Path, *args: str) -> str:
+    result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True,
+                            env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+                                 "GIT_COMMITTER_EMAIL": "t@example.com", "HOME": str(repo), "PATH": "/usr/bin:/bin"})
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository with the tiny catalogue and three fixtures committed."""
+    root = tmp_path / "repo"
+    for name, text in TINY_RULES.items():
+        write(root / "rules" / name, text)
+    write(root / "fixtures" / "cases.yaml", f"""\
+        cases:
+          - name: basic with 8 devices
+            request: {request(devices=8)}
+            expect: {{valid: true}}
+          - name: pro with 50 devices
+            request: {request(tier="pro", devices=50)}
+            expect: {{valid: true}}
+          - name: turbo on basic
+            request: {request(addons="[{id: turbo}]")}
+            expect: {{valid: false}}
+        """)
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "rules", "fixtures")
+    git(root, "commit", "-q", "-m", "rules")
+    return root
+
+
+def diff(repo: Path, *args: str):
+    result = CliRunner().invoke(cli, ["diff", "--base", "HEAD", str(repo / "fixtures"), "--rules", str(repo / "rules"),
+                                      *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def test_no_edit_no_change(repo):
+    code, out, _ = diff(repo, "--fail-on-change")
+    assert code == 0, out
+    assert "no rule edits since HEAD" in out
+    assert out.splitlines()[-1] == "0 of 3 requests change verdict"
+
+
+def test_a_comment_is_not_a_rule_edit(repo):
+    tiers = repo / "rules" / "tiers.yaml"
+    tiers.write_text("# a comment\n" + tiers.read_text(encoding="utf-8"), encoding="utf-8")
+    code, out, _ = diff(repo, "--fail-on-change")
+    assert code == 0 and "no rule edits" in out
+
+
+def test_an_edited_limit_changes_the_verdicts_it_fires_on_grouped_by_rule(repo):
+    edit(repo / "rules" / "tiers.yaml", "devices: {included: 5, max: 10}", "devices: {included: 5, max: 7}")
+    git(repo, "commit", "-q", "-am", "basic allows 7 devices")  # the base is now the edited rules ...
+    edit(repo / "rules" / "tiers.yaml", "devices: {included: 5, max: 7}", "devices: {included: 5, max: 10}")
+    edit(repo / "rules" / "addons.yaml", "tier: pro", "tier: basic")  # ... and the working tree edits two rules
+    code, out, _ = diff(repo)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert "  ~ addon.widget.turbo (changed, " in out and "  ~ tier.widget.basic (changed, " in out
+    assert "tier.widget.pro" not in out.split("\n\n")[0]  # untouched rules are not edits
+    basic = lines.index("tier.widget.basic: 1 verdict(s) change")
+    assert lines[basic + 1].endswith("cases.yaml:2: basic with 8 devices")
+    assert lines[basic + 2:basic + 6] == ["      invalid -> valid", "      - violation tier.widget.basic over-limit",
+                                          "      + bom 1 x W-BAS-1Y (12 months)", "      + bom 3 x W-DEV-1Y (12 months)"]
+    turbo = lines.index("addon.widget.turbo, tier.widget.basic: 1 verdict(s) change")
+    assert lines[turbo + 1].endswith("cases.yaml:8: turbo on basic")
+    assert "      - violation addon.widget.turbo requires-tier" in lines[turbo + 2:turbo + 7]
+    assert lines[-1] == "2 of 3 requests change verdict"
+    assert diff(repo, "--fail-on-change")[0] == 1
+
+
+def test_added_and_removed_rules_and_json(repo):
+    edit(repo / "rules" / "addons.yaml", "  - id: turbo\n", "  - id: turbo-max\n")
+    code, out, _ = diff(repo, "--format", "json")
+    assert code == 0
+    document = json.loads(out)
+    edits = {edit["rule"]: edit for edit in document["edits"]}
+    assert edits["addon.widget.turbo-max"]["change"] == "added"
+    assert edits["addon.widget.turbo"]["change"] == "removed"
+    assert edits["addon.widget.turbo"]["where"].startswith("HEAD:")
+    (change,) = document["changes"]  # the turbo request now names an unknown add-on
+    assert change["name"] == "turbo on basic" and change["causes"] == ["addon.widget.turbo"]
+    assert change["after"]["errors"][0]["code"] == "unknown-ref"
+
+
+def test_an_unknown_revision_is_bad_input(repo):
+    result = CliRunner().invoke(cli, ["diff", "--base", "no-such-rev", str(repo / "fixtures"),
+                                      "--rules", str(repo / "rules")])
+    assert result.exit_code == 2
+    assert "error[git]" in result.stderr and "unknown revision 'no-such-rev'" in result.stderr
+
+
+def test_rules_outside_the_revision_are_bad_input(repo):
+    for name, text in TINY_RULES.items():
+        write(repo / "new-rules" / name, text)
+    result = CliRunner().invoke(cli, ["diff", "--base", "HEAD", str(repo / "fixtures"),
+                                      "--rules", str(repo / "new-rules")])
+    assert result.exit_code == 2
+    assert "new-rules does not exist at HEAD" in result.stderr
