@@ -133,6 +133,8 @@ cli_activation.register(cli)
 cli_subscription.register(cli)
 from engine import cli_exports  # noqa: E402
 cli_exports.register(cli)
+from engine import cli_web  # noqa: E402 - after cli_locker: adds set-password to its users group
+cli_web.register(cli)
 # (command modules: end)
 
 

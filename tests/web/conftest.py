@@ -1,0 +1,54 @@
+"""Fixtures of the web tests: one app on a temporary database with the test users, signed-in clients."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from engine.schema import BUNDLED_RULES
+from web_support import MANAGER, PARTNER, make_app, seed_users, sign_in, token_for
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory):
+    """One app, bundled rules, a temporary database with the test users."""
+    application = make_app(tmp_path_factory.mktemp("web"))
+    seed_users(application)
+    return application
+
+
+@pytest.fixture
+def client(app):
+    """An anonymous client."""
+    return app.test_client()
+
+
+@pytest.fixture
+def partner(app):
+    """A client signed in as the power-management partner."""
+    client = app.test_client()
+    assert sign_in(client).status_code == 302
+    return client
+
+
+@pytest.fixture
+def manager(app):
+    """A client signed in as the product manager."""
+    client = app.test_client()
+    assert sign_in(client, MANAGER).status_code == 302
+    return client
+
+
+@pytest.fixture
+def bearer(client):
+    """The partner's bearer header."""
+    return token_for(client)
+
+
+@pytest.fixture
+def rules_copy(tmp_path):
+    """A private copy of the bundled rules (for edits)."""
+    target = tmp_path / "rules"
+    shutil.copytree(BUNDLED_RULES, target)
+    return target

@@ -1,0 +1,293 @@
+"""The JSON API under /api/v1/ (documented by /api/v1/openapi.json, see web/openapi.py).
+
+Authentication: a bearer token (`POST /api/v1/tokens` with email and password) in `Authorization: Bearer
+...`, or the browser's session cookie. Cookie-authenticated writes must carry the session's CSRF token in the
+`X-CSRFToken` header (pages expose it in `<meta name="csrf-token">`); bearer requests need none, since a
+browser never adds that header by itself. The partner of every request is the signed-in user as stored
+(badges, country, purchasing account): a `partner` block in a body is ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from flask import Blueprint, abort, jsonify, request, session
+
+from engine import accounts, locker
+from engine.evaluate import evaluate
+from engine.options import options as list_options
+from engine.problem import CompanionError, Problem
+from engine.request import request_from_data
+from web import auth, compiled, csrf, live, store
+from web import errors as web_errors
+from web import services
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+PUBLIC = {"api.health", "api.openapi", "api.tokens"}
+
+
+def limit(limiter) -> None:
+    """Rate-limit the token endpoint like the sign-in form."""
+    limiter.limit(lambda: bp_config("SIGNIN_LIMIT"), methods=["POST"])(tokens)
+
+
+def bp_config(key: str):
+    from flask import current_app
+
+    return current_app.config[key]
+
+
+def refuse(status: int, code: str, message: str, path: str | None = None, hint: str = ""):
+    """Raise an API error now."""
+    problems = [Problem(code, message, path=path, hint=hint)] if path is not None else []
+    response = jsonify(web_errors.error_body(status, code, message, problems))
+    response.status_code = status
+    abort(response)
+
+
+@bp.before_request
+def authenticate():
+    """Require a signed-in account (except for public endpoints) and CSRF for cookie writes."""
+    if request.endpoint in PUBLIC or request.endpoint is None:
+        return None
+    account = auth.current_account()
+    if account is None:
+        refuse(401, "unauthenticated", "sign in first: POST /api/v1/tokens, then send Authorization: Bearer <token>")
+    if request.method in WRITES and auth.bearer() is None:
+        csrf.protect()  # cookie sessions: the X-CSRFToken header must match the session's token
+    return None
+
+
+def body() -> dict:
+    """Return the JSON object of the request body, or answer 415/400/422."""
+    if not request.is_json:
+        refuse(415, "unsupported-media-type", "send the body as JSON (Content-Type: application/json)", path="$")
+    data = request.get_json(silent=True)
+    if data is None:
+        refuse(400, "bad-json", "the body is not valid JSON", path="$", hint="check quotes, commas and brackets")
+    if not isinstance(data, dict):
+        refuse(422, "request-shape", "the body must be a JSON object", path="$")
+    return data
+
+
+def only_keys(data: dict, allowed: tuple[str, ...]) -> None:
+    """Refuse keys a body does not take, at their JSON path."""
+    problems = [Problem("unknown-key", f"unknown key '{key}'", path=str(key), hint="keys: " + ", ".join(allowed))
+                for key in data if key not in allowed]
+    if problems:
+        raise CompanionError(problems)
+
+
+def catalogue():
+    """Return the catalogue of this request, or answer 503 when no rules could ever be loaded."""
+    current = compiled()
+    if current is None:
+        state = live().state
+        response = jsonify(web_errors.error_body(503, "no-catalogue", "no rules are loaded",
+                                                 state.problems))
+        response.status_code = 503
+        abort(response)
+    return current
+
+
+def flag(data: dict, key: str) -> bool:
+    """Read an optional boolean field."""
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise CompanionError([Problem("request-schema", f"'{key}' must be true or false", path=key)])
+    return value
+
+
+def date_field(data: dict, key: str = "date") -> dt.date | None:
+    """Read an optional ISO date field."""
+    if data.get(key) is None:
+        return None
+    try:
+        return dt.date.fromisoformat(str(data[key]))
+    except ValueError:
+        raise CompanionError([Problem("bad-date", f"'{data[key]}' is not a calendar date", path=key,
+                                      hint="write a date such as 2025-06-01")]) from None
+
+
+def explain_param() -> bool:
+    """Read the `explain` query parameter."""
+    return request.args.get("explain", "false").lower() in ("1", "true", "yes")
+
+
+# --- public ------------------------------------------------------------------------------------------
+
+
+@bp.get("/health")
+def health():
+    """Report whether rules are loaded, which version, and the state of the last reload."""
+    current = live().current()
+    state = live().state
+    status = "ok" if current is not None and state.ok else ("degraded" if current is not None else "down")
+    reload = state.to_json()
+    reload["problems"] = [web_errors.problem_json(problem) for problem in state.problems]
+    data = {"status": status, "rules_version": current.rules_version if current else None, "reload": reload}
+    return jsonify(data), 200 if current is not None else 503
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """Return the OpenAPI document of this API."""
+    from web.openapi import document
+
+    return jsonify(document())
+
+
+@bp.post("/tokens")
+def tokens():
+    """Exchange an email and a password for a bearer token."""
+    data = body()
+    only_keys(data, ("email", "password"))
+    email, password = data.get("email"), data.get("password")
+    if not isinstance(email, str) or not isinstance(password, str):
+        raise CompanionError([Problem("request-schema", "send email and password as strings",
+                                      path="email" if not isinstance(email, str) else "password")])
+    account = accounts.verify_password(store(), email, password)
+    if account is None:
+        refuse(401, "bad-credentials", "wrong email or password")
+    return jsonify({"token": auth.issue_token(account), "token_type": "Bearer",
+                    "expires_in": bp_config("TOKEN_MAX_AGE"), "email": account.email, "role": account.role})
+
+
+# --- configurations ----------------------------------------------------------------------------------
+
+
+def configuration_request(data: dict, partial: bool):
+    current = catalogue()
+    only_keys(data, ("configuration", "partner"))
+    partner = auth.partner_of(auth.current_account(), current.catalog)
+    document = {"partner": partner, "configuration": data.get("configuration")}
+    if "configuration" not in data:
+        raise CompanionError([Problem("missing", "the body needs 'configuration'", path="configuration",
+                                      hint='e.g. {"configuration": {"product": "epo", ...}}')])
+    return current, request_from_data(document, current.catalog, partial=partial)
+
+
+@bp.post("/validate")
+def validate():
+    """Validate a configuration for the signed-in partner: the verdict (and, with ?explain=true, why)."""
+    current, checked = configuration_request(body(), partial=False)
+    return jsonify(evaluate(current, checked).to_json(explain_param()))
+
+
+@bp.post("/options")
+def options():
+    """List what can still be chosen for a partial configuration, and why not the rest."""
+    current, checked = configuration_request(body(), partial=True)
+    return jsonify(list_options(current, checked))
+
+
+@bp.get("/catalogue")
+def catalogue_view():
+    """Describe the catalogue: products, tiers, upgrade paths, add-ons, badges, each with rule id and place."""
+    current = catalogue()
+    return jsonify(services.catalogue_json(current.catalog, live().state))
+
+
+# --- subscriptions -----------------------------------------------------------------------------------
+
+
+def _subscription_change(kind: str):
+    data = body()
+    only_keys(data, ("activation_id", "subscription", kind, "partner", "activate"))
+    current = catalogue()
+    account = auth.current_account()
+    activate = flag(data, "activate")
+    if ("activation_id" in data) == ("subscription" in data):
+        raise CompanionError([Problem("request-shape", "give either 'activation_id' (one of your activations) or "
+                                      "'subscription' (its configuration and start)", path="activation_id")])
+    activation = None
+    if "activation_id" in data:
+        if not isinstance(data["activation_id"], str):
+            raise CompanionError([Problem("request-schema", "activation_id is a string such as ACT-XXXX-XXXX-XXXX-XXXX",
+                                          path="activation_id")])
+        activation = services.find_activation(account.email, data["activation_id"], path="activation_id")
+        subscription = services.subscription_of(activation)
+    else:
+        subscription = data["subscription"]
+        if activate:
+            raise CompanionError([Problem("request-shape", "only an activation of your locker can be activated",
+                                          path="activate", hint="send activation_id instead of subscription")])
+    document = {"partner": auth.partner_of(account, current.catalog), "subscription": subscription}
+    if kind in data:
+        document[kind] = data[kind]
+    outcome = services.subscription_outcome(current, document, kind, explain_param())
+    if activate:
+        outcome["activation"] = services.activate_subscription_change(current, account.email, activation, document, kind)
+    return jsonify(outcome)
+
+
+@bp.post("/amend")
+def amend():
+    """Work out a mid-term amendment of a subscription: lines, months and their derivation."""
+    return _subscription_change("change")
+
+
+@bp.post("/renew")
+def renew():
+    """Work out a renewal of a subscription: the new term and its bill of materials."""
+    return _subscription_change("renewal")
+
+
+# --- the locker --------------------------------------------------------------------------------------
+
+
+@bp.get("/locker")
+def locker_view():
+    """Show the signed-in user's locker (or, with ?locker_id=N, check that N is theirs)."""
+    locker_id = request.args.get("locker_id")
+    if locker_id is not None and not locker_id.isdigit():
+        raise CompanionError([Problem("request-schema", "locker_id is a whole number", path="locker_id")])
+    account = auth.current_account()
+    view = locker.show_locker(store(), account.email, int(locker_id) if locker_id is not None else None)
+    data = view.to_json()
+    data["invitations"] = [item.to_json() for item in locker.pending_invitations(store(), account.email)]
+    return jsonify(data)
+
+
+@bp.post("/redeem")
+def redeem():
+    """Redeem a voucher code into the signed-in user's locker."""
+    data = body()
+    only_keys(data, ("code",))
+    code = data.get("code")
+    if not isinstance(code, str):
+        raise CompanionError([Problem("request-schema", "send the voucher code as a string", path="code")])
+    try:
+        redemption = locker.redeem(store(), auth.current_account().email, code)
+    except CompanionError as error:
+        raise CompanionError([problem if problem.path else dataclasses.replace(problem, path="code")
+                              for problem in error.problems]) from None
+    return jsonify(redemption.to_json())
+
+
+@bp.post("/activate")
+def activate():
+    """Activate a configuration from the signed-in user's locker: an Activation ID, or the shortfall."""
+    data = body()
+    only_keys(data, ("configuration", "date", "partner"))
+    current = catalogue()
+    if not isinstance(data.get("configuration"), dict):
+        raise CompanionError([Problem("missing", "the body needs a 'configuration' object", path="configuration")])
+    on = date_field(data)
+    outcome = services.activate(current, auth.current_account().email, data["configuration"], on)
+    return jsonify(outcome)
+
+
+@bp.get("/session")
+def session_info():
+    """Return who is signed in and the CSRF token for cookie-authenticated writes."""
+    from flask_wtf.csrf import generate_csrf
+
+    account = auth.current_account()
+    data = {"email": account.email, "role": account.role, "badges": list(account.user.badges),
+            "country": account.user.country, "purchasing_account": account.user.purchasing_account}
+    if "email" in session:
+        data["csrf_token"] = generate_csrf()
+    return jsonify(data)

@@ -1,0 +1,141 @@
+"""The catalogue the app serves: loaded once, swapped atomically when the rule files change.
+
+Each worker process holds one `LiveCatalog`. `current()` is called on every request; at most once per
+`interval` seconds it compares the rule files' names, sizes and modification times with the last ones seen
+(a few `stat` calls). When they changed it loads and compiles the directory again: on success the new
+catalogue replaces the old one in a single assignment (requests already running keep the one they took); on
+failure the last good catalogue stays and the problems are kept for the Catalogue page and /api/v1/health.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from engine.catalog import load_catalog
+from engine.compile import CompiledCatalog, compile_catalog, load
+from engine.problem import CompanionError, Problem
+
+RETIRE_AFTER = 60.0  # seconds a replaced catalogue stays registered for requests that still use it
+
+
+@dataclass
+class ReloadState:
+    """The outcome of the last load: ok or not, when, which version, and the problems of a broken edit."""
+
+    ok: bool = False
+    checked_at: str = ""
+    loaded_at: str = ""
+    rules_version: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+    reloads: int = 0
+
+    def to_json(self) -> dict:
+        """Return the state as a JSON-ready dict."""
+        return {"ok": self.ok, "checked_at": self.checked_at, "loaded_at": self.loaded_at,
+                "rules_version": self.rules_version, "reloads": self.reloads,
+                "problems": [problem.to_json() for problem in self.problems]}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class LiveCatalog:
+    """A rules directory, compiled, kept up to date with its files."""
+
+    def __init__(self, directory: Path | str | None, interval: float = 1.0):
+        self.directory = Path(directory) if directory is not None else None
+        self.interval = interval
+        self.state = ReloadState()
+        self._compiled: CompiledCatalog | None = None
+        self._signature: tuple | None = None
+        self._next_check = 0.0
+        self._lock = threading.Lock()
+        self._retired: list[tuple[float, CompiledCatalog]] = []
+        self._owned: set[int] = set()  # compilations made by reloads (the first one is engine.compile's, shared)
+        self._reload(self._files_signature())
+
+    @property
+    def rules_dir(self) -> Path:
+        """Return the directory the rules are read from."""
+        if self.directory is not None:
+            return self.directory
+        from engine.schema import BUNDLED_RULES
+
+        return BUNDLED_RULES
+
+    def _files_signature(self) -> tuple:
+        try:
+            entries = sorted(self.rules_dir.iterdir())
+        except OSError:
+            return ()
+        signature = []
+        for path in entries:
+            if path.suffix in (".yaml", ".yml"):
+                try:
+                    stat = path.stat()
+                except OSError:
+                    continue
+                signature.append((path.name, stat.st_mtime_ns, stat.st_size))
+        return tuple(signature)
+
+    def current(self) -> CompiledCatalog | None:
+        """Return the catalogue in use, reloading first if the files changed (checked at most once per interval)."""
+        now = time.monotonic()
+        if now >= self._next_check and self._lock.acquire(blocking=False):
+            try:
+                self._next_check = now + self.interval
+                signature = self._files_signature()
+                if signature != self._signature:
+                    self._reload(signature)
+                self._free_retired(now)
+            finally:
+                self._lock.release()
+        return self._compiled
+
+    def check_now(self) -> CompiledCatalog | None:
+        """Check the files at once (tests, the Catalogue page's reload button)."""
+        self._next_check = 0.0
+        return self.current()
+
+    def _reload(self, signature: tuple) -> None:
+        self._signature = signature
+        self.state.checked_at = _now()
+        try:
+            if self._compiled is None:
+                compiled = load(self.directory)  # the process-wide cache: apps on the same rules share it
+            else:
+                catalog = load_catalog(self.directory)
+                if catalog.rules_version == self._compiled.rules_version:
+                    compiled = self._compiled  # touched, not changed
+                else:
+                    compiled = compile_catalog(catalog)
+                    self._owned.add(id(compiled))
+        except CompanionError as error:
+            self.state.ok = False
+            self.state.problems = list(error.problems)
+            return
+        if compiled is not self._compiled:
+            if self._compiled is not None:
+                self._retired.append((time.monotonic(), self._compiled))
+            self._compiled = compiled  # the atomic swap: one reference assignment
+            self.state.reloads += 1
+            self.state.loaded_at = self.state.checked_at
+        self.state.ok = True
+        self.state.problems = []
+        self.state.rules_version = compiled.rules_version
+
+    def _free_retired(self, now: float) -> None:
+        keep = []
+        for since, compiled in self._retired:
+            if now - since >= RETIRE_AFTER:
+                if id(compiled) in self._owned:
+                    self._owned.discard(id(compiled))
+                    compiled.close()
+            else:
+                keep.append((since, compiled))
+        self._retired = keep

@@ -1,0 +1,427 @@
+"""The pages: sign in, Configure, Projects, Subscriptions, Locker, Activate, and the product managers' Catalogue.
+
+Pages are server-rendered; a configuration travels in the query string (`?product=epo&tier=advanced&addon=...`)
+so that every state of the Configure page is a link, and every change is a GET that the engine answers
+again. Writes are POST forms with a CSRF token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from urllib.parse import urlencode, urlsplit
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from werkzeug.datastructures import MultiDict
+
+from engine import accounts, locker
+from engine.evaluate import evaluate
+from engine.model import PERPETUAL
+from engine.options import options as list_options
+from engine.problem import CompanionError, Problem
+from engine.request import request_from_data
+from web import auth, compiled, live, services, store
+from web.diagram import upgrade_diagram
+
+bp = Blueprint("ui", __name__)
+CONFIG_KEYS = ("product", "version", "license", "term_months", "tier", "devices")
+
+
+def limit(limiter) -> None:
+    """Rate-limit sign-in attempts per client address."""
+    limiter.limit(lambda: current_app.config["SIGNIN_LIMIT"], methods=["POST"])(signin)
+
+
+@bp.app_context_processor
+def globals_for_templates():
+    """Give every template the signed-in account."""
+    return {"account": auth.current_account()}
+
+
+def catalogue_or_error():
+    """Return the catalogue in use; without one, a page says why."""
+    current = compiled()
+    if current is None:
+        raise CompanionError(live().state.problems or [Problem("no-catalogue", "no rules are loaded")])
+    return current
+
+
+# --- configurations in query strings -----------------------------------------------------------------
+
+
+def configuration_from(args: MultiDict) -> tuple[dict, list[Problem]]:
+    """Read a (partial) configuration from form fields; numbers that are not numbers become problems."""
+    configuration: dict = {}
+    problems: list[Problem] = []
+    for key in ("product", "version", "license", "tier"):
+        value = (args.get(key) or "").strip()
+        if value:
+            configuration[key] = value
+    if args.get("prev_product") and args.get("prev_product") != configuration.get("product"):
+        return {"product": configuration["product"]} if "product" in configuration else {}, problems
+    for key in ("term_months", "devices"):
+        value = (args.get(key) or "").strip()
+        if value:
+            try:
+                configuration[key] = int(value)
+            except ValueError:
+                problems.append(Problem("not-a-number", f"'{value}' is not a whole number", path=f"configuration.{key}"))
+    if configuration.get("license") == PERPETUAL:
+        configuration.pop("term_months", None)
+    addons = []
+    for addon_id in args.getlist("addon"):
+        addon_id = addon_id.strip()
+        if not addon_id or any(item["id"] == addon_id for item in addons):
+            continue
+        quantity = (args.get(f"qty-{addon_id}") or "1").strip()
+        try:
+            addons.append({"id": addon_id, "quantity": max(1, int(quantity))})
+        except ValueError:
+            problems.append(Problem("not-a-number", f"'{quantity}' is not a whole number",
+                                    path=f"configuration.addons[{len(addons)}].quantity"))
+    if addons:
+        configuration["addons"] = addons
+    return configuration, problems
+
+
+def query_of(configuration: dict, **extra) -> str:
+    """Return the query string of a configuration (the inverse of configuration_from)."""
+    pairs = [(key, configuration[key]) for key in CONFIG_KEYS if configuration.get(key) not in (None, "")]
+    for addon in configuration.get("addons", ()):
+        pairs.append(("addon", addon["id"]))
+        pairs.append((f"qty-{addon['id']}", addon.get("quantity", 1)))
+    pairs.extend((key, value) for key, value in extra.items() if value is not None)
+    return urlencode(pairs)
+
+
+def is_complete(configuration: dict) -> bool:
+    """Return whether the configuration names everything a verdict needs."""
+    base = all(configuration.get(key) for key in ("product", "license", "tier"))
+    return base and (configuration.get("license") == PERPETUAL or bool(configuration.get("term_months")))
+
+
+def safe_next(target: str | None) -> str:
+    """Return a same-site path to go to after signing in (never another host)."""
+    if not target:
+        return url_for("ui.configure")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("ui.configure")
+    return target
+
+
+# --- sign in -----------------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def index():
+    """Send people to Configure, or to sign in."""
+    return redirect(url_for("ui.configure"))
+
+
+@bp.route("/signin", methods=["GET", "POST"])
+def signin():
+    """Sign in with email and password."""
+    error = None
+    email = ""
+    if request.method == "POST":
+        email = (request.form.get("email") or "").strip()
+        account = accounts.verify_password(store(), email, request.form.get("password") or "")
+        if account is not None:
+            auth.sign_in(account)
+            return redirect(safe_next(request.form.get("next")))
+        error = "Wrong email or password."
+    return render_template("signin.html", error=error, email=email, next=request.values.get("next", "")), \
+        (401 if error else 200)
+
+
+@bp.post("/signout")
+def signout():
+    """Sign out."""
+    auth.sign_out()
+    flash("You are signed out.")
+    return redirect(url_for("ui.signin"))
+
+
+# --- Configure ---------------------------------------------------------------------------------------
+
+
+def guidance(current, account, configuration: dict) -> dict:
+    """Ask the engine what can still be chosen, and, for a complete configuration, its explained verdict."""
+    document = {"partner": auth.partner_of(account, current.catalog), "configuration": configuration}
+    result = {"options": None, "verdict": None, "problems": []}
+    try:
+        request_ = request_from_data(document, current.catalog, partial=True)
+        result["options"] = list_options(current, request_)
+        if is_complete(configuration):
+            full = request_from_data(document, current.catalog)
+            result["verdict"] = evaluate(current, full).to_json(explain_rules=True)
+    except CompanionError as error:
+        result["problems"] = error.problems
+    return result
+
+
+@bp.get("/configure")
+@auth.login_required
+def configure():
+    """Build a configuration step by step: only allowed choices, the others with their reasons, and the verdict."""
+    current = catalogue_or_error()
+    account = auth.current_account()
+    configuration, problems = configuration_from(request.args)
+    result = guidance(current, account, configuration)
+    project = None
+    if request.args.get("project"):
+        try:
+            project = accounts.get_project(store(), account.email, request.args["project"])
+        except CompanionError:
+            project = None
+    product = current.catalog.products.get(configuration.get("product", ""))
+    return render_template("configure.html", configuration=configuration, problems=problems + result["problems"],
+                           options=result["options"], verdict=result["verdict"], catalog=current.catalog,
+                           product=product, complete=is_complete(configuration), project=project,
+                           query=query_of(configuration), configuration_json=json.dumps(configuration))
+
+
+# --- Projects ----------------------------------------------------------------------------------------
+
+
+def _posted_configuration() -> dict:
+    try:
+        configuration = json.loads(request.form.get("configuration") or "{}")
+    except ValueError:
+        configuration = None
+    if not isinstance(configuration, dict):
+        raise CompanionError([Problem("bad-configuration", "the configuration sent is not a JSON object",
+                                      path="configuration")])
+    return configuration
+
+
+@bp.get("/projects")
+@auth.login_required
+def projects():
+    """List the saved projects."""
+    items = accounts.list_projects(store(), auth.current_account().email)
+    return render_template("projects.html", projects=items, query_of=query_of)
+
+
+@bp.post("/projects")
+@auth.login_required
+def save_project():
+    """Save the configuration as a new project, or over an existing one."""
+    configuration = _posted_configuration()
+    project_id = request.form.get("project") if request.form.get("action") == "update" else None
+    project = accounts.save_project(store(), auth.current_account().email, request.form.get("name", ""),
+                                    configuration, project_id)
+    flash(f"Project “{project.name}” saved.")
+    return redirect(url_for("ui.configure") + "?" + query_of(project.configuration, project=project.id))
+
+
+@bp.get("/projects/<int:project_id>")
+@auth.login_required
+def open_project(project_id: int):
+    """Reopen a project on the Configure page."""
+    project = accounts.get_project(store(), auth.current_account().email, project_id)
+    return redirect(url_for("ui.configure") + "?" + query_of(project.configuration, project=project.id))
+
+
+@bp.post("/projects/<int:project_id>/copy")
+@auth.login_required
+def copy_project(project_id: int):
+    """Copy a project."""
+    copy = accounts.copy_project(store(), auth.current_account().email, project_id)
+    flash(f"Copied as “{copy.name}”.")
+    return redirect(url_for("ui.projects"))
+
+
+@bp.post("/projects/<int:project_id>/delete")
+@auth.login_required
+def delete_project(project_id: int):
+    """Delete a project."""
+    accounts.delete_project(store(), auth.current_account().email, project_id)
+    flash("Project deleted.")
+    return redirect(url_for("ui.projects"))
+
+
+# --- Activate ----------------------------------------------------------------------------------------
+
+
+@bp.route("/activate", methods=["GET", "POST"])
+@auth.login_required
+def activate():
+    """Match a configuration against the locker: an Activation ID, or what is missing and what to do."""
+    current = catalogue_or_error()
+    account = auth.current_account()
+    outcome = None
+    problems: list[Problem] = []
+    if request.method == "POST":
+        configuration = _posted_configuration()
+        on = None
+        try:
+            on = dt.date.fromisoformat(request.form.get("date") or dt.date.today().isoformat())
+        except ValueError:
+            problems.append(Problem("bad-date", f"'{request.form.get('date')}' is not a date", path="date",
+                                    hint="write a date such as 2025-06-01"))
+        if not problems:
+            try:
+                outcome = services.activate(current, account.email, configuration, on)
+            except CompanionError as error:
+                problems = error.problems
+    else:
+        configuration, problems = configuration_from(request.args)
+    verdict = None
+    if is_complete(configuration) and outcome is None:
+        verdict = guidance(current, account, configuration)["verdict"]
+    view = locker.show_locker(store(), account.email)
+    return render_template("activate.html", configuration=configuration, outcome=outcome, problems=problems,
+                           verdict=verdict, balances=view.balances, catalog=current.catalog,
+                           complete=is_complete(configuration), query=query_of(configuration),
+                           configuration_json=json.dumps(configuration), today=dt.date.today().isoformat(),
+                           date=request.form.get("date") or dt.date.today().isoformat())
+
+
+# --- Subscriptions -----------------------------------------------------------------------------------
+
+
+def _change_from(args: MultiDict, kind: str) -> tuple[dict, list[Problem]]:
+    change: dict = {}
+    problems: list[Problem] = []
+    change["date"] = (args.get("date") or dt.date.today().isoformat()).strip()
+    if args.get("tier"):
+        change["tier"] = args["tier"]
+    for key in ("devices", "term_months") if kind == "renewal" else ("devices",):
+        value = (args.get(key) or "").strip()
+        if value:
+            try:
+                change[key] = int(value)
+            except ValueError:
+                problems.append(Problem("not-a-number", f"'{value}' is not a whole number", path=f"{kind}.{key}"))
+    addon = (args.get("addon") or "").strip()
+    if addon:
+        try:
+            change["addons"] = [{"id": addon, "quantity": max(1, int(args.get("addon_quantity") or 1))}]
+        except ValueError:
+            problems.append(Problem("not-a-number", "the add-on quantity is not a whole number",
+                                    path=f"{kind}.addons[0].quantity"))
+    return change, problems
+
+
+@bp.get("/subscriptions")
+@auth.login_required
+def subscriptions():
+    """List the activations with forms to amend or renew each running subscription."""
+    current = catalogue_or_error()
+    account = auth.current_account()
+    activations = locker.list_activations(store(), account.email)
+    parents = {item.parent for item in activations if item.parent}
+    return render_template("subscriptions.html", activations=activations, parents=parents, catalog=current.catalog,
+                           today=dt.date.today().isoformat(), subscription_of=services.subscription_of)
+
+
+@bp.route("/subscriptions/<activation_id>/<any(amend, renew):action>", methods=["GET", "POST"])
+@auth.login_required
+def change_subscription(activation_id: str, action: str):
+    """Preview (GET) or activate (POST) an amendment or a renewal of one activation."""
+    current = catalogue_or_error()
+    account = auth.current_account()
+    activation = services.find_activation(account.email, activation_id)
+    kind = "change" if action == "amend" else "renewal"
+    values = request.form if request.method == "POST" else request.args
+    change, problems = _change_from(values, kind)
+    document = {"partner": auth.partner_of(account, current.catalog),
+                "subscription": services.subscription_of(activation), kind: change}
+    outcome = activated = None
+    if not problems:
+        try:
+            outcome = services.subscription_outcome(current, document, kind, explain=True)
+            if request.method == "POST" and outcome["valid"]:
+                activated = services.activate_subscription_change(current, account.email, activation, document, kind)
+        except CompanionError as error:
+            problems = error.problems
+    return render_template("change.html", activation=activation, action=action, kind=kind, change=change,
+                           outcome=outcome, activated=activated, problems=problems, catalog=current.catalog,
+                           subscription=services.subscription_of(activation), values=values,
+                           today=dt.date.today().isoformat())
+
+
+# --- Locker ------------------------------------------------------------------------------------------
+
+
+@bp.get("/locker")
+@auth.login_required
+def locker_page():
+    """Show the locker: balances by reference, members, invitations and activations."""
+    current = compiled()
+    account = auth.current_account()
+    view = locker.show_locker(store(), account.email)
+    invitations = locker.pending_invitations(store(), account.email)
+    references = current.catalog.references if current else {}
+    return render_template("locker.html", view=view, invitations=invitations, references=references)
+
+
+def _locker_action(action, success) -> object:
+    try:
+        result = action()
+    except CompanionError as error:
+        for problem in error.problems:
+            flash(f"{problem.message}" + (f" — {problem.hint}" if problem.hint else ""), "error")
+    else:
+        success(result)
+    return redirect(url_for("ui.locker_page"))
+
+
+@bp.post("/locker/redeem")
+@auth.login_required
+def redeem():
+    """Redeem a voucher code."""
+    email = auth.current_account().email
+    return _locker_action(lambda: locker.redeem(store(), email, request.form.get("code", "")),
+                          lambda item: flash(f"Voucher {item.code} redeemed: {item.quantity} x {item.reference} "
+                                             f"(balance {item.balance})."))
+
+
+@bp.post("/locker/invite")
+@auth.login_required
+def invite():
+    """Invite a user to share the locker."""
+    email = auth.current_account().email
+
+    def done(invitation):
+        flash(f"Invitation {invitation.id} sent to {invitation.invitee}.")
+        for warning in invitation.warnings:
+            flash(f"Warning: {warning}", "warning")
+
+    return _locker_action(lambda: locker.invite(store(), email, request.form.get("email", "")), done)
+
+
+@bp.post("/locker/accept")
+@auth.login_required
+def accept():
+    """Accept an invitation to a shared locker."""
+    email = auth.current_account().email
+    return _locker_action(lambda: locker.accept(store(), email, request.form.get("invitation") or None),
+                          lambda result: flash(f"You now share locker {result.locker.id}."))
+
+
+# --- Catalogue (product managers) --------------------------------------------------------------------
+
+
+@bp.get("/catalogue")
+@auth.product_manager_required
+def catalogue():
+    """Show products, tiers, upgrade paths, add-ons and badges with rule ids and places; the last reload."""
+    current = compiled()
+    state = live().state
+    data = services.catalogue_json(current.catalog, state) if current else None
+    diagrams = {product.id: upgrade_diagram(product) for product in current.catalog.products.values()} \
+        if current else {}
+    return render_template("catalogue.html", data=data, state=state, diagrams=diagrams, rules_dir=live().rules_dir)
+
+
+@bp.post("/catalogue/reload")
+@auth.product_manager_required
+def reload_rules():
+    """Check the rule files now instead of waiting for the next request."""
+    live().check_now()
+    flash("Rule files checked." if live().state.ok else "The rule files do not load; the last good catalogue stays.",
+          "info" if live().state.ok else "error")
+    return redirect(url_for("ui.catalogue"))
