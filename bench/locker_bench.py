@@ -56,11 +56,13 @@ def prepare(url: str, clients: int, shared: bool, activations: int) -> list[str]
     return users
 
 
-def run_client(url: str, email: str, count: int, start_at: float) -> int:
-    """Activate COUNT times as EMAIL from START_AT on; return how many succeeded."""
+def run_client(url: str, email: str, count: int, start_at: float) -> tuple[int, float, float]:
+    """Activate COUNT times as EMAIL from START_AT on; return how many succeeded, when it started and ended."""
     with open_store(url) as store:
         time.sleep(max(0.0, start_at - time.time()))
-        return _activate(store, email, count)
+        started = time.time()
+        done = _activate(store, email, count)
+        return done, started, time.time()
 
 
 def _activate(store, email: str, count: int) -> int:
@@ -75,11 +77,11 @@ def one_round(url: str, clients: int, shared: bool, per_client: int, processes: 
     """Return the activations per second of one round."""
     users = prepare(url, clients, shared, per_client)
     if processes:
-        start_at = time.time() + 1.5
+        start_at = time.time() + 3.0  # every process has started and connected by then (else: counted late)
         with multiprocessing.get_context("spawn").Pool(clients) as pool:
-            pending = pool.starmap_async(run_client, [(url, email, per_client, start_at) for email in users])
-            done = sum(pending.get())
-        elapsed = time.time() - start_at
+            results = pool.starmap(run_client, [(url, email, per_client, start_at) for email in users])
+        done = sum(result[0] for result in results)
+        elapsed = max(result[2] for result in results) - min(result[1] for result in results)
     else:
         store = open_store(url)
         results = [0] * clients
