@@ -183,7 +183,7 @@ def test_retries_stop_within_the_total_time(compiled):
     with Cart(["timeout"] * 20) as cart:
         with pytest.raises(CheckoutFailed) as error:
             place_order(order, cart.url, timeout=0.2, attempts=20, total=0.7, backoff=0.01)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.0  # 20 attempts of 0.2 s would take 4 s and more
     assert error.value.attempts < 20 and "no answer in time" in error.value.message
     assert len(cart.orders) == 1  # the timed-out attempts all carried the same key
 
