@@ -71,8 +71,7 @@ def _review_text(order, cart_url: str | None) -> str:
     lines = [f"Order for purchasing account {order.account}" + (f", project {order.project}" if order.project else ""),
              "Bill of materials:"]
     for line in order.lines:
-        term = f"{line['months']} months" if line["months"] else "perpetual"
-        lines.append(f"  {line['quantity']:>6} x {line['reference']:<20} {line['description']} ({term})")
+        lines.append(f"  {line['quantity']:>6} x {line['reference']:<20} {line['description']}")
     lines.append(f"Order key: {order.idempotency_key}")
     lines.append(f"Would be sent to: {cart_url or '(no cart URL configured)'}")
     lines.append(json.dumps(order.payload, indent=2, ensure_ascii=False))
