@@ -98,8 +98,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # the API checks CSRF itself for cookie-authenticated requests (see web/api.py)
     errors.register(app)
-    ui.limit(limiter)
-    api.limit(limiter)
+    ui.limit(app, limiter)
+    api.limit(app, limiter)
 
     @app.after_request
     def security_headers(response):

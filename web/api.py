@@ -28,9 +28,11 @@ WRITES = ("POST", "PUT", "PATCH", "DELETE")
 PUBLIC = {"api.health", "api.openapi", "api.tokens"}
 
 
-def limit(limiter) -> None:
-    """Rate-limit the token endpoint like the sign-in form."""
-    limiter.limit(lambda: bp_config("SIGNIN_LIMIT"), methods=["POST"])(tokens)
+def limit(app, limiter) -> None:
+    """Rate-limit the token endpoint together with the sign-in form (the registered view is wrapped)."""
+    view = app.view_functions["api.tokens"]
+    app.view_functions["api.tokens"] = limiter.shared_limit(lambda: bp_config("SIGNIN_LIMIT"), scope="signin",
+                                                                 methods=["POST"])(view)
 
 
 def bp_config(key: str):

@@ -27,9 +27,11 @@ bp = Blueprint("ui", __name__)
 CONFIG_KEYS = ("product", "version", "license", "term_months", "tier", "devices")
 
 
-def limit(limiter) -> None:
-    """Rate-limit sign-in attempts per client address."""
-    limiter.limit(lambda: current_app.config["SIGNIN_LIMIT"], methods=["POST"])(signin)
+def limit(app, limiter) -> None:
+    """Rate-limit sign-in attempts per client address (the registered view is wrapped)."""
+    view = app.view_functions["ui.signin"]
+    app.view_functions["ui.signin"] = limiter.shared_limit(lambda: current_app.config["SIGNIN_LIMIT"], scope="signin",
+                                                             methods=["POST"])(view)
 
 
 @bp.app_context_processor
