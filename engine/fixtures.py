@@ -22,6 +22,8 @@ a catalogue once.
 
 from __future__ import annotations
 
+import functools
+import json
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -36,7 +38,7 @@ from engine.catalog import display_path, load_catalog, rules_of
 from engine.compile import CompiledCatalog
 from engine.compile import load as load_compiled
 from engine.problem import CompanionError, Location, Problem, did_you_mean
-from engine.schema import BUNDLED_RULES, validate_source
+from engine.schema import BUNDLED_RULES, SCHEMA_DIR, describe, unknown_keys
 from engine.source import Source, parse_yaml, read_text
 
 FIXTURE_SCHEMA = "fixture.schema.json"
@@ -184,7 +186,7 @@ def load_fixture_file(path: Path, rules_dir: Path | str | None = None) -> list[C
         raise CompanionError(problems + [Problem("empty-file", "fixture file is empty", Location(display, 1, 1),
                                                  hint="a fixture holds `cases:`; see docs/fixtures.md")])
     spotted = {problem.where for problem in problems}
-    problems.extend(problem for problem in validate_source(source, FIXTURE_SCHEMA) if problem.where not in spotted)
+    problems.extend(problem for problem in schema_problems(source) if problem.where not in spotted)
     if problems:
         raise CompanionError(problems)
     base = path.parent
@@ -216,6 +218,40 @@ def load_fixture_file(path: Path, rules_dir: Path | str | None = None) -> list[C
     if problems:
         raise CompanionError(problems)
     return cases
+
+
+@functools.cache
+def fixture_validator():
+    """Return the fixture schema's validator, its local $refs inlined (resolving them dominated large suites)."""
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((SCHEMA_DIR / FIXTURE_SCHEMA).read_text(encoding="utf-8"))
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"$ref"} and node["$ref"].startswith("#/$defs/"):
+                return inline(definitions[node["$ref"][len("#/$defs/"):]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    schema = inline(schema)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def schema_problems(source: Source) -> list[Problem]:
+    """Return every fixture schema problem, located (as engine.schema.validate_source does for rule files)."""
+    problems: list[Problem] = []
+    for error in fixture_validator().iter_errors(source.data):
+        keys = unknown_keys(error)
+        if keys:  # one error can name several unknown keys of a mapping: report each
+            problems.extend(describe(error, source, key) for key in keys)
+        else:
+            problems.append(describe(error, source))
+    return problems
 
 
 def _rules_dir(source: Source, at: tuple, base: Path, default, problems: list[Problem]) -> str:
@@ -692,8 +728,6 @@ def rule_texts(catalog) -> dict[str, str]:
 
     A rule's node is found from where the rule is written; comments and layout do not count as edits.
     """
-    import json
-
     rules = rules_of(catalog)
     by_file = {source.file: source for source in catalog.sources.values()}
     nodes: dict[str, tuple[Source, tuple]] = {}
