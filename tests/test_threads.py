@@ -42,14 +42,12 @@ CHILD = textwrap.dedent("""
     expected = [[evaluate(compiled[c], request).to_json() for c, request in items] for items in work]
     differ = 0  # same request, different verdicts in the catalogues: proves the catalogues really differ
     if len(compiled) == 2:
-        for t in range(threads):
-            data = generate_requests(compiled[0].catalog, per_thread, seed=1000 + t)
-            for d in data:
-                verdicts = [evaluate(catalogue, request_from_data(d, catalogue.catalog)).to_json()
-                            for catalogue in compiled]
-                for verdict in verdicts:
-                    verdict.pop("rules_version")
-                differ += verdicts[0] != verdicts[1]
+        for d in generate_requests(compiled[0].catalog, per_thread, seed=1000):
+            verdicts = [evaluate(catalogue, request_from_data(d, catalogue.catalog)).to_json()
+                        for catalogue in compiled]
+            for verdict in verdicts:
+                verdict.pop("rules_version")
+            differ += verdicts[0] != verdicts[1]
 
     sys.setswitchinterval(1e-5)  # switch threads as often as possible
     barrier = threading.Barrier(threads)
@@ -114,4 +112,4 @@ def test_two_catalogues_used_concurrently(tmp_path):
     assert summary["errors"] == []
     assert summary["mismatch_count"] == 0, json.dumps(summary["mismatches"], indent=1)
     assert summary["evaluated"] == 8 * 500
-    assert summary["differ"] > 100  # the two catalogues really decide differently
+    assert summary["differ"] > 25  # of 500 requests: the two catalogues really decide differently
