@@ -52,3 +52,11 @@ def rules_copy(tmp_path):
     target = tmp_path / "rules"
     shutil.copytree(BUNDLED_RULES, target)
     return target
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item (browser tests screenshot their pages when the call failed)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

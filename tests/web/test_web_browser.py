@@ -1,0 +1,218 @@
+"""Browser tests: Playwright drives Debian's Chromium (/usr/bin/chromium, never a downloaded browser) against
+`companion serve` (gunicorn) on 127.0.0.1 with a temporary database and a temporary copy of the rules.
+Screenshots of failing tests go to test-artifacts/."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from engine import accounts, locker
+from engine.schema import BUNDLED_RULES
+from engine.store import open_store
+from web_support import MANAGER, PARTNER, PASSWORD
+
+pytestmark = pytest.mark.browser
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+COMPANION = Path(sys.executable).with_name("companion")
+
+
+def require_chromium() -> None:
+    """Skip without Chromium, except in CI where a missing browser is a failure."""
+    if CHROMIUM.exists():
+        return
+    reason = f"{CHROMIUM} is missing: run scripts/install-chromium.sh as root (apt-get install chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`companion serve` with 2 workers on a free port, a temporary database and a temporary rules copy."""
+    require_chromium()
+    root = tmp_path_factory.mktemp("browser")
+    rules = root / "rules"
+    shutil.copytree(BUNDLED_RULES, rules)
+    url = f"sqlite:///{root / 'browser.sqlite3'}"
+    with open_store(url) as store:
+        for email, badges, role in ((PARTNER, ["power-management"], "partner"), (MANAGER, [], "product-manager")):
+            locker.add_user(store, email, company="Browser Test", badges=badges, country="US")
+            accounts.set_password(store, email, PASSWORD, role)
+        vouchers = {reference: locker.issue_vouchers(store, reference, quantity)[0]
+                    for reference, quantity in (("EPO-ADV-SUB-3Y", 1), ("EPO-IMS-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 50))}
+    port = free_port()
+    log = open(root / "serve.log", "w")
+    process = subprocess.Popen([str(COMPANION), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+                                "--rules", str(rules), "--database-url", url, "--instance", str(root / "instance")],
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/api/v1/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            log.flush()
+            pytest.fail("companion serve did not start:\n" + (root / "serve.log").read_text()[-3000:])
+        time.sleep(0.2)
+    yield {"base": base, "rules": rules, "vouchers": vouchers, "log": root / "serve.log"}
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def new_page(browser, request):
+    """Open pages in fresh contexts; screenshot every one of them when the test fails."""
+    pages = []
+
+    def open_page():
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        pages.append(page)
+        return page
+
+    yield open_page
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        for index, page in enumerate(pages):
+            try:
+                page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{index}.png"), full_page=True)
+            except Exception:  # noqa: BLE001 - a screenshot must never hide the real failure
+                pass
+    for page in pages:
+        page.context.close()
+
+
+def sign_in(page, base: str, email: str) -> None:
+    page.goto(base + "/signin")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]:has-text('Sign in')")
+    page.wait_for_url(re.compile(r".*/configure.*"))
+
+
+def choose(page, selector: str) -> None:
+    """Click a choice; the page's script re-submits the form, wait for the new page."""
+    with page.expect_navigation():
+        page.check(selector)
+
+
+def test_partner_configures_saves_redeems_activates_and_amends(server, new_page):
+    base = server["base"]
+    page = new_page()
+    sign_in(page, base, PARTNER)
+    choose(page, "input[name=product][value=epo]")
+    choose(page, "input[name=license][value=subscription]")
+    choose(page, "input[name=term_months][value='36']")
+    choose(page, "input[name=tier][value=essential]")
+    monitoring = page.locator("[data-addon=insulation-monitoring]")
+    assert monitoring.locator("input[type=checkbox]").is_disabled()
+    assert "needs tier advanced or higher" in monitoring.locator(".refused").inner_text()
+    choose(page, "input[name=tier][value=advanced]")  # the fix
+    assert monitoring.locator("input[type=checkbox]").is_enabled()
+    choose(page, "[data-addon=insulation-monitoring] input[type=checkbox]")
+    with page.expect_navigation():
+        page.fill("input[name=devices]", "100")
+        page.press("input[name=devices]", "Tab")
+    assert page.locator("#verdict h2").inner_text() == "Valid configuration"
+    assert "EPO-IMS-SUB-3Y" in page.locator("#verdict").inner_text()
+
+    page.fill("input[name=name]", "Substation 7")
+    with page.expect_navigation():
+        page.click("button:has-text('Save as project')")
+    assert "Project “Substation 7” saved." in page.locator(".flash").inner_text()
+    page.goto(base + "/projects")
+    assert "Substation 7" in page.locator("table.projects").inner_text()
+
+    page.goto(base + "/locker")
+    for code in server["vouchers"].values():
+        page.fill("input[name=code]", code)
+        with page.expect_navigation():
+            page.click("button:has-text('Redeem')")
+        assert "redeemed" in page.locator(".flash").first.inner_text()
+    assert "EPO-DEV-SUB-3Y" in page.locator("#balances").inner_text()
+
+    page.goto(base + "/projects")
+    page.click("table.projects a:has-text('Activate')")
+    page.fill("input[name=date]", "2025-06-01")
+    with page.expect_navigation():
+        page.click("#activate-button")
+    activation_id = page.locator("#activation-id").inner_text().strip()
+    assert re.fullmatch(r"ACT-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}", activation_id)
+
+    page.goto(base + "/subscriptions")
+    form = page.locator(f"#amend-{activation_id}")
+    form.locator("input[name=date]").fill("2025-09-01")
+    form.locator("select[name=tier]").select_option("expert")
+    with page.expect_navigation():
+        form.locator("button[type=submit]").click()
+    assert "33 months" in page.locator("#months").inner_text()
+    assert "33" in page.locator("#lines").inner_text() and "EPO-AMD-ADV-EXP" in page.locator("#lines").inner_text()
+
+
+def test_product_manager_sees_a_broken_rule_file_located_while_partners_keep_working(server, new_page):
+    base, rules = server["base"], server["rules"]
+    manager, partner = new_page(), new_page()
+    sign_in(manager, base, MANAGER)
+    manager.goto(base + "/catalogue")
+    assert "Rules load cleanly" in manager.locator("#reload-state").inner_text()
+    assert manager.locator("svg.diagram").count() >= 3
+    version = manager.locator("#rules-version").inner_text()
+    tiers = rules / "tiers.yaml"
+    good = tiers.read_text()
+    try:
+        tiers.write_text(good.replace("- {from: advanced, to: expert}", "- {from: advanced, to: expret}"))
+        stat = tiers.stat()
+        os.utime(tiers, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+        time.sleep(1.2)  # each worker checks the files at most once a second
+        with manager.expect_navigation():
+            manager.click("button:has-text('Check the rule files now')")
+        problems = manager.locator("#reload-problems").inner_text()
+        assert re.search(r"tiers\.yaml:\d+:\d+", problems) and "expret" in problems
+        assert manager.locator("#rules-version").inner_text() == version
+
+        sign_in(partner, base, PARTNER)
+        partner.goto(base + "/configure?product=epo&license=subscription&term_months=36&tier=advanced&devices=50")
+        assert partner.locator("#verdict h2").inner_text() == "Valid configuration"
+    finally:
+        tiers.write_text(good)
