@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/companion check
-	$(BIN)/companion validate examples/*.yaml; test $$? -le 1
+	$(BIN)/companion serve --host 127.0.0.1 --port 8000 --demo
 
 test: $(STAMP)
+	bash scripts/install-chromium.sh
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
