@@ -97,12 +97,28 @@ def _renew(compiled: CompiledCatalog, request: Source) -> tuple[Outcome, tuple[s
     return fixture_renew(compiled, request)
 
 
+def _export(compiled: CompiledCatalog, request: Source) -> tuple[Outcome, tuple[str, ...]]:
+    """Evaluate what a partner is offered for a saved project (templates, checkout), as engine.exports does."""
+    from engine.exports import fixture_outcome
+
+    return fixture_outcome(compiled, request)
+
+
+def _guide(compiled: CompiledCatalog, request: Source) -> tuple[Outcome, tuple[str, ...]]:
+    """Find the licence-update guide for {product, version, mode, event}, as engine.guidance does."""
+    from engine.guidance import fixture_outcome
+
+    return fixture_outcome(compiled, request)
+
+
 # Request kind -> evaluator: (compiled catalogue, request source) -> (outcome, rule ids exercised).
 # An evaluator raises CompanionError for a malformed request. Explicit, not discovered.
 EVALUATORS: dict[str, Callable[[CompiledCatalog, Source], tuple[Outcome, tuple[str, ...]]]] = {
     "validate": _validate,
     "amend": _amend,
     "renew": _renew,
+    "export": _export,
+    "guide": _guide,
 }
 
 
