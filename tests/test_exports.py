@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine import exports, fixtures, guidance
+from engine import fixtures
 from engine.catalog import load_catalog, rules_of
 from engine.cli import cli
 from engine.compile import load
@@ -22,7 +22,7 @@ from engine.request import Partner, read_request
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"
 GOLDEN = Path(__file__).resolve().parent / "golden"
-PENDING_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "exports" / "_pending"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="module")
@@ -329,21 +329,17 @@ def test_rule_ids_are_listed_with_their_locations(compiled):
 
 # --- fixture cases through the project's runner ---------------------------------------------------------------
 
-def test_pending_fixture_cases_pass_and_cover_every_new_rule(monkeypatch):
-    """The fixture runner has no `export`/`guide` kinds yet: register them here and run the pending cases."""
-    monkeypatch.setitem(fixtures.EVALUATORS, "export", exports.fixture_outcome)
-    monkeypatch.setitem(fixtures.EVALUATORS, "guide", guidance.fixture_outcome)
+def test_the_fixture_cases_cover_every_export_checkout_and_guidance_rule():
+    """tests/fixtures/exports and tests/fixtures/guidance (kinds `export` and `guide`) exercise every new rule id."""
     exercised: set[str] = set()
-    for path in sorted(PENDING_FIXTURES.glob("*.yaml")):
+    for path in sorted(FIXTURES.glob("exports/*.yaml")) + sorted(FIXTURES.glob("guidance/*.yaml")):
         result = fixtures.run_file(path)
-        assert not result.problems
-        failed = [(case.name, case.differences) for case in result.results if not case.passed]
-        assert not failed
+        assert not result.problems and all(case.passed for case in result.results)
         for case in result.results:
             exercised.update(case.exercised)
     new_rules = {rule for rule in rules_of(load_catalog(RULES))
                  if rule.startswith(("export.", "channel.", "checkout.", "guidance."))}
-    assert new_rules - exercised == set()
+    assert len(new_rules) == 13 and new_rules - exercised == set()
 
 
 # --- command line -------------------------------------------------------------------------------------------
