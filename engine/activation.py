@@ -154,6 +154,39 @@ def activate_lines(store: Store, compiled: CompiledCatalog, user_email: str, con
     return ActivationOutcome(verdict_json, activation=result, notices=notices)
 
 
+CONFIGURATION_KEYS = ("product", "version", "license", "term_months", "tier", "devices", "addons")
+
+
+def activate_change(store: Store, compiled: CompiledCatalog, user_email: str, activation_id: str, change: dict,
+                    kind: str = "amendment") -> ActivationOutcome:
+    """Amend or renew an activation: work out the lines with the rules, then debit the locker for them.
+
+    CHANGE is the `change` block of an amendment request or the `renewal` block of a renewal request; the
+    running subscription is the parent activation's configuration and term, and the partner's stored badges
+    decide, as for any activation.
+    """
+    from engine.subscription import CHANGE, RENEWAL, amend, amendment_from_data, renew
+
+    if kind not in ("amendment", "renewal"):
+        raise CompanionError([Problem("bad-kind", f"'{kind}' is neither an amendment nor a renewal")])
+    parent = locker.get_activation(store, user_email, activation_id)
+    partner, notices = stored_partner(store, compiled.catalog, user_email)
+    subscription = {key: parent.configuration[key] for key in CONFIGURATION_KEYS if key in parent.configuration}
+    subscription["start"] = parent.term_start.isoformat()
+    block = CHANGE if kind == "amendment" else RENEWAL
+    request = amendment_from_data({"partner": partner, "subscription": subscription, block: change},
+                                  compiled.catalog, kind=block)
+    result = (amend if kind == "amendment" else renew)(compiled, request)
+    document = result.to_json()
+    configuration = {key: document["subscription"][key] for key in CONFIGURATION_KEYS
+                     if key in document["subscription"]}
+    lines = document["lines"] if kind == "amendment" else document["bom"]
+    # An amendment is recorded on its date and keeps its parent's term; a renewal's term starts where it says.
+    on = request.change.date if kind == "amendment" else date.fromisoformat(str(document["term"]["new_start"]))
+    return activate_lines(store, compiled, user_email, configuration, document, lines, on=on, kind=kind,
+                          parent=parent.id, notices=notices)
+
+
 def render_outcome(outcome: ActivationOutcome) -> str:
     """Render an activation outcome for people."""
     lines = [f"notice: {notice}" for notice in outcome.notices]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from engine.activation import activate_configuration, render_outcome
+from engine.activation import activate_change, activate_configuration, render_outcome
 from engine.cli_locker import boundary, database_option, report, store_at, user_option
 from engine.problem import CompanionError, Problem
 from engine.request import dump_json, load_request_text
@@ -23,29 +23,44 @@ EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 @user_option
 @click.option("--date", "on", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="Activation date (default: today); a subscription's term starts on it.")
+@click.option("--amend", "amend_id", metavar="ACTIVATION_ID", default=None,
+              help="Activate the request's `change:` block as an amendment of this activation.")
+@click.option("--renew", "renew_id", metavar="ACTIVATION_ID", default=None,
+              help="Activate the request's `renewal:` block as a renewal of this activation.")
 @click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
               help="Rules directory (default: the bundled rules/).")
 @database_option
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @boundary
-def activate(request_file: Path, user_email: str, on, rules_dir, database_url, output_format: str) -> None:
-    """Activate a configuration from the user's locker: exit 0 activated, 1 refused or short, 2 bad input."""
+def activate(request_file: Path, user_email: str, on, amend_id, renew_id, rules_dir, database_url,
+             output_format: str) -> None:
+    """Activate a configuration (or amend or renew an activation) from the user's locker.
+
+    Exit 0 activated, 1 refused by the rules or short of vouchers, 2 bad input.
+    """
     from engine.cli import load_compiled_or_exit
 
     compiled = load_compiled_or_exit(rules_dir, output_format)
     try:
+        if amend_id and renew_id:
+            raise CompanionError([Problem("usage", "use --amend or --renew, not both")])
         source = load_request_text(read_text(request_file, str(request_file)), str(request_file))
-        configuration = source.data.get("configuration")
+        block = "change" if amend_id else "renewal" if renew_id else "configuration"
+        configuration = source.data.get(block)
         if not isinstance(configuration, dict):
-            raise CompanionError([Problem("request-schema", "the request needs a configuration mapping",
-                                          source.where(()), path="configuration")])
+            raise CompanionError([Problem("request-schema", f"the request needs a {block} mapping",
+                                          source.where(()), path=block)])
     except CompanionError as error:
         report(error.problems, output_format)
         sys.exit(EXIT_BAD_INPUT)
     store = store_at(database_url)
     try:
-        outcome = activate_configuration(store, compiled, user_email, configuration,
-                                         on=on.date() if on else datetime.date.today())
+        if amend_id or renew_id:
+            kind = "amendment" if amend_id else "renewal"
+            outcome = activate_change(store, compiled, user_email, amend_id or renew_id, configuration, kind)
+        else:
+            outcome = activate_configuration(store, compiled, user_email, configuration,
+                                             on=on.date() if on else datetime.date.today())
     except CompanionError as error:
         if not any(problem.path for problem in error.problems):
             raise  # a locker refusal (unknown user, ...): the boundary reports it
@@ -63,7 +78,7 @@ def activate(request_file: Path, user_email: str, on, rules_dir, database_url, o
 
 def _located(problem: Problem, source) -> Problem:
     """Point a request problem at the request file, when it is about the configuration."""
-    if problem.path.startswith("configuration") and not problem.where.file.endswith((".yaml", ".json", ".yml")):
+    if problem.path.startswith(("configuration", "change", "renewal")) and not problem.where.file.endswith((".yaml", ".json", ".yml")):
         path = tuple(int(part) if part.isdigit() else part
                      for part in problem.path.replace("[", ".").replace("]", "").split("."))
         return replace(problem, where=source.where(path))

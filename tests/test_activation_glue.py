@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine import locker
-from engine.activation import activate_configuration, matching
+from engine.activation import activate_change, activate_configuration, matching
 from engine.catalog import load_catalog
 from engine.compile import load
 from engine.problem import CompanionError
@@ -140,3 +140,47 @@ def test_activate_command_end_to_end(tmp_path):
     refused = companion("activate", str(bad), "--user", "carol@acme.example", env=env)
     assert refused.returncode == 2
     assert "bad.yaml:4:9: error[unknown-ref] at configuration.tier" in refused.stderr
+
+
+def test_the_vendor_amendment_is_activated_for_33_months_of_vouchers(store, compiled):
+    start = {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36,
+             "tier": "essential", "devices": 100}
+    fill(store, "alice@acme.example", ("EPO-ESS-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 75))
+    first = activate_configuration(store, compiled, "alice@acme.example", start, on=JUNE)
+    assert first.activated
+    change = {"date": "2025-09-01", "tier": "advanced"}
+    short = activate_change(store, compiled, "alice@acme.example", first.activation.id, change)
+    # 36-month term from 2025-06-01, amended 2025-09-01: 36 - 3 = 33 months of essential->advanced.
+    assert short.shortfall.missing == {"EPO-AMD-ESS-ADV": 33}
+    fill(store, "alice@acme.example", ("EPO-AMD-ESS-ADV", 33))
+    amended = activate_change(store, compiled, "alice@acme.example", first.activation.id, change)
+    assert amended.activated
+    assert (amended.activation.kind, amended.activation.parent) == ("amendment", first.activation.id)
+    assert amended.activation.term_start == JUNE and amended.activation.activated_on == datetime.date(2025, 9, 1)
+    assert amended.activation.debits == {"EPO-AMD-ESS-ADV": 33}
+    assert amended.activation.configuration["tier"] == "advanced"
+
+
+def test_a_renewal_starts_a_new_term_at_the_old_end(store, compiled):
+    start = {"product": "epo", "version": "2024", "license": "subscription", "term_months": 12,
+             "tier": "advanced", "devices": 50}
+    fill(store, "alice@acme.example", ("EPO-ADV-SUB-1Y", 2))
+    first = activate_configuration(store, compiled, "alice@acme.example", start, on=JUNE)
+    renewal = activate_change(store, compiled, "alice@acme.example", first.activation.id,
+                              {"date": "2026-05-15", "term_months": 12}, kind="renewal")
+    assert renewal.activated and renewal.activation.kind == "renewal"
+    # The 12-month term from 2025-06-01 ends on 2026-06-01: the renewed term starts there.
+    assert renewal.activation.term_start == datetime.date(2026, 6, 1)
+    assert renewal.activation.debits == {"EPO-ADV-SUB-1Y": 1}
+    assert locker.balances(store, "alice@acme.example") == {}
+
+
+def test_someone_else_cannot_amend_my_activation(store, compiled):
+    fill(store, "alice@acme.example", ("EPO-ADV-SUB-1Y", 1))
+    first = activate_configuration(store, compiled, "alice@acme.example",
+                                   {"product": "epo", "license": "subscription", "term_months": 12,
+                                    "tier": "advanced"}, on=JUNE)
+    with pytest.raises(CompanionError) as raised:
+        activate_change(store, compiled, "bob@acme.example", first.activation.id, {"date": "2025-09-01",
+                                                                                   "tier": "expert"})
+    assert [problem.code for problem in raised.value.problems] == ["forbidden"]
