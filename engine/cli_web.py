@@ -145,8 +145,9 @@ def gunicorn_application(app, options: dict):
               help="Instance folder for the secret key and the SQLite default (default: ./instance).")
 @click.option("--demo", is_flag=True, help="Create a demo partner, a demo product manager and vouchers on first "
                                            "start, and print them.")
-@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 32),
-              help="Threads per worker (more than 1: gunicorn's gthread worker, which keeps connections alive).")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 32),
+              help="Threads per worker (gunicorn's gthread worker, which keeps connections alive; 1: sync "
+                   "workers, a new connection per request). Rule evaluation is serialised per process.")
 @click.option("--access-log", is_flag=True, help="Log every request to standard output.")
 def serve(host: str, port: int, workers: int, rules_dir: Path | None, database_url: str | None,
           instance: Path | None, demo: bool, threads: int, access_log: bool) -> None:

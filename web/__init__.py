@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Mapping
@@ -78,6 +79,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         WTF_CSRF_SSL_STRICT=secure,
         SIGNIN_LIMIT="10 per minute",
         TOKEN_MAX_AGE=8 * 3600,
+        ACCOUNT_CACHE_SECONDS=5.0,  # see web.auth: how long a worker trusts an account it looked up
         RATELIMIT_STORAGE_URI="memory://",
         RATELIMIT_HEADERS_ENABLED=True,
         JSON_SORT_KEYS=False,
@@ -115,13 +117,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+_STORE_LOCK = threading.Lock()
+
+
 def store() -> Store:
     """Return this process's database store, opened (and migrated) on first use after a fork."""
     app = current_app._get_current_object()
     opened = app.extensions.get("companion.store")
     if opened is None or opened[0] != os.getpid():
-        opened = (os.getpid(), open_store(app.config["DATABASE_URL"]))
-        app.extensions["companion.store"] = opened
+        with _STORE_LOCK:
+            opened = app.extensions.get("companion.store")
+            if opened is None or opened[0] != os.getpid():
+                opened = (os.getpid(), open_store(app.config["DATABASE_URL"]))
+                app.extensions["companion.store"] = opened
     return opened[1]
 
 

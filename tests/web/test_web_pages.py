@@ -240,3 +240,21 @@ def test_security_headers(client):
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_account_cache_trusts_a_lookup_for_its_ttl_only(tmp_path):
+    from engine import accounts
+    from web import store
+    from web_support import make_app, seed_users
+
+    app = make_app(tmp_path, ACCOUNT_CACHE_SECONDS=3600)
+    seed_users(app)
+    client = app.test_client()
+    sign_in(client, PARTNER)
+    assert client.get("/locker").status_code == 200
+    with app.app_context():
+        accounts.set_password(store(), PARTNER, "another long passphrase")
+    assert client.get("/locker").status_code == 200  # still trusted: the lookup is cached
+    app.config["ACCOUNT_CACHE_SECONDS"] = 0
+    app.extensions["companion.accounts"].clear()
+    assert client.get("/locker").status_code == 302

@@ -19,7 +19,8 @@ NO_PASSWORD = "nopassword@integrator.example"
 def make_app(tmp: Path, **config):
     """Build an app on a fresh SQLite file in TMP."""
     settings = {"INSTANCE_PATH": str(tmp / "instance"), "DATABASE_URL": f"sqlite:///{tmp / 'web.sqlite3'}",
-                "SECRET_KEY": "test-secret", "SIGNIN_LIMIT": "1000 per minute"}
+                "SECRET_KEY": "test-secret", "SIGNIN_LIMIT": "1000 per minute",
+                "ACCOUNT_CACHE_SECONDS": 0}
     settings.update(config)
     return create_app(settings)
 
