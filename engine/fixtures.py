@@ -111,6 +111,13 @@ def _guide(compiled: CompiledCatalog, request: Source) -> tuple[Outcome, tuple[s
     return fixture_outcome(compiled, request)
 
 
+def _cover(compiled: CompiledCatalog, request: Source) -> tuple[Outcome, tuple[str, ...]]:
+    """Match a valid configuration's bill of materials against given voucher balances (packs included)."""
+    from engine.activation import fixture_cover
+
+    return fixture_cover(compiled, request)
+
+
 # Request kind -> evaluator: (compiled catalogue, request source) -> (outcome, rule ids exercised).
 # An evaluator raises CompanionError for a malformed request. Explicit, not discovered.
 EVALUATORS: dict[str, Callable[[CompiledCatalog, Source], tuple[Outcome, tuple[str, ...]]]] = {
@@ -119,6 +126,7 @@ EVALUATORS: dict[str, Callable[[CompiledCatalog, Source], tuple[Outcome, tuple[s
     "renew": _renew,
     "export": _export,
     "guide": _guide,
+    "cover": _cover,
 }
 
 
