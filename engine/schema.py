@@ -34,7 +34,21 @@ def schema_validator(schema_file: str) -> Draft202012Validator:
     """Return a validator for one of the bundled schemas."""
     schema = json.loads((SCHEMA_DIR / schema_file).read_text(encoding="utf-8"))
     Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    # jsonschema looks a `$ref` up again at every node it checks: a third of the time on a big catalogue.
+    return Draft202012Validator(inline_refs(schema, schema.get("$defs", {})))
+
+
+def inline_refs(node, definitions: dict, seen: tuple = ()):
+    """Return node with each plain `{"$ref": "#/$defs/x"}` replaced by definition x (recursive ones kept)."""
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        name = ref[len("#/$defs/"):]
+        if len(node) == 1 and ref.startswith("#/$defs/") and name in definitions and name not in seen:
+            return inline_refs(definitions[name], definitions, seen + (name,))
+        return {key: inline_refs(value, definitions, seen) for key, value in node.items()}
+    if isinstance(node, list):
+        return [inline_refs(item, definitions, seen) for item in node]
+    return node
 
 
 def validate_source(source: Source, schema_file: str) -> list[Problem]:
