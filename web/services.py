@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from flask import abort, jsonify
-
 from engine import activation as activations
 from engine import locker, subscription
 from engine.compile import CompiledCatalog
@@ -85,11 +83,6 @@ def activate(compiled: CompiledCatalog, email: str, configuration: dict, on: dt.
 
 def activate_subscription_change(compiled: CompiledCatalog, email: str, activation: locker.Activation, document: dict,
                                  kind: str) -> dict:
-    """Activate an amendment or a renewal of one of the user's activations."""
-    function = getattr(activations, "activate_amendment" if kind == "change" else "activate_renewal", None)
-    if function is None:
-        response = jsonify({"error": {"status": 501, "code": "not-available",
-                                      "message": f"activating a {KINDS[kind]} is not available yet"}})
-        response.status_code = 501
-        abort(response)
-    return function(store(), compiled, email, activation.id, document).to_json()
+    """Activate an amendment (kind `change`) or a renewal (`renewal`) of one of the user's activations."""
+    outcome = activations.activate_change(store(), compiled, email, activation.id, document[kind], kind=KINDS[kind])
+    return outcome.to_json()

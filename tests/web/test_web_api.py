@@ -239,3 +239,22 @@ def test_an_unexpected_failure_is_a_500_with_an_incident_and_no_trace(app, clien
     assert response.status_code == 500
     assert response.json["error"]["code"] == "internal" and response.json["error"]["incident"]
     assert "secret internals" not in response.text and "Traceback" not in response.text
+
+
+def test_amend_and_activate_an_activation_of_the_locker(app, client):
+    headers = token_for(client, OTHER)
+    configuration = {"product": "epo", "license": "subscription", "term_months": 36, "tier": "essential"}
+    for reference, quantity in (("EPO-ESS-SUB-3Y", 1), ("EPO-AMD-ESS-ADV", 33)):
+        [code] = issue(app, reference, quantity)
+        assert client.post("/api/v1/redeem", json={"code": code}, headers=headers).status_code == 200
+    activation = client.post("/api/v1/activate", json={"configuration": configuration, "date": "2025-06-01"},
+                             headers=headers).json["activation"]["id"]
+    body = {"activation_id": activation, "change": {"date": "2025-09-01", "tier": "advanced"}, "activate": True}
+    result = client.post("/api/v1/amend", json=body, headers=headers).json
+    assert result["term"]["months"] == 33
+    assert result["activation"]["activated"] is True
+    assert result["activation"]["activation"]["parent"] == activation
+    other_partner = token_for(client, PARTNER)
+    refused = client.post("/api/v1/amend", json={"activation_id": activation, "change": {"date": "2025-09-01"}},
+                          headers=other_partner)
+    assert refused.status_code == 403 and refused.json["error"]["path"] == "activation_id"

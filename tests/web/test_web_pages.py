@@ -211,6 +211,14 @@ def test_activate_shows_the_shortfall_then_the_activation_id_and_amend_shows_33_
     preview = client.get(f"/subscriptions/{activation_id}/amend?date=2025-09-01&tier=advanced&devices=100")
     assert preview.status_code == 200
     assert "<strong>33 months</strong>" in preview.text and "EPO-AMD-ESS-ADV" in preview.text
+    [code] = issue(app, "EPO-AMD-ESS-ADV", 33)
+    client.post("/locker/redeem", data={"csrf_token": csrf_of(page), "code": code})
+    amended = client.post(f"/subscriptions/{activation_id}/amend", data={
+        "csrf_token": csrf_of(page), "date": "2025-09-01", "tier": "advanced", "devices": "100"})
+    amendment_id = re.search(r'<output id="activation-id">([^<]+)</output>', amended.text).group(1)
+    assert amendment_id.startswith("ACT-") and amendment_id != activation_id
+    listing = client.get("/subscriptions").text
+    assert f"amendment of {activation_id}" in listing and "Superseded" in listing
     renewal = client.get(f"/subscriptions/{activation_id}/renew?date=2028-05-01&term_months=12")
     assert "New term" in renewal.text and "2028-06-01" in renewal.text
 
