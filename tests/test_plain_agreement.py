@@ -191,3 +191,24 @@ def test_requests_are_deterministic_and_well_formed():
     assert first != generate_requests(compiled.catalog, 300, seed=8)
     for data in first:
         request_from_data(data, compiled.catalog)  # raises CompanionError if malformed
+
+
+@pytest.mark.xfail(strict=True, reason="engine bug: engine.compile.version_number clamps every version part at 999 "
+                                       "(and keeps 4 parts), so versions 2021 and 2023 encode alike and a badge's "
+                                       "min_version '2023' lets version 2021 through")
+def test_year_versions_against_a_minimum_version(tmp_path):
+    for name, text in EDGE_RULES.items():
+        text = textwrap.dedent(text).lstrip()
+        if name == "tiers.yaml":
+            text = text.replace('name: PY\n    versions: ["1"]', 'name: PY\n    versions: ["2021", "2022", "2023", "2024"]')
+        if name == "badges.yaml":
+            text = text.replace("- {product: py}", '- {product: py, min_version: "2023"}')
+        (tmp_path / name).write_text(text)
+    compiled = load(tmp_path)
+    assert compiled.catalog.badges["alpha"].unlocks[1].min_version == "2023"
+    request = request_from_data({"partner": {"badges": ["alpha"]},
+                                 "configuration": {"product": "py", "version": "2021", "license": "perpetual",
+                                                   "tier": "a"}}, compiled.catalog)
+    plain = evaluate_plain(compiled.catalog, request)
+    assert plain["violations"] == [("badge.alpha", "version-too-low")]
+    assert observe(evaluate(compiled, request).to_json()) == plain
