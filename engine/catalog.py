@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from dataclasses import dataclass, replace
@@ -68,6 +69,18 @@ def offer_text(offer: str) -> str:
 
 def load_catalog(directory: Path | str | None = None) -> Catalog:
     """Load and check a rules directory; raise CompanionError holding every problem, sorted."""
+    # Loading allocates millions of small objects that stay alive until it ends; the cycle collector would
+    # walk them again and again (a third of the CPU time on the 300-product synthetic catalogue).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _load_catalog(directory)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _load_catalog(directory: Path | str | None) -> Catalog:
     register_extensions()
     directory = Path(directory) if directory is not None else BUNDLED_RULES
     if not directory.is_dir():
