@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Iterator
 
-from engine.model import Catalog, Product, version_key
+from engine.model import VERSION_BASE, VERSION_PARTS, Catalog, Product, version_key
 from engine.problem import Location, Problem, did_you_mean
 
 
@@ -364,6 +364,29 @@ def check_former_names(catalog: Catalog) -> Iterator[Problem]:
                     owners[name] = tier.id
 
 
+def check_versions(catalog: Catalog) -> Iterator[Problem]:
+    """unsupported-version: a version with more than 3 parts, or a part of 100000 or more.
+
+    Failing: `versions: ["7.0.1.2"]`. The rule engine compares versions as one number built from 3 parts.
+    """
+    def fits(version: str) -> bool:
+        parts = version_key(version)
+        return len(parts) <= VERSION_PARTS and all(part < VERSION_BASE for part in parts)
+
+    for product in catalog.products.values():
+        for position, version in enumerate(product.versions):
+            if not fits(version):
+                yield Problem("unsupported-version", f"version '{version}' cannot be compared",
+                              product.spots.get(f"versions.{position}", product.where), rule=product.rule,
+                              hint=f"use at most {VERSION_PARTS} parts, each below {VERSION_BASE}")
+    for badge in catalog.badges.values():
+        for unlock in badge.unlocks:
+            if unlock.min_version and not fits(unlock.min_version):
+                yield Problem("unsupported-version", f"version '{unlock.min_version}' cannot be compared",
+                              unlock.where_version or unlock.where, rule=badge.rule,
+                              hint=f"use at most {VERSION_PARTS} parts, each below {VERSION_BASE}")
+
+
 # The registry: problem codes -> the check that reports them, in the order they run.
 CHECKS: dict[str, Callable[[Catalog], Iterator[Problem]]] = {
     "duplicate-id": check_duplicate_ids,
@@ -373,6 +396,7 @@ CHECKS: dict[str, Callable[[Catalog], Iterator[Problem]]] = {
     "impossible-prerequisite": check_prerequisites,
     "no-unlock": check_badges,
     "former-name-clash": check_former_names,
+    "unsupported-version": check_versions,
 }
 
 

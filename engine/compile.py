@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from engine.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, version_key
+from engine.model import PERPETUAL, SUBSCRIPTION, VERSION_BASE, VERSION_PARTS, Catalog, Product, version_key
 from engine.problem import CompanionError, Location, Problem
 from engine.session import RuleEngine, check_limits
 
@@ -149,12 +149,14 @@ def field_name(prefix: str, item_id: str) -> str:
 
 
 def version_number(version: str) -> int:
-    """Encode a version as one integer that orders like the version (up to 4 parts below 1000)."""
-    parts = list(version_key(version))[:4]
-    parts += [0] * (4 - len(parts))
+    """Encode a version as one integer that orders like the version (check.py refuses what does not fit)."""
+    parts = list(version_key(version))
+    if len(parts) > VERSION_PARTS or any(part >= VERSION_BASE for part in parts):
+        raise ValueError(f"version {version!r} has more than {VERSION_PARTS} parts or a part over {VERSION_BASE - 1}")
+    parts += [0] * (VERSION_PARTS - len(parts))
     number = 0
     for part in parts:
-        number = number * 1000 + min(part, 999)
+        number = number * VERSION_BASE + part
     return number
 
 

@@ -11,6 +11,9 @@ from engine.problem import Location
 from engine.source import Source
 
 PERPETUAL = "perpetual"
+# The rule engine compares versions as one number of VERSION_PARTS parts in base VERSION_BASE:
+# 100000**3 = 1e15 stays exact in the engine's double-precision numbers.
+VERSION_PARTS, VERSION_BASE = 3, 100_000
 SUBSCRIPTION = "subscription"
 
 
