@@ -23,7 +23,6 @@ module walls them off so that the rest of Companion sees plain dicts in, plain d
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import logging
@@ -157,11 +156,15 @@ class RuleEngine:
         with _LOCK:
             return sorted(self._host._ruleset_directory)
 
-    def register(self, name: str, rules: dict[str, dict]) -> None:
-        """Register a ruleset under a new name; refuse what the engine would crash, hang or fail on."""
+    def register(self, name: str, rules: dict[str, dict], limits_checked: bool = False) -> None:
+        """Register a ruleset under a new name; refuse what the engine would crash, hang or fail on.
+
+        LIMITS_CHECKED says the caller has just run check_limits on these very rules (the compiler does, to
+        locate its refusals), so that a large catalogue does not pay for it twice.
+        """
         if not isinstance(name, str) or not name:
             raise ValueError("a ruleset name must be a non-empty string")
-        problems = _shape_problems(rules) or check_limits(rules)
+        problems = _shape_problems(rules) or ([] if limits_checked else check_limits(rules))
         if problems:
             raise ValueError(f"ruleset {name!r} refused: " + "; ".join(problems))
         # register_rulesets deletes "run" from the dict it is given, and later mutation must not leak
@@ -170,7 +173,7 @@ class RuleEngine:
         for rule_name, rule in rules.items():
             action = rule["run"]
             plain = {key: value for key, value in rule.items() if key != "run"}
-            definition[rule_name] = copy.deepcopy(plain)
+            definition[rule_name] = _plain_copy(plain)
             definition[rule_name]["run"] = _bind(action)
         with _LOCK:
             if name in self._host._ruleset_directory:
@@ -346,7 +349,8 @@ def check_limits(rules: dict[str, dict]) -> list[str]:
             patterns.add(json.dumps(expression, sort_keys=True, default=str))
             for operator, field, value in _tests(expression):
                 family = _FAMILIES.get(operator, "equality")
-                siblings[(field, family)].add(json.dumps([operator, value], default=str))
+                # Tests compare with literals: the type keeps True and 1 apart, as the engine does.
+                siblings[(field, family)].add((operator, type(value).__name__, repr(value)))
                 if operator in _ORDER_OPS and isinstance(value, (int, float)) and not isinstance(value, bool):
                     bounded[(field, _ORDER_OPS[operator])].add(rule_name)
         shared.update(patterns)
@@ -367,6 +371,16 @@ def check_limits(rules: dict[str, dict]) -> list[str]:
             break
         reasons.append(f"{count} rules share the pattern {pattern[:80]}, more than {MAX_SHARED_PATTERN} (error 108)")
     return reasons
+
+
+def _plain_copy(value: Any) -> Any:
+    """Copy nested dicts and lists (a rule's JSON form); scalars and callables are shared, not copied."""
+    # copy.deepcopy costs several times more on the tens of thousands of rules of a large catalogue.
+    if isinstance(value, dict):
+        return {key: _plain_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain_copy(item) for item in value]
+    return value
 
 
 def _patterns(rule: dict) -> Iterator[tuple[str, Any]]:
