@@ -58,7 +58,10 @@ def config_fact(fields: FactFields, product: Product, request: Request) -> dict:
     chosen = {addon.id: addon.quantity for addon in configuration.addons}
     for on, quantity, addon_id in fields.addons:
         fact[on] = addon_id in chosen
-        fact[quantity] = chosen.get(addon_id, 0)
+        if addon_id in chosen:
+            # Only a chosen add-on's quantity is ever tested (after `on_<addon> == true`); every field
+            # less is JSON the engine does not encode and decode again for each rule that fires.
+            fact[quantity] = chosen[addon_id]
     return fact
 
 

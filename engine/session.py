@@ -293,6 +293,8 @@ def _unique_facts(facts: list[dict]) -> list[dict]:
             raise ValueError(f"fact {index} is not a dict")
         if "sid" in fact:
             raise ValueError(f"fact {index}: 'sid' is reserved for the engine")
+        if len(facts) == 1:
+            return [fact]  # a single fact cannot repeat; encoding it to compare would cost for nothing
         key = json.dumps(fact, sort_keys=True, default=str)
         if key not in seen:
             seen.add(key)
