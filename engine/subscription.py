@@ -387,11 +387,19 @@ def _check_pair(product: Product, entry: AmendmentRef) -> Iterator[Problem]:
             yield Problem("unknown-ref", f"amendment names tier '{name}' of {product.id}, which is not defined",
                           entry.spot, rule=entry.rule, hint=did_you_mean(name, tier_ids) or "tiers: " + ", ".join(tier_ids))
             return
+    if _broken_paths(product):
+        return  # tiers.yaml names an unknown tier in a path: reported there, and echoing it here only adds noise
     if (source, target) not in {(upgrade.source, upgrade.target) for upgrade in product.upgrades}:
         declared = [f"{upgrade.source}->{upgrade.target}" for upgrade in product.upgrades]
         yield Problem("unknown-ref", f"no upgrade path {source} -> {target} is declared for {product.id} in "
                       "tiers.yaml", entry.spot, rule=entry.rule,
                       hint=did_you_mean(entry.item, declared) or "declared paths: " + (", ".join(declared) or "none"))
+
+
+def _broken_paths(product: Product) -> list:
+    """Return the upgrade paths of tiers.yaml that name a tier the product does not have."""
+    tier_ids = {tier.id for tier in product.tiers}
+    return [upgrade for upgrade in product.upgrades if upgrade.source not in tier_ids or upgrade.target not in tier_ids]
 
 
 def check_amendment_coverage(catalog: Catalog) -> Iterator[Problem]:
@@ -409,6 +417,8 @@ def check_amendment_coverage(catalog: Catalog) -> Iterator[Problem]:
         entry = policy.products.get(product.id)
         where = entry.where if entry else policy.where
         for upgrade in product.upgrades:
+            if upgrade in _broken_paths(product):
+                continue  # an unknown tier in the path is reported by tiers.yaml's checks
             if not entry or (upgrade.source, upgrade.target) not in entry.tiers:
                 yield Problem("missing-reference", f"no amendment reference for the upgrade path {product.id} "
                               f"{upgrade.source} -> {upgrade.target}", where, rule=upgrade.rule,

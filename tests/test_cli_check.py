@@ -120,9 +120,8 @@ def test_upgrade_typo_is_one_located_error_with_a_did_you_mean(runs):
     assert "did you mean 'advanced'?" in only
 
 
-@pytest.mark.xfail(strict=True, reason="subscriptions.yaml's checks echo the typo as two more errors "
-                                       "(missing-reference and unknown-ref for the pme upgrade paths)")
 def test_upgrade_typo_in_the_shipped_rules_is_one_error(runs):
+    """Regression: subscriptions.yaml's checks echoed the typo as two more errors."""
     _, _, result = runs["typo-shipped"]
     assert result.returncode == 1
     assert len(error_lines(result.stdout + result.stderr)) == 1
