@@ -1,0 +1,118 @@
+"""Orders placed through checkout: the cart's confirmation number stored with the project (migration 0003_orders).
+
+Only storage lives here: what may be ordered, the order itself and its idempotency key come from
+engine.checkout. One row per (project, idempotency key): the same order confirmed twice (a second press of the
+button, a retry after a failure) is sent with the same key, the cart answers with the first confirmation, and
+it is stored once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from engine import locker
+from engine import store as db
+from engine.problem import CompanionError, Problem
+from engine.store import Store, utcnow
+
+
+class OrderRow(db.Base):
+    """An order the vendor's cart confirmed (table added by migration 0003_orders)."""
+
+    __tablename__ = "orders"
+    __table_args__ = (UniqueConstraint("project_id", "idempotency_key", name="uq_orders_project_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="SET NULL"), index=True,
+                                                   nullable=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    project_name: Mapped[str] = mapped_column(String(120))
+    account: Mapped[str] = mapped_column(String(100))
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    confirmation: Mapped[str] = mapped_column(String(100))
+    attempts: Mapped[int] = mapped_column(Integer)
+    lines: Mapped[list] = mapped_column(db.JSONType)
+    created_at: Mapped[datetime] = mapped_column(db.UTCDateTime())
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    """A stored order: its confirmation number and what was ordered."""
+
+    id: int
+    project_id: int | None
+    project_name: str
+    account: str
+    idempotency_key: str
+    confirmation: str
+    attempts: int
+    lines: tuple[dict, ...]
+    created_at: datetime
+
+    def to_json(self) -> dict:
+        """Return the order as a JSON-ready dict."""
+        return {"id": self.id, "project_id": self.project_id, "project_name": self.project_name,
+                "account": self.account, "idempotency_key": self.idempotency_key,
+                "confirmation": self.confirmation, "attempts": self.attempts, "lines": list(self.lines),
+                "created_at": self.created_at.isoformat()}
+
+
+def _view(row: OrderRow) -> PlacedOrder:
+    return PlacedOrder(row.id, row.project_id, row.project_name, row.account, row.idempotency_key, row.confirmation,
+                       row.attempts, tuple(row.lines), row.created_at)
+
+
+def _user_id(session, email: str) -> int:
+    user_id = session.scalar(select(db.User.id).where(db.User.email == locker.normalize_email(email)))
+    if user_id is None:
+        raise CompanionError([Problem("unknown-user", f"no user '{email}'")])
+    return user_id
+
+
+def record(store: Store, email: str, project, order, confirmation) -> PlacedOrder:
+    """Store the cart's confirmation of ORDER (engine.checkout.Order) for PROJECT; once per idempotency key."""
+
+    def existing(session):
+        return session.scalar(select(OrderRow).where(OrderRow.project_id == project.id,
+                                                     OrderRow.idempotency_key == order.idempotency_key))
+
+    try:
+        with store.transaction() as session:
+            row = existing(session)
+            if row is None:
+                row = OrderRow(project_id=project.id, user_id=_user_id(session, email), project_name=project.name,
+                               account=order.account, idempotency_key=order.idempotency_key,
+                               confirmation=confirmation.number, attempts=confirmation.attempts,
+                               lines=[dict(line) for line in order.lines], created_at=utcnow())
+                session.add(row)
+                session.flush()
+            return _view(row)
+    except IntegrityError:  # a concurrent confirm stored it first (PostgreSQL; SQLite writers queue up)
+        with store.transaction() as session:
+            return _view(existing(session))
+
+
+def find(store: Store, email: str, project_id: int, idempotency_key: str) -> PlacedOrder | None:
+    """Return the user's stored order of this project with this key, if it was placed."""
+    with store.transaction() as session:
+        row = session.scalar(select(OrderRow).where(OrderRow.project_id == project_id,
+                                                    OrderRow.user_id == _user_id(session, email),
+                                                    OrderRow.idempotency_key == idempotency_key))
+        return _view(row) if row is not None else None
+
+
+def of_projects(store: Store, email: str) -> dict[int, list[PlacedOrder]]:
+    """Return the user's orders by project id, newest first."""
+    with store.transaction() as session:
+        rows = session.scalars(select(OrderRow).where(OrderRow.user_id == _user_id(session, email),
+                                                      OrderRow.project_id.is_not(None))
+                               .order_by(OrderRow.created_at.desc(), OrderRow.id.desc()))
+        found: dict[int, list[PlacedOrder]] = {}
+        for row in rows:
+            found.setdefault(row.project_id, []).append(_view(row))
+        return found
