@@ -1,8 +1,8 @@
 """The Companion web app: a JSON API (`api`) and server-rendered pages (`ui`) over the engine's public API.
 
 `create_app(config)` reads its settings from CONFIG (a mapping), then the environment
-(COMPANION_DATABASE_URL, COMPANION_RULES_DIR, COMPANION_SECRET_KEY, COMPANION_SECURE_COOKIES), then defaults:
-the bundled rules, an SQLite file and a generated secret key, both in the instance folder.
+(COMPANION_DATABASE_URL, COMPANION_RULES_DIR, COMPANION_SECRET_KEY, COMPANION_SECURE_COOKIES, COMPANION_CART_URL),
+then defaults: the bundled rules, an SQLite file and a generated secret key, both in the instance folder.
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         RATELIMIT_STORAGE_URI="memory://",
         RATELIMIT_HEADERS_ENABLED=True,
         JSON_SORT_KEYS=False,
+        CART_URL=os.environ.get("COMPANION_CART_URL", "").strip() or None,  # checkout's cart (engine.checkout)
+        CHECKOUT_RETRY={},  # keyword arguments of engine.checkout.place_order (attempts, timeout, total, ...)
     )
     app.config.update(config)
     app.json.sort_keys = False

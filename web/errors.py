@@ -27,7 +27,8 @@ BAD_INPUT = {"malformed-email", "malformed-code", "malformed-activation-id", "ma
              "request-schema", "unknown-ref", "unknown-version", "missing", "duplicate-addon", "wrong-kind",
              "over-removal", "bad-role", "nothing-to-activate"}
 NOT_FOUND = {"unknown-code", "unknown-activation", "unknown-invitation", "unknown-project", "no-invitation"}
-FORBIDDEN = {"forbidden", "not-owner"}
+FORBIDDEN = {"forbidden", "not-owner", "template-not-offered", "no-account", "bad-account"}
+UNAVAILABLE = {"no-cart-url", "bad-cart-url"}  # checkout is not configured on this server
 
 
 def wants_json() -> bool:
@@ -62,6 +63,8 @@ def status_of(error: CompanionError) -> int:
     codes = {problem.code for problem in error.problems}
     if codes & FORBIDDEN:
         return 403
+    if codes & UNAVAILABLE:
+        return 503
     if codes & NOT_FOUND:
         return 404
     if codes & {"already-redeemed", "already-member", "already-accepted", "already-shared", "ambiguous-invitation",

@@ -6,10 +6,11 @@ import dataclasses
 import datetime as dt
 
 from engine import activation as activations
-from engine import locker, subscription
+from engine import checkout, exports, guidance, locker, subscription
 from engine.compile import CompiledCatalog
 from engine.model import Catalog
 from engine.problem import CompanionError, Problem
+from engine.request import request_from_data
 from web import store
 from web.live import ReloadState
 
@@ -86,3 +87,93 @@ def activate_subscription_change(compiled: CompiledCatalog, email: str, activati
     """Activate an amendment (kind `change`) or a renewal (`renewal`) of one of the user's activations."""
     outcome = activations.activate_change(store(), compiled, email, activation.id, document[kind], kind=KINDS[kind])
     return outcome.to_json()
+
+
+# --- bills of materials, checkout, licence-update guidance -------------------------------------------------
+
+
+def partner_request(current: CompiledCatalog, account, configuration: dict):
+    """Return the checked request of a configuration for the signed-in account's stored partner data."""
+    from web import auth
+
+    document = {"partner": auth.partner_of(account, current.catalog), "configuration": configuration}
+    return request_from_data(document, current.catalog)
+
+
+def offer(current: CompiledCatalog | None, account, product: str | None = None) -> dict | None:
+    """Return engine.exports.channels for this partner and product; None without rules that declare exports."""
+    if current is None:
+        return None
+    try:
+        return exports.channels(current.catalog, account.user, product)
+    except CompanionError:
+        return None
+
+
+def project_bom(current: CompiledCatalog, account, project, template: str | None) -> tuple[bytes, str]:
+    """Return a saved project's bill of materials as CSV in TEMPLATE (default: the recommended one), and a file name.
+
+    Refusals are CompanionErrors: the template is unknown (422) or not offered to this partner (403, code
+    template-not-offered), or the project is no longer a valid configuration (422, code configuration-refused).
+    """
+    return configuration_bom(current, account, project.configuration, template, project.name)
+
+
+def configuration_bom(current: CompiledCatalog, account, configuration, template: str | None,
+                      name: str | None = None) -> tuple[bytes, str]:
+    """Return the bill of materials of a configuration as CSV in TEMPLATE, and a download file name."""
+    if not template:
+        product = configuration.get("product") if isinstance(configuration, dict) else None
+        template = (offer(current, account, product) or {}).get("recommended") or ""
+    request = partner_request(current, account, configuration)
+    try:
+        data = exports.export_csv(current, request, template)
+    except exports.TemplateNotAvailable as error:
+        raise CompanionError([dataclasses.replace(problem, path="template") for problem in error.problems]) from None
+    except exports.ExportRefused as error:
+        what = f"project “{name}”" if name else "the configuration"
+        raise CompanionError([Problem("configuration-refused", f"{what} is not a valid configuration under the "
+                                      "current rules, so it has no bill of materials to export",
+                                      hint="open it on Configure, fix what the rules refuse, and save it",
+                                      path="configuration"), *error.problems]) from None
+    return data, exports.export_file_name(template, name)
+
+
+def order_reference(project) -> str:
+    """Return the project reference an order carries: the project id, so renaming cannot change the order key."""
+    return str(project.id)
+
+
+def prepare_checkout(current: CompiledCatalog, account, project):
+    """Return the order of a saved project for review (engine.checkout.prepare_order).
+
+    Raises CheckoutRefused (no or an invalid purchasing account: 403) or CompanionError (invalid configuration).
+    """
+    request = partner_request(current, account, project.configuration)
+    try:
+        return checkout.prepare_order(current, request, project=order_reference(project))
+    except exports.ExportRefused as error:
+        raise CompanionError([Problem("configuration-refused", f"project “{project.name}” is not a valid "
+                                      "configuration under the current rules, so it cannot be ordered",
+                                      hint="open it on Configure and fix it", path="configuration"),
+                              *error.problems]) from None
+
+
+def place_checkout(order, cart_url: str | None, retry: dict):
+    """Hand a reviewed order to the cart (engine.checkout.place_order); CheckoutFailed carries the partner's message."""
+    return checkout.place_order(order, checkout.cart_url_from(cart_url or None), **retry)
+
+
+def update_guides(catalog: Catalog, product: str | None, version: str | None, event: str,
+                  activation_id: str | None = None) -> dict:
+    """Return the licence-update steps of a product version after EVENT, online and offline (engine.guidance)."""
+    result: dict = {"online": None, "offline": None, "problems": []}
+    if not product:
+        return result
+    for mode in guidance.MODES:
+        try:
+            result[mode] = guidance.update_guide(catalog, product, version or None, mode, event, activation_id)
+        except CompanionError as error:
+            result["problems"] = list(error.problems)
+            break
+    return result

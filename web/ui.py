@@ -11,16 +11,18 @@ import datetime as dt
 import json
 from urllib.parse import urlencode, urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from engine import accounts, locker
+from engine.checkout import CheckoutFailed, CheckoutRefused, cart_url_from
+from engine.exports import CSV_MEDIA_TYPE
 from engine.evaluate import evaluate
 from engine.model import PERPETUAL
 from engine.options import options as list_options
 from engine.problem import CompanionError, Problem
 from engine.request import request_from_data
-from web import auth, compiled, live, services, store
+from web import auth, compiled, live, orders, services, store
 from web.diagram import upgrade_diagram
 
 bp = Blueprint("ui", __name__)
@@ -178,10 +180,15 @@ def configure():
         except CompanionError:
             project = None
     product = current.catalog.products.get(configuration.get("product", ""))
+    exports_offer = None
+    if project is not None and result["verdict"] and result["verdict"]["valid"]:
+        exports_offer = services.offer(current, account, configuration.get("product"))
     return render_template("configure.html", configuration=configuration, problems=problems + result["problems"],
                            options=result["options"], verdict=result["verdict"], catalog=current.catalog,
                            product=product, complete=is_complete(configuration), project=project,
-                           query=query_of(configuration), configuration_json=json.dumps(configuration))
+                           query=query_of(configuration), configuration_json=json.dumps(configuration),
+                           exports_offer=exports_offer,
+                           project_unchanged=project is not None and project.configuration == configuration)
 
 
 # --- Projects ----------------------------------------------------------------------------------------
@@ -202,8 +209,13 @@ def _posted_configuration() -> dict:
 @auth.login_required
 def projects():
     """List the saved projects."""
-    items = accounts.list_projects(store(), auth.current_account().email)
-    return render_template("projects.html", projects=items, query_of=query_of)
+    account = auth.current_account()
+    items = accounts.list_projects(store(), account.email)
+    current = compiled()
+    offers = {project.id: services.offer(current, account, project.configuration.get("product")) for project in items}
+    checkout_decision = next((item["checkout"] for item in offers.values() if item), None)
+    return render_template("projects.html", projects=items, query_of=query_of, offers=offers,
+                           checkout_decision=checkout_decision, orders=orders.of_projects(store(), account.email))
 
 
 @bp.post("/projects")
@@ -244,6 +256,96 @@ def delete_project(project_id: int):
     return redirect(url_for("ui.projects"))
 
 
+@bp.get("/projects/<int:project_id>/bom.csv")
+@auth.login_required
+def project_bom(project_id: int):
+    """Download a saved project's bill of materials as CSV in one of the partner's templates (?template=ID)."""
+    current = catalogue_or_error()
+    account = auth.current_account()
+    project = accounts.get_project(store(), account.email, project_id)
+    data, name = services.project_bom(current, account, project, request.args.get("template"))
+    return csv_response(data, name)
+
+
+def csv_response(data: bytes, name: str) -> Response:
+    """Answer with a CSV file as an attachment."""
+    response = Response(data, mimetype=None, content_type=CSV_MEDIA_TYPE)
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- Checkout ----------------------------------------------------------------------------------------
+
+
+def _checkout_page(current, account, project, failure: CheckoutFailed | None = None, status: int = 200):
+    """Render the review page: the order to confirm, the stored confirmation, or why checkout is refused."""
+    order = placed = None
+    problems: list[Problem] = []
+    refused = None
+    try:
+        order = services.prepare_checkout(current, account, project)
+    except CheckoutRefused as error:
+        refused = error.problems[0].message
+        status = 403
+    except CompanionError as error:
+        problems = error.problems
+        status = 422
+    cart_problems: list[Problem] = []
+    if order is not None:
+        placed = orders.find(store(), account.email, project.id, order.idempotency_key)
+        try:
+            cart_url = cart_url_from(current_app.config.get("CART_URL") or None)
+        except CompanionError as error:
+            cart_url, cart_problems = None, error.problems
+    else:
+        cart_url = None
+    offer = services.offer(current, account, project.configuration.get("product"))
+    return render_template("checkout.html", project=project, order=order, placed=placed, refused=refused,
+                           problems=problems + cart_problems, cart_url=cart_url, failure=failure, offer=offer,
+                           payload_json=json.dumps(order.payload, indent=2, ensure_ascii=False) if order else "",
+                           history=orders.of_projects(store(), account.email).get(project.id, [])), status
+
+
+@bp.get("/projects/<int:project_id>/checkout")
+@auth.login_required
+def checkout_review(project_id: int):
+    """Review a project's order before confirming it: the bill of materials and what will be sent to the cart."""
+    current = catalogue_or_error()
+    account = auth.current_account()
+    project = accounts.get_project(store(), account.email, project_id)
+    return _checkout_page(current, account, project)
+
+
+@bp.post("/projects/<int:project_id>/checkout")
+@auth.login_required
+def checkout_confirm(project_id: int):
+    """Place the reviewed order with the vendor's cart and store its confirmation number with the project.
+
+    The order is sent with its idempotency key even when this project already has a confirmation for it (a
+    second press of the button, a retry): the cart answers with the first confirmation, and it is stored once.
+    """
+    current = catalogue_or_error()
+    account = auth.current_account()
+    project = accounts.get_project(store(), account.email, project_id)
+    try:
+        order = services.prepare_checkout(current, account, project)
+    except CompanionError:
+        return _checkout_page(current, account, project)
+    if request.form.get("idempotency_key") != order.idempotency_key:
+        flash("The order changed since you reviewed it (the project or the rules changed). Check it again, then "
+              "confirm.", "warning")
+        return redirect(url_for("ui.checkout_review", project_id=project.id), code=303)
+    try:
+        confirmation = services.place_checkout(order, current_app.config.get("CART_URL"),
+                                               dict(current_app.config.get("CHECKOUT_RETRY") or {}))
+    except CheckoutFailed as failure:
+        return _checkout_page(current, account, project, failure=failure, status=502)
+    placed = orders.record(store(), account.email, project, order, confirmation)
+    flash(f"Order placed: confirmation number {placed.confirmation}.")
+    return redirect(url_for("ui.checkout_review", project_id=project.id), code=303)
+
+
 # --- Activate ----------------------------------------------------------------------------------------
 
 
@@ -274,7 +376,14 @@ def activate():
     if is_complete(configuration) and outcome is None:
         verdict = guidance(current, account, configuration)["verdict"]
     view = locker.show_locker(store(), account.email)
+    guides = None
+    if outcome and outcome.get("activated"):
+        activated_configuration = outcome["activation"]["configuration"]
+        guides = services.update_guides(current.catalog, activated_configuration.get("product"),
+                                        activated_configuration.get("version"), "activation",
+                                        outcome["activation"]["id"])
     return render_template("activate.html", configuration=configuration, outcome=outcome, problems=problems,
+                           guides=guides,
                            verdict=verdict, balances=view.balances, catalog=current.catalog,
                            complete=is_complete(configuration), query=query_of(configuration),
                            configuration_json=json.dumps(configuration), today=dt.date.today().isoformat(),
@@ -339,8 +448,16 @@ def change_subscription(activation_id: str, action: str):
                 activated = services.activate_subscription_change(current, account.email, activation, document, kind)
         except CompanionError as error:
             problems = error.problems
+    guides = None
+    if activated and activated.get("activated"):
+        # The installed system holds the licence of the activation that was amended or renewed: its steps
+        # ("refresh the licence of Activation ID ...", "activate again with the same Activation ID") name it.
+        configuration = dict(activation.configuration)
+        guides = services.update_guides(current.catalog, configuration.get("product"), configuration.get("version"),
+                                        services.KINDS[kind], activation.id)
     return render_template("change.html", activation=activation, action=action, kind=kind, change=change,
                            outcome=outcome, activated=activated, problems=problems, catalog=current.catalog,
+                           guides=guides,
                            subscription=services.subscription_of(activation), values=values,
                            today=dt.date.today().isoformat())
 
