@@ -12,12 +12,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from flask import Blueprint, abort, jsonify, request, session
+from flask import Blueprint, Response, abort, jsonify, request, session
 
 from engine import accounts, locker
+from engine.exports import CSV_MEDIA_TYPE
 from engine.evaluate import evaluate
 from engine.options import options as list_options
-from engine.problem import CompanionError, Problem
+from engine.problem import CompanionError, Problem, did_you_mean
 from engine.request import request_from_data
 from web import auth, compiled, csrf, live, store
 from web import errors as web_errors
@@ -25,6 +26,7 @@ from web import services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
+MAX_ID = 2**31 - 1  # ids above this name nothing (and would overflow a database integer)
 PUBLIC = {"api.health", "api.openapi", "api.tokens"}
 
 
@@ -293,3 +295,88 @@ def session_info():
     if "email" in session:
         data["csrf_token"] = generate_csrf()
     return jsonify(data)
+
+
+# --- bills of materials, channels, licence-update guidance -------------------------------------------------
+
+
+def csv_file(data: bytes, name: str) -> Response:
+    """Answer with a CSV file as an attachment."""
+    response = Response(data, content_type=CSV_MEDIA_TYPE)
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def template_param(value) -> str | None:
+    """Read the optional template id (absent: the partner's recommended template)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise CompanionError([Problem("request-schema", "template is a template id such as generic", path="template")])
+    return value.strip()
+
+
+@bp.get("/projects/<int:project_id>/bom.csv")
+def project_bom(project_id: int):
+    """Download a saved project's bill of materials as CSV in one of the partner's templates."""
+    current = catalogue()
+    account = auth.current_account()
+    if project_id > MAX_ID:
+        raise CompanionError([Problem("unknown-project", f"no project {project_id}", path="project_id")])
+    project = accounts.get_project(store(), account.email, project_id)
+    data, name = services.project_bom(current, account, project, template_param(request.args.get("template")))
+    return csv_file(data, name)
+
+
+@bp.post("/bom")
+def bom():
+    """Return the bill of materials of a configuration as CSV in one of the partner's templates."""
+    data = body()
+    only_keys(data, ("configuration", "template", "partner"))
+    current = catalogue()
+    if not isinstance(data.get("configuration"), dict):
+        raise CompanionError([Problem("missing", "the body needs a 'configuration' object", path="configuration")])
+    csv_data, name = services.configuration_bom(current, auth.current_account(), data["configuration"],
+                                                template_param(data.get("template")))
+    return csv_file(csv_data, name)
+
+
+def product_param(current, required: bool) -> str | None:
+    """Read the `product` query parameter: a product of the catalogue."""
+    product = request.args.get("product")
+    if product is None or product == "":
+        if required:
+            raise CompanionError([Problem("missing", "give the product, e.g. ?product=epo", path="product")])
+        return None
+    if product not in current.catalog.products:
+        raise CompanionError([Problem("unknown-ref", f"unknown product '{product}'", path="product",
+                                      hint=did_you_mean(product, current.catalog.products)
+                                      or "products: " + ", ".join(current.catalog.products))])
+    return product
+
+
+@bp.get("/channels")
+def channels_view():
+    """The export templates (recommended first), the hidden ones and why, and whether checkout is open to you."""
+    current = catalogue()
+    product = product_param(current, required=False)
+    offer = services.offer(current, auth.current_account(), product)
+    if offer is None:
+        raise CompanionError([Problem("no-exports", "these rules declare no export templates", path="product")])
+    return jsonify(offer)
+
+
+@bp.get("/update-guide")
+def update_guide_view():
+    """The steps that update an installed product version after an activation, amendment or renewal."""
+    from engine.guidance import update_guide
+
+    current = catalogue()
+    product = product_param(current, required=True)
+    mode = request.args.get("mode")
+    if not mode:
+        raise CompanionError([Problem("missing", "give the mode: online or offline", path="mode")])
+    guide = update_guide(current.catalog, product, request.args.get("version") or None, mode,
+                         request.args.get("event") or "amendment", request.args.get("activation_id") or None)
+    return jsonify(guide)

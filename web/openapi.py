@@ -11,7 +11,8 @@ from engine.schema import SCHEMA_DIR
 
 STATUS_TEXT = {
     400: "Malformed JSON body", 401: "Not signed in, or wrong credentials", 403: "Forbidden (another user's locker, "
-    "or a missing CSRF token on a cookie-authenticated write)", 404: "Unknown id", 409: "Conflict (already done)",
+    "a template not offered to you, or a missing CSRF token on a cookie-authenticated write)", 404: "Unknown id",
+    409: "Conflict (already done)",
     413: "Body too large", 415: "Body is not JSON", 422: "Bad input: each problem has a code and a JSON path",
     429: "Too many attempts", 501: "Not available in this version", 503: "No rules loaded",
 }
@@ -53,6 +54,15 @@ def _body(schema: dict) -> dict:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
+def _csv_responses(*statuses: int) -> dict:
+    responses = _responses({}, *statuses)
+    responses["200"] = {"description": "The CSV file (UTF-8 with a byte order mark, CRLF, RFC 4180), as an attachment",
+                        "content": {"text/csv": {"schema": {"type": "string"}}}}
+    return responses
+
+
+TEMPLATE = {"name": "template", "in": "query", "required": False, "schema": {"type": "string"},
+            "description": "a template id offered to you (GET /api/v1/channels); default: the recommended one"}
 READ = (401, 429, 503)
 WRITE = (400, 401, 403, 413, 415, 422, 429, 503)
 EXPLAIN = {"name": "explain", "in": "query", "required": False, "schema": {"type": "boolean"},
@@ -115,6 +125,33 @@ def _document() -> dict:
         "Catalogue": {"type": "object", "required": ["rules_version", "products", "badges", "reload"],
                       "properties": {"rules_version": {"type": "string"}, "products": {"type": "array"},
                                      "badges": {"type": "array"}, "reload": {"type": "object"}}},
+        "BomBody": {"type": "object", "additionalProperties": False, "required": ["configuration"],
+                    "properties": {"configuration": {"$ref": "#/components/schemas/configuration"},
+                                   "template": {"type": "string", "description": "a template id offered to you "
+                                                "(GET /api/v1/channels); default: the recommended one"},
+                                   "partner": {"description": "ignored: the stored partner is used"}}},
+        "Channels": {"type": "object", "required": ["templates", "recommended", "hidden", "checkout"],
+                     "properties": {
+                         "templates": {"type": "array", "items": {
+                             "type": "object", "required": ["id", "name", "recommended", "rule"],
+                             "properties": {"id": {"type": "string"}, "name": {"type": "string"},
+                                            "description": {"type": "string"}, "recommended": {"type": "boolean"},
+                                            "rule": {"type": "string"}, "channel": {"type": "string"}}}},
+                         "recommended": {"type": ["string", "null"]},
+                         "hidden": {"type": "array", "items": {"type": "object", "required": ["id", "reason"]}},
+                         "checkout": {"type": "object", "required": ["allowed", "message"],
+                                      "properties": {"allowed": {"type": "boolean"}, "rule": {"type": "string"},
+                                                     "message": {"type": "string"}}}}},
+        "UpdateGuide": {"type": "object", "required": ["product", "version", "mode", "event", "title", "steps", "rule"],
+                        "properties": {"product": {"type": "string"}, "product_name": {"type": "string"},
+                                       "version": {"type": "string"}, "version_assumed": {"type": "boolean"},
+                                       "mode": {"enum": ["online", "offline"]},
+                                       "event": {"enum": ["activation", "amendment", "renewal"]},
+                                       "procedure": {"type": "string"}, "summary": {"type": "string"},
+                                       "title": {"type": "string"}, "tool": {"type": "string"},
+                                       "steps": {"type": "array", "items": {"type": "string"}},
+                                       "rule": {"type": "string"}, "where": {"type": "string"},
+                                       "sample": {"type": "boolean"}}},
         "Health": {"type": "object", "required": ["status", "reload"],
                    "properties": {"status": {"enum": ["ok", "degraded", "down"]},
                                   "rules_version": {"type": ["string", "null"]}, "reload": {"type": "object"}}},
@@ -173,6 +210,35 @@ def _document() -> dict:
                                                  "date": {"type": "string", "format": "date"},
                                                  "partner": {"description": "ignored"}}}),
             "responses": _responses(ref("ActivationOutcome"), *WRITE, 404, 409)}},
+        "/api/v1/projects/{project_id}/bom.csv": {"get": {
+            "operationId": "projectBom", "summary": "A saved project's bill of materials as a CSV file",
+            "parameters": [{"name": "project_id", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 0}, "description": "one of your projects"},
+                           TEMPLATE],
+            "responses": _csv_responses(401, 403, 404, 422, 429, 503)}},
+        "/api/v1/bom": {"post": {
+            "operationId": "bom", "summary": "The bill of materials of a configuration as a CSV file",
+            "requestBody": _body(ref("BomBody")), "responses": _csv_responses(*WRITE)}},
+        "/api/v1/channels": {"get": {
+            "operationId": "channels",
+            "summary": "Your export templates (recommended first), the hidden ones and why, and checkout",
+            "parameters": [{"name": "product", "in": "query", "required": False, "schema": {"type": "string"},
+                            "description": "the project's product: the template of the badge that unlocks it is "
+                                           "recommended"}],
+            "responses": _responses(ref("Channels"), 401, 422, 429, 503)}},
+        "/api/v1/update-guide": {"get": {
+            "operationId": "updateGuide",
+            "summary": "How to update the installed system after an activation, amendment or renewal",
+            "parameters": [
+                {"name": "product", "in": "query", "required": True, "schema": {"type": "string"}},
+                {"name": "version", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "default: the latest version"},
+                {"name": "mode", "in": "query", "required": True, "schema": {"enum": ["online", "offline"]}},
+                {"name": "event", "in": "query", "required": False,
+                 "schema": {"enum": ["activation", "amendment", "renewal"], "default": "amendment"}},
+                {"name": "activation_id", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "written into the steps"}],
+            "responses": _responses(ref("UpdateGuide"), 401, 422, 429, 503)}},
         "/api/v1/session": {"get": {
             "operationId": "session", "summary": "Who is signed in (and the CSRF token of a cookie session)",
             "responses": _responses({"type": "object", "required": ["email", "role"],

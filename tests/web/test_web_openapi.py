@@ -19,7 +19,8 @@ def api_schema(app):
 
 OPERATIONS = ["GET /api/v1/health", "POST /api/v1/validate", "POST /api/v1/options", "POST /api/v1/amend",
               "POST /api/v1/renew", "GET /api/v1/catalogue", "GET /api/v1/locker", "POST /api/v1/redeem",
-              "POST /api/v1/activate", "GET /api/v1/session"]
+              "POST /api/v1/activate", "GET /api/v1/session", "GET /api/v1/projects/{project_id}/bom.csv",
+              "POST /api/v1/bom", "GET /api/v1/channels", "GET /api/v1/update-guide"]
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
           checks.response_schema_conformance]
 
