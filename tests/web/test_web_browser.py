@@ -137,7 +137,7 @@ def choose(page, selector: str) -> None:
         page.check(selector)
 
 
-def test_partner_configures_saves_redeems_activates_and_amends(server, new_page):
+def test_partner_configures_saves_downloads_redeems_activates_and_amends(server, new_page):
     base = server["base"]
     page = new_page()
     sign_in(page, base, PARTNER)
@@ -161,6 +161,17 @@ def test_partner_configures_saves_redeems_activates_and_amends(server, new_page)
     with page.expect_navigation():
         page.click("button:has-text('Save as project')")
     assert "Project “Substation 7” saved." in page.locator(".flash").inner_text()
+    recommended = page.locator("#exports a.download.recommended")  # a power-management partner in the US
+    assert recommended.get_attribute("data-template") == "se-advantage"
+    assert page.locator("#exports a.download").count() == 2  # SE Advantage and Generic; iPortal is hidden
+    with page.expect_download() as download_info:
+        recommended.click()
+    download = download_info.value
+    assert download.suggested_filename == "substation-7-se-advantage.csv"
+    rows = Path(download.path()).read_bytes().decode("utf-8-sig").splitlines()
+    assert rows[0] == "Catalog Number,Description,Qty,Term,Product,Version"
+    assert any(row.startswith("EPO-IMS-SUB-3Y,") for row in rows[1:])
+    assert "sales representative" in page.locator("#checkout-message").inner_text()  # no purchasing account
     page.goto(base + "/projects")
     assert "Substation 7" in page.locator("table.projects").inner_text()
 
@@ -179,6 +190,10 @@ def test_partner_configures_saves_redeems_activates_and_amends(server, new_page)
         page.click("#activate-button")
     activation_id = page.locator("#activation-id").inner_text().strip()
     assert re.fullmatch(r"ACT-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}", activation_id)
+    guide = page.locator("#update-guide")  # how to put the licence on the installed system, both ways
+    assert "activate the licence online" in guide.locator("#guide-online").inner_text()
+    assert "offline" in guide.locator("#guide-offline").inner_text()
+    assert activation_id in guide.locator("#guide-offline").inner_text()
 
     page.goto(base + "/subscriptions")
     form = page.locator(f"#amend-{activation_id}")
