@@ -459,3 +459,20 @@ def test_the_guidance_panel_follows_activation_amendment_and_renewal(shop):
     panel = guide_panel(renewed)
     assert "Renewal activated" in renewed
     assert "Online system: refresh the licence" in panel and f"Activation ID {amendment_id}" in panel
+
+
+def test_deleting_an_ordered_project_keeps_its_order(shop, cart_url):
+    project = save(shop, BUYER, "Ordered then deleted")
+    client = client_of(shop, BUYER)
+    with Cart() as cart:
+        cart_url(cart.url)
+        review = client.get(f"/projects/{project.id}/checkout").text
+        assert client.post(f"/projects/{project.id}/checkout", data=confirm_form(review)).status_code == 303
+    before = stored_orders(shop)
+    page = client.get("/projects").text
+    assert client.post(f"/projects/{project.id}/delete", data={"csrf_token": csrf_of(page)}).status_code == 302
+    assert stored_orders(shop) == before
+    with shop.app_context():
+        with store().transaction() as session:
+            row = session.scalar(select(OrderRow).where(OrderRow.project_name == "Ordered then deleted"))
+            assert row.project_id is None and row.confirmation == "SO-000001"
