@@ -167,14 +167,13 @@ class RuleEngine:
         problems = _shape_problems(rules) or ([] if limits_checked else check_limits(rules))
         if problems:
             raise ValueError(f"ruleset {name!r} refused: " + "; ".join(problems))
-        # register_rulesets deletes "run" from the dict it is given, and later mutation must not leak
-        # into the engine: hand it a deep copy, with each action wrapped.
+        # register_rulesets deletes "run" from each rule dict it is given: hand it new dicts (shallow copies
+        # suffice, since durable serialises the rules to JSON for the C engine at registration, so later
+        # changes to nested parts cannot reach the engine), with each action wrapped.
         definition = {_SINK: {"pri": _MAX_PRI, "all": [{"m": _EVERY_FACT}], "run": _consume}}
         for rule_name, rule in rules.items():
-            action = rule["run"]
-            plain = {key: value for key, value in rule.items() if key != "run"}
-            definition[rule_name] = _plain_copy(plain)
-            definition[rule_name]["run"] = _bind(action)
+            definition[rule_name] = {key: value for key, value in rule.items() if key != "run"}
+            definition[rule_name]["run"] = _bind(rule["run"])
         with _LOCK:
             if name in self._host._ruleset_directory:
                 # durable cannot redefine a ruleset (#157): register new versions under new names.
@@ -373,16 +372,6 @@ def check_limits(rules: dict[str, dict]) -> list[str]:
             break
         reasons.append(f"{count} rules share the pattern {pattern[:80]}, more than {MAX_SHARED_PATTERN} (error 108)")
     return reasons
-
-
-def _plain_copy(value: Any) -> Any:
-    """Copy nested dicts and lists (a rule's JSON form); scalars and callables are shared, not copied."""
-    # copy.deepcopy costs several times more on the tens of thousands of rules of a large catalogue.
-    if isinstance(value, dict):
-        return {key: _plain_copy(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain_copy(item) for item in value]
-    return value
 
 
 def _patterns(rule: dict) -> Iterator[tuple[str, Any]]:
