@@ -342,12 +342,15 @@ def check_limits(rules: dict[str, dict]) -> list[str]:
     siblings: dict[tuple[str, str], set[str]] = defaultdict(set)  # (field, family) -> distinct tests
     bounded: dict[tuple[str, str], set[str]] = defaultdict(set)  # (field, direction) -> rules
     shared: Counter[str] = Counter()  # identical pattern -> rules using it
+    # Fewer rules than the limit cannot share one pattern more often than it: skip encoding every pattern.
+    count_patterns = len(rules) > MAX_SHARED_PATTERN
     for rule_name, rule in rules.items():
         if not isinstance(rule, dict):
             continue
         patterns = set()
         for _, expression in _patterns(rule):
-            patterns.add(json.dumps(expression, sort_keys=True, default=str))
+            if count_patterns:
+                patterns.add(json.dumps(expression, sort_keys=True, default=str))
             for operator, field, value in _tests(expression):
                 family = _FAMILIES.get(operator, "equality")
                 # Tests compare with literals: the type keeps True and 1 apart, as the engine does.
