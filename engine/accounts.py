@@ -18,7 +18,7 @@ from sqlalchemy import ForeignKey, Integer, String, select
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from engine import locker
+from engine import journal, locker
 from engine import store as db
 from engine.problem import CompanionError, Problem
 from engine.store import Store, utcnow
@@ -105,8 +105,9 @@ def check_password_strength(password: str) -> str:
     return password
 
 
-def set_password(store: Store, email: str, password: str, role: str | None = None) -> Account:
-    """Set (or replace) a user's password, and their role when given; return the account."""
+def set_password(store: Store, email: str, password: str, role: str | None = None,
+                 actor: str | None = None) -> Account:
+    """Set (or replace) a user's password, and their role when given; journaled (never the password)."""
     check_password_strength(password)
     if role is not None and role not in ROLES:
         raise _refuse("bad-role", f"'{role}' is not a role", "roles: " + ", ".join(ROLES))
@@ -122,11 +123,12 @@ def set_password(store: Store, email: str, password: str, role: str | None = Non
             row.changed_at = utcnow()
             if role is not None:
                 row.role = role
+        journal.record(session, actor, "password-set", locker.normalize_email(email), {"role": row.role})
     return get_account(store, email)
 
 
-def set_role(store: Store, email: str, role: str) -> Account:
-    """Change the role of a user who already has a password."""
+def set_role(store: Store, email: str, role: str, actor: str | None = None) -> Account:
+    """Change the role of a user who already has a password; journaled."""
     if role not in ROLES:
         raise _refuse("bad-role", f"'{role}' is not a role", "roles: " + ", ".join(ROLES))
     with store.transaction() as session:
@@ -134,7 +136,8 @@ def set_role(store: Store, email: str, role: str) -> Account:
         if row is None:
             raise _refuse("no-password", f"{email} has no password yet",
                           f"set one first: companion users set-password {email}")
-        row.role = role
+        before, row.role = row.role, role
+        journal.record(session, actor, "role-set", locker.normalize_email(email), {"before": before, "after": role})
     return get_account(store, email)
 
 
@@ -228,6 +231,8 @@ def save_project(store: Store, email: str, name: str, configuration: dict, proje
             row = _project_row(session, user_id, project_id)
             row.name, row.configuration, row.updated_at = name, configuration, now
         session.flush()
+        journal.record(session, locker.normalize_email(email), "project-saved", locker.normalize_email(email),
+                       {"project": row.id, "name": name, "new": project_id is None})
         return _project_view(row)
 
 
@@ -256,4 +261,7 @@ def copy_project(store: Store, email: str, project_id, name: str | None = None) 
 def delete_project(store: Store, email: str, project_id) -> None:
     """Delete one of the user's projects."""
     with store.transaction() as session:
-        session.delete(_project_row(session, _user_id(session, email), project_id))
+        row = _project_row(session, _user_id(session, email), project_id)
+        journal.record(session, locker.normalize_email(email), "project-deleted", locker.normalize_email(email),
+                       {"project": row.id, "name": row.name, "configuration": row.configuration})
+        session.delete(row)

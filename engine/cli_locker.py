@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import OperationalError
 
+from engine import journal
 from engine import licence as licences
 from engine import locker as service
 from engine.problem import CompanionError, Problem, did_you_mean
@@ -151,6 +152,20 @@ def users_list(database_url, output_format):
         found = service.list_users(store)
     emit([user.to_json() for user in found], output_format,
          "\n".join(_user_text(user) for user in found) or "no users")
+
+
+@users.command("audit")
+@click.argument("email", required=False)
+@database_option
+@format_option
+@boundary
+def users_audit(email, database_url, output_format):
+    """Show the journal of state changes outside the lockers (accounts, vouchers issued, projects, orders)."""
+    with store_at(database_url) as store:
+        found = journal.entries(store, service.normalize_email(email) if email else None)
+    lines = [f"{entry.at:%Y-%m-%d %H:%M:%S}  {entry.actor}  {entry.action}  {entry.subject}  "
+             f"{json.dumps(entry.details, sort_keys=True, ensure_ascii=False)}" for entry in found]
+    emit([entry.to_json() for entry in found], output_format, "\n".join(lines) or "no journal entries")
 
 
 # --- vouchers ----------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine import codes
+from engine import codes, journal
 from engine import store as db
 from engine.problem import CompanionError, Problem
 from engine.store import Store, utcnow
@@ -129,8 +129,8 @@ def _user_row(session: Session, email: str, *, lock: bool = False) -> db.User:
 
 
 def add_user(store: Store, email: str, *, company: str, badges, country: str,
-             purchasing_account: str | None = None) -> User:
-    """Add a user; the email is unique regardless of case."""
+             purchasing_account: str | None = None, actor: str | None = None) -> User:
+    """Add a user; the email is unique regardless of case. ACTOR (default: the command line) is journaled."""
     row = db.User(email=normalize_email(email), company=_company(company), badges=_badges(badges),
                   country=_country(country), purchasing_account=_account(purchasing_account),
                   created_at=utcnow())
@@ -140,6 +140,7 @@ def add_user(store: Store, email: str, *, company: str, badges, country: str,
                 raise _refuse("duplicate-user", f"user '{row.email}' already exists",
                               f"change it with: companion users set {row.email} ...")
             session.add(row)
+            journal.record(session, actor, "user-added", row.email, _user_fields(row))
     except IntegrityError:
         raise _refuse("duplicate-user", f"user '{row.email}' already exists",
                       f"change it with: companion users set {row.email} ...") from None
@@ -147,10 +148,11 @@ def add_user(store: Store, email: str, *, company: str, badges, country: str,
 
 
 def set_user(store: Store, email: str, *, company: str | None = None, badges=None, country: str | None = None,
-             purchasing_account: str | None = _UNSET) -> User:
-    """Change the given fields of a user (an empty purchasing account clears it)."""
+             purchasing_account: str | None = _UNSET, actor: str | None = None) -> User:
+    """Change the given fields of a user (an empty purchasing account clears it); the change is journaled."""
     with store.transaction() as session:
         row = _user_row(session, email, lock=True)
+        before = _user_fields(row)
         if company is not None:
             row.company = _company(company)
         if badges is not None:
@@ -159,7 +161,14 @@ def set_user(store: Store, email: str, *, company: str | None = None, badges=Non
             row.country = _country(country)
         if purchasing_account is not _UNSET:
             row.purchasing_account = _account(purchasing_account)
+        journal.record(session, actor, "user-changed", row.email, {"before": before, "after": _user_fields(row)})
         return _user_view(row)
+
+
+def _user_fields(row: db.User) -> dict:
+    """Return what the journal keeps of a user."""
+    return {"company": row.company, "badges": list(row.badges), "country": row.country,
+            "purchasing_account": row.purchasing_account}
 
 
 def get_user(store: Store, email: str) -> User:
@@ -308,7 +317,7 @@ def _positive(value, name: str, code: str, upper: int | None = None) -> int:
     return value
 
 
-def issue_vouchers(store: Store, reference: str, quantity: int, count: int = 1) -> list[str]:
+def issue_vouchers(store: Store, reference: str, quantity: int, count: int = 1, actor: str | None = None) -> list[str]:
     """Create COUNT new voucher codes, each for QUANTITY of REFERENCE (the vendor's order fulfilment)."""
     reference = _reference(reference)
     quantity = _positive(quantity, "quantity", "bad-quantity")
@@ -318,6 +327,9 @@ def issue_vouchers(store: Store, reference: str, quantity: int, count: int = 1) 
     with store.transaction() as session:
         session.add_all(db.Voucher(code=code.replace("-", ""), reference=reference, quantity=quantity,
                                    issued_at=now) for code in issued)
+        # The codes are bearer secrets: the journal keeps only their last group, enough to trace one.
+        journal.record(session, actor, "vouchers-issued", reference,
+                       {"quantity": quantity, "count": count, "codes": [f"...{code[-5:]}" for code in issued]})
     return issued
 
 

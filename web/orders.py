@@ -15,7 +15,7 @@ from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from engine import locker
+from engine import journal, locker
 from engine import store as db
 from engine.problem import CompanionError, Problem
 from engine.store import Store, utcnow
@@ -91,6 +91,9 @@ def record(store: Store, email: str, project, order, confirmation) -> PlacedOrde
                                lines=[dict(line) for line in order.lines], created_at=utcnow())
                 session.add(row)
                 session.flush()
+                journal.record(session, locker.normalize_email(email), "order-placed", locker.normalize_email(email),
+                               {"project": project.id, "order": row.id, "confirmation": row.confirmation,
+                                "idempotency_key": row.idempotency_key, "account": row.account})
             return _view(row)
     except IntegrityError:  # a concurrent confirm stored it first (PostgreSQL; SQLite writers queue up)
         with store.transaction() as session:
