@@ -229,7 +229,7 @@ def fixture_cover(compiled: CompiledCatalog, request: Source):
                             compiled.catalog)
     verdict = evaluate(compiled, checked)
     outcome = verdict_outcome(verdict.to_json())
-    exercised = [rule.rule for rule in verdict.fired] + [item["rule"] for item in verdict.violations]
+    exercised = list(verdict.exercised)
     if not verdict.valid:
         return outcome, tuple(dict.fromkeys(exercised))
     rule_of = {pack.reference: pack.rule for pack in compiled.catalog.extras.get("vouchers.yaml", ())}

@@ -6,8 +6,13 @@ product, so its cost does not grow with the number of products.
 
 The request becomes one flat `config` fact (see evaluate.config_fact). Rules come in two stages:
 stage 1 matches the config fact (entitlement by badge, refusals, notices); an entitlement derives an
-`entitled` copy of the config fact, and stage 2 rules match that derived fact (offers, tiers, devices,
-add-ons). Every rule matches one fact: joins of several facts crash the engine (see engine/session.py).
+`entitled` copy of the config fact, and stage 2 rules match that derived fact: the refusals of offers,
+tiers, devices and add-ons, and one rule per offer sold (`license.<product>`), which fires when the
+entitled configuration's licence model and term are sold and yields its bill of materials. The bill of
+materials is that offer's reference of the chosen tier, the device licences beyond what the tier includes
+and the chosen add-ons, each line naming the catalogue rule it comes from (evaluate.bom_lines): one engine
+firing per request instead of one per line, since each firing costs the engine's Python dispatch about
+25 us. Every rule matches one fact: joins of several facts crash the engine (see engine/session.py).
 Absent things are explicit fields (`has_<badge>: false`, `on_<addon>: false`), because the engine's
 negations crash it and `$neq` on a missing field is false.
 """
@@ -233,32 +238,22 @@ def product_rules(catalog: Catalog, product: Product) -> list[CompiledRule]:
                          (IS_CONFIG, eq("license", SUBSCRIPTION)) + tuple(neq("term", term) for term in product.terms),
                          {"terms": list(product.terms)}))
         for term in product.terms:
-            add(CompiledRule(f"{license_rule}#subscription-{term}", license_rule, license_where, "offer", "offer", 2,
+            add(CompiledRule(f"{license_rule}#subscription-{term}", license_rule, license_where, "bom", "offer", 2,
                              (IS_CONFIG, eq("license", SUBSCRIPTION), eq("term", term)),
                              {"offer": f"{SUBSCRIPTION}-{term}"}))
     if product.perpetual:
-        add(CompiledRule(f"{license_rule}#perpetual", license_rule, license_where, "offer", "offer", 2,
+        add(CompiledRule(f"{license_rule}#perpetual", license_rule, license_where, "bom", "offer", 2,
                          (IS_CONFIG, eq("license", PERPETUAL)), {"offer": PERPETUAL}))
         add(CompiledRule(f"{license_rule}#perpetual-term", license_rule, license_where, "notice", "term-ignored", 2,
                          (IS_CONFIG, eq("license", PERPETUAL), gt("term", 0)), {}))
-    devices = catalog.devices.get(product.id)
     for tier in product.tiers:
         tier_is = eq("tier", tier.id)
-        add(CompiledRule(f"{tier.rule}#selected", tier.rule, tier.where, "bom", "tier", 2, (IS_CONFIG, tier_is),
-                         {"references": dict(tier.references), "name": tier.name}))
         add(CompiledRule(f"{tier.rule}#over-limit", tier.rule, tier.spots.get("devices.max", tier.where),
                          "violation", "over-limit", 2, (IS_CONFIG, tier_is, gt("devices", tier.devices_max)),
                          {"max": tier.devices_max, "tier": tier.id}))
-        if devices and tier.devices_max > tier.devices_included:
-            add(CompiledRule(f"{devices.rule}#{tier.id}", devices.rule, devices.where, "bom", "devices", 2,
-                             (IS_CONFIG, tier_is, gt("devices", tier.devices_included)),
-                             {"references": dict(devices.references), "included": tier.devices_included,
-                              "name": devices.name}))
     ranks = {tier.id: tier.rank for tier in product.tiers}
     for addon in catalog.addons.get(product.id, {}).values():
         on = field_name("on", addon.id)
-        add(CompiledRule(f"{addon.rule}#selected", addon.rule, addon.where, "bom", "addon", 2, (IS_CONFIG, eq(on, True)),
-                         {"references": dict(addon.references), "name": addon.name, "addon": addon.id}))
         if addon.requires_tier in ranks:
             add(CompiledRule(f"{addon.rule}#requires-tier", addon.rule, addon.spots["requires.tier"], "violation",
                              "requires-tier", 2, (IS_CONFIG, eq(on, True),

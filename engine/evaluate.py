@@ -7,7 +7,7 @@ from typing import Any
 
 from engine import explain
 from engine.compile import TRACE, CompiledCatalog, CompiledRule, FactFields, version_number
-from engine.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, offer_key
+from engine.model import SUBSCRIPTION, Catalog, Product
 from engine.request import Request
 
 
@@ -26,7 +26,19 @@ class Verdict:
     @property
     def trace(self) -> list[dict]:
         """Return the rules that fired, in order, each with where it is written and what it matched."""
-        return [explain.trace_item(rule, self.fact) for rule in self.fired]
+        items = [explain.trace_item(rule, self.fact) for rule in self.fired]
+        for item in items:
+            if item["kind"] == "bom":  # what the offer rule yielded, line by line, with each line's rule
+                item["yields"] = [{"reference": line["reference"], "quantity": line["quantity"],
+                                   "rule": line["rule"]} for line in self.bom]
+        return items
+
+    @property
+    def exercised(self) -> list[str]:
+        """Return the catalogue rules that decided this verdict: fired, refusing, or yielding a BOM line."""
+        found = [rule.rule for rule in self.fired] + [item["rule"] for item in self.violations]
+        found += [line["rule"] for line in self.bom]
+        return list(dict.fromkeys(found))
 
     def to_json(self, explain_rules: bool = False) -> dict:
         """Return the verdict as the JSON document of DESIGN.md (with the trace when asked)."""
@@ -96,15 +108,11 @@ def run_rules(compiled: CompiledCatalog, product_id: str, fact: dict) -> list[Co
 
 def build_verdict(catalog: Catalog, product: Product, request: Request, fact: dict,
                   fired: list[CompiledRule]) -> Verdict:
-    """Turn the fired rules into violations, notices and a bill of materials."""
+    """Turn the fired rules into violations, notices and, when the offer rule fired, a bill of materials."""
     configuration = request.configuration
     violations: list[dict] = []
     notices: list[dict] = []
-    bom: list[dict] = []
     offer = None
-    for rule in fired:
-        if rule.kind == "offer":
-            offer = rule.item["offer"]
     if configuration.version is None:
         notices.append(explain.version_assumed(product))
     for rule in fired:
@@ -112,47 +120,36 @@ def build_verdict(catalog: Catalog, product: Product, request: Request, fact: di
             violations.append(explain.violation(catalog, product, rule, fact, request))
         elif rule.kind == "notice":
             notices.append(explain.notice(product, rule, fact, request))
-        elif rule.kind == "bom" and offer is not None:
-            line = bom_line(catalog, product, rule, configuration, offer)
-            if line:
-                bom.append(line)
+        elif rule.kind == "bom":
+            offer = rule.item["offer"]
     valid = not violations
     return Verdict(
         valid=valid,
         violations=violations,
         notices=notices,
-        bom=bom if valid else [],
+        bom=bom_lines(catalog, product, configuration, offer) if valid and offer else [],
         rules_version=catalog.rules_version,
         fired=fired,
         fact=fact,
     )
 
 
-def bom_line(catalog: Catalog, product: Product, rule: CompiledRule, configuration, offer: str) -> dict | None:
-    """Return the bill-of-materials line a selected tier, device licence or add-on adds."""
-    reference = rule.item["references"].get(offer)
-    if reference is None:
-        return None
-    if rule.code == "devices":
-        quantity = configuration.devices - rule.item["included"]
-    elif rule.code == "addon":
-        quantity = next(addon.quantity for addon in configuration.addons if addon.id == rule.item["addon"])
-    else:
-        quantity = 1
+def bom_lines(catalog: Catalog, product: Product, configuration, offer: str) -> list[dict]:
+    """Return the bill of materials of an entitled configuration sold as OFFER, each line with its rule."""
     months = configuration.term_months if configuration.license == SUBSCRIPTION else None
-    return {
-        "reference": reference,
-        "description": catalog.references[reference].description,
-        "quantity": quantity,
-        "months": months,
-        "rule": rule.rule,
-    }
+    tier = product.tier(configuration.tier)
+    lines = [_line(catalog, tier.references[offer], 1, months, tier.rule)]
+    devices = catalog.devices.get(product.id)
+    if devices and configuration.devices > tier.devices_included:
+        lines.append(_line(catalog, devices.references[offer], configuration.devices - tier.devices_included,
+                           months, devices.rule))
+    chosen = {addon.id: addon.quantity for addon in configuration.addons}
+    for addon in catalog.addons.get(product.id, {}).values():  # catalogue order: stable whatever the request
+        if addon.id in chosen:
+            lines.append(_line(catalog, addon.references[offer], chosen[addon.id], months, addon.rule))
+    return lines
 
 
-def offer_of(configuration) -> str | None:
-    """Return the offer key of a configuration, if its licence model is set."""
-    if configuration.license == PERPETUAL:
-        return PERPETUAL
-    if configuration.license == SUBSCRIPTION and configuration.term_months:
-        return offer_key(SUBSCRIPTION, configuration.term_months)
-    return None
+def _line(catalog: Catalog, reference: str, quantity: int, months: int | None, rule: str) -> dict:
+    return {"reference": reference, "description": catalog.references[reference].description,
+            "quantity": quantity, "months": months, "rule": rule}

@@ -131,6 +131,8 @@ def render_text(name: str, verdict, explain_rules: bool = False) -> str:
             lines.append(f"    {number:>2}. {item['rule']} [{item['kind']}] at {item['where']}")
             lines.append(f"        matched: {item['condition']}")
             lines.append(f"        saw: {seen}")
+            for line in item.get("yields", []):
+                lines.append(f"        yields: {line['quantity']} x {line['reference']} ({line['rule']})")
     return "\n".join(lines)
 
 

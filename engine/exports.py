@@ -435,5 +435,5 @@ def fixture_outcome(compiled, request: Source):
     exercised = [channel.rule for channel in exports.channels
                  if channel.applies(checked.partner.badges, checked.partner.country)]
     exercised += [item["rule"] for item in offer["templates"]] + ([decision["rule"]] if decision["rule"] else [])
-    exercised += [rule.rule for rule in verdict.fired] + [item["rule"] for item in verdict.violations]
+    exercised += list(verdict.exercised)
     return outcome, tuple(dict.fromkeys(exercised))

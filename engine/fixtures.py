@@ -68,7 +68,7 @@ def _validate(compiled: CompiledCatalog, request: Source) -> tuple[Outcome, tupl
     else:
         checked = request_from_data(request.data, compiled.catalog, file=request.file)
     verdict = evaluate(compiled, checked)
-    exercised = [rule.rule for rule in verdict.fired] + [item["rule"] for item in verdict.violations]
+    exercised = list(verdict.exercised)
     return verdict_outcome(verdict.to_json()), tuple(dict.fromkeys(exercised))
 
 

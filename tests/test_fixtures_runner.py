@@ -195,20 +195,23 @@ def test_coverage_counts_cases_per_rule_on_a_known_catalogue(suite, rules):
     assert code == 0
     catalogue = json.loads(out)["coverage"]["catalogues"][0]
     # Cases: basic valid, basic over-limit, turbo on basic (refused), unknown tier (request error: no rule).
+    # A rule counts when it fired, refused the request, or yielded a line of the bill of materials; a refused
+    # configuration has no bill of materials, so its tier and device licence decide nothing.
     assert catalogue["counts"] == {
-        "addon.widget.turbo": 1,  # selected and refused in the same case: one case
+        "addon.widget.turbo": 1,  # refused in one case
         "badge.gold": 3,
-        "devices.widget": 1,  # 11 devices on basic (5 included)
+        "devices.widget": 0,  # the only case above the included devices (11 on basic) is refused
         "license.widget": 3,
         "product.widget": 0,  # only a partner without the badge exercises it
-        "tier.widget.basic": 3,
+        "tier.widget.basic": 2,  # the valid case's BOM line and the over-limit refusal
         "tier.widget.pro": 0,
         "upgrade.widget.basic.pro": 0,  # only amendments exercise upgrade paths
     }
     assert [item["rule"] for item in catalogue["untouched"]] == [
-        "product.widget", "tier.widget.pro", "upgrade.widget.basic.pro"]
-    assert catalogue["untouched"][0]["where"].endswith("tiers.yaml:2:9")
-    assert json.loads(out)["coverage"]["percent"] == 62.5
+        "devices.widget", "product.widget", "tier.widget.pro", "upgrade.widget.basic.pro"]
+    assert catalogue["untouched"][0]["where"].endswith("addons.yaml:10:14")  # `  - product: widget` of devices:
+    assert catalogue["untouched"][1]["where"].endswith("tiers.yaml:2:9")
+    assert json.loads(out)["coverage"]["percent"] == 50.0  # 4 of 8 rules
 
 
 def test_coverage_text_lists_untouched_rules_with_file_line_and_fails_below_the_minimum(suite, rules):
