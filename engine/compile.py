@@ -177,6 +177,11 @@ class FactFields:
     badges: tuple[tuple[str, str], ...]  # (field, badge id)
     addons: tuple[tuple[str, str, str], ...]  # (on-field, quantity-field, add-on id)
 
+    @property
+    def stage_one(self) -> tuple[str, ...]:
+        """Return the fields stage-1 rules test (entitlement, refusals and notices of the config fact)."""
+        return ("t", "version_n", "tier_written") + tuple(name for name, _ in self.badges)
+
 
 def fact_fields(catalog: Catalog, product: Product) -> FactFields:
     """Work out once which fields a product's config fact needs."""
@@ -328,8 +333,10 @@ def _compile(catalog: Catalog, engine: RuleEngine | None) -> CompiledCatalog:
     compiled: dict[str, CompiledRule] = {}
     plans: dict[str, list[tuple[str, dict]]] = {}
     problems: list[Problem] = []
+    fields = {product.id: fact_fields(catalog, product) for product in catalog.products.values()}
     for product in catalog.products.values():
         rules = product_rules(catalog, product)
+        _check_stages(rules, fields[product.id])
         compiled.update((rule.key, rule) for rule in rules)
         plans[product.id] = []
         reasons: dict[str, None] = {}
@@ -350,8 +357,16 @@ def _compile(catalog: Catalog, engine: RuleEngine | None) -> CompiledCatalog:
         for name, definition in plan:
             engine.register(name, definition, limits_checked=True)
         shards[product_id] = tuple(name for name, _ in plan)
-    fields = {product.id: fact_fields(catalog, product) for product in catalog.products.values()}
     return CompiledCatalog(catalog, engine, shards, compiled, fields)
+
+
+def _check_stages(rules: list[CompiledRule], fields: FactFields) -> None:
+    """Make sure each rule tests only the fields of the fact its stage sees (else it could never fire)."""
+    stage_one = set(fields.stage_one)
+    for rule in rules:
+        tested = set(rule.fields) - {"t"}
+        if (rule.stage == 1) != (tested <= stage_one):
+            raise RuntimeError(f"compiler bug: {rule.key} (stage {rule.stage}) tests {sorted(tested)}")
 
 
 _CACHE: dict[tuple[str, str], CompiledCatalog] = {}

@@ -90,12 +90,16 @@ def run_rules(compiled: CompiledCatalog, product_id: str, fact: dict) -> list[Co
     """Run the fact through every shard of the product and return the compiled rules that fired, in order."""
     fired: list[CompiledRule] = []
     seen: set[str] = set()
+    # The asserted fact carries only what stage-1 rules test; the entitlement derives the rest. Every field
+    # less is JSON the engine does not encode and decode again for each rule that fires.
+    stage_one = {name: fact[name] for name in compiled.fields[product_id].stage_one}
+    stage_two = {name: value for name, value in fact.items() if name not in stage_one or name == "t"}
     for name in compiled.shards[product_id]:
         TRACE.fired = []
         TRACE.entitled = False
-        TRACE.fact = fact
+        TRACE.fact = stage_two
         try:
-            compiled.engine.run(name, [fact])
+            compiled.engine.run(name, [stage_one])
             keys = TRACE.fired
         finally:
             TRACE.fired = []
