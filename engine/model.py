@@ -249,7 +249,7 @@ def build_products(source: Source) -> dict[str, Product]:
                 references=frozen(tier["references"]),
                 rule=f"tier.{product_id}.{tier['id']}",
                 where=source.where(path + ("tiers", rank, "id")),
-                spots=frozen(_spots(source, path + ("tiers", rank), tier)),
+                spots=Spots(source, path + ("tiers", rank)),
                 description=tier.get("description", ""),
             )
             for rank, tier in enumerate(item["tiers"])
@@ -277,7 +277,7 @@ def build_products(source: Source) -> dict[str, Product]:
             upgrades=upgrades,
             rule=f"product.{product_id}",
             where=source.where(path + ("id",)),
-            spots=frozen(_spots(source, path, item)),
+            spots=Spots(source, path),
             description=item.get("description", ""),
         )
         products.setdefault(product_id, product)
@@ -301,7 +301,7 @@ def build_addons(source: Source) -> tuple[dict[str, dict[str, Addon]], dict[str,
             references=frozen(item["references"]),
             rule=f"addon.{item['product']}.{item['id']}",
             where=source.where(path + ("id",)),
-            spots=frozen(_spots(source, path, item)),
+            spots=Spots(source, path),
             description=item.get("description", ""),
         )
         addons.setdefault(addon.product, {}).setdefault(addon.id, addon)
@@ -314,13 +314,27 @@ def build_addons(source: Source) -> tuple[dict[str, dict[str, Addon]], dict[str,
     return addons, devices
 
 
-def _spots(source: Source, path: tuple, data, prefix: str = "") -> dict[str, Location]:
-    """Map dotted field names under path (e.g. `requires.tier`, `excludes.0`) to their locations."""
-    spots: dict[str, Location] = {}
-    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
-    for key, value in items:
-        name = f"{prefix}{key}"
-        spots[name] = source.where(path + (key,))
-        if isinstance(value, (dict, list)) and key not in ("tiers",):
-            spots.update(_spots(source, path + (key,), value, name + "."))
-    return spots
+class Spots(Mapping):
+    """Where each field of one item is written, by dotted name (`requires.tier`, `excludes.0`), looked up when asked."""
+
+    # Looked up lazily: building a dict of every field of every item costs a large catalogue a tenth of a second.
+    __slots__ = ("source", "path")
+
+    def __init__(self, source: Source, path: tuple):
+        self.source = source
+        self.path = path
+
+    def __getitem__(self, name: str) -> Location:
+        key = self.path + tuple(int(part) if part.isdigit() else part for part in name.split("."))
+        return self.source.locations[key]
+
+    def _names(self) -> list[str]:
+        size = len(self.path)
+        return [".".join(str(part) for part in key[size:]) for key in self.source.locations
+                if len(key) > size and key[:size] == self.path]
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())

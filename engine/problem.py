@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, order=True)
-class Location:
-    """A 1-based position in a source file."""
+class Location(NamedTuple):
+    """A 1-based position in a source file (a named tuple: loading a catalogue makes hundreds of thousands)."""
 
     file: str
     line: int = 0

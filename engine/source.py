@@ -15,6 +15,7 @@ from engine.problem import CompanionError, Location, Problem
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_NODES = 500_000
 
+STRING_TAG = "tag:yaml.org,2002:str"
 # YAML 1.1 reads these plain words as booleans; product managers rarely mean that.
 AMBIGUOUS_BOOLEANS = {"yes", "no", "on", "off", "y", "n"}
 LEADING_ZERO_NUMBER = re.compile(r"^[-+]?0[0-9_]+$")
@@ -170,11 +171,11 @@ class _Builder:
             if self.count == MAX_NODES + 1:
                 self.problems.append(Problem("too-large", f"more than {MAX_NODES:,} YAML nodes", self._at(node)))
             return None
-        self.locations[path] = self._at(node)
+        at = self.locations[path] = location_of(self.file, node.start_mark)
         if id(node) in self.seen:
             # An alias re-uses a node; expanding aliases invites exponential blow-ups.
             self.problems.append(Problem(
-                "yaml-alias", "anchors and aliases are not supported", self._at(node), hint="write the values out"
+                "yaml-alias", "anchors and aliases are not supported", at, hint="write the values out"
             ))
             return None
         self.seen.add(id(node))  # scalars too: an alias to `&name Foo` is as unsupported as one to a mapping
@@ -182,6 +183,8 @@ class _Builder:
             return self._mapping(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
+        if node.tag == STRING_TAG:
+            return node.value  # most scalars are text: no need for the general constructor
         return self._scalar(node)
 
     def _at(self, node: yaml.Node) -> Location:
@@ -189,7 +192,7 @@ class _Builder:
 
     def _mapping(self, node: yaml.MappingNode, path: tuple) -> dict:
         result: dict = {}
-        first_seen: dict[Any, Location] = {}
+        key_locations = self.key_locations
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 self.problems.append(Problem(
@@ -200,17 +203,17 @@ class _Builder:
                 self.problems.append(Problem("yaml-key", "mapping keys must be plain words", self._at(key_node)))
                 continue
             key = key_node.value
-            if key in first_seen:
+            key_path = path + (key,)
+            if key_path in key_locations:
                 self.problems.append(Problem(
                     "duplicate-key",
-                    f"key '{key}' appears twice in this mapping (first at line {first_seen[key].line})",
-                    self._at(key_node),
+                    f"key '{key}' appears twice in this mapping (first at line {key_locations[key_path].line})",
+                    location_of(self.file, key_node.start_mark),
                     hint="remove one of them; YAML would silently keep only the last",
                 ))
                 continue
-            first_seen[key] = self._at(key_node)
-            self.key_locations[path + (key,)] = self._at(key_node)
-            result[key] = self.build(value_node, path + (key,))
+            key_locations[key_path] = location_of(self.file, key_node.start_mark)
+            result[key] = self.build(value_node, key_path)
         return result
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:

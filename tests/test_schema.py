@@ -119,3 +119,45 @@ def test_empty_file():
 def test_json_path():
     assert json_path(("products", 0, "tiers", 2, "id")) == "products[0].tiers[2].id"
     assert json_path(()) == "$"
+
+
+def _rule_sources():
+    """Yield (schema file, parsed source) for the shipped rules and every file of the broken-rules corpus."""
+    from engine.problem import CompanionError
+    from engine.schema import RULE_FILES
+    from engine.source import load_yaml
+
+    root = Path(__file__).resolve().parent
+    files = sorted((root.parent / "rules").glob("*.yaml")) + sorted((root / "bad_rules").glob("*/*.yaml"))
+    for path in files:
+        if path.name not in RULE_FILES:
+            continue  # expect.yaml of the corpus, unknown-file cases
+        try:
+            source = load_yaml(path)
+        except CompanionError:
+            continue  # a syntax error never reaches the schema stage
+        if source.data is not None and not source.problems:
+            yield RULE_FILES[path.name][0], source
+
+
+def test_the_compiled_validator_agrees_with_jsonschema_on_every_rule_file():
+    """The fast path (jsonschema-rs) accepts exactly what jsonschema accepts, so no problem is ever missed."""
+    from engine.catalog import register_extensions
+    from engine.schema import fast_validator, schema_validator
+
+    register_extensions()
+    checked = 0
+    for schema_file, source in _rule_sources():
+        slow = not list(schema_validator(schema_file).iter_errors(source.data))
+        assert fast_validator(schema_file).is_valid_data(source.data) == slow, source.file
+        checked += 1
+    assert checked >= 40
+
+
+@pytest.mark.parametrize("value", ["advanced\n", "7.0\n", "a b", "", "x" * 65])
+def test_the_compiled_validator_refuses_what_jsonschema_refuses(value):
+    from engine.schema import fast_validator, schema_validator
+
+    data = {"badges": [{"id": value, "name": "N", "unlocks": []}]}
+    assert not fast_validator("badges.schema.json").is_valid_data(data)
+    assert list(schema_validator("badges.schema.json").iter_errors(data))
