@@ -170,18 +170,16 @@ def build_catalog(directory: Path, sources: dict[str, Source], rules_version: st
 
 def duplicate_references(catalog: Catalog) -> Iterator[Problem]:
     """duplicate-reference: a further rule file sells a commercial reference that something else already uses."""
-    owners = {reference: (item.rule, item.where) for reference, item in _sellables(catalog).items()}
+    # catalog.references kept the first item of every reference (build_catalog): any other is a duplicate.
     for name, rule in EXTENSIONS.items():
         if not rule.references or name not in catalog.extras:
             continue
         for reference, item in rule.references(catalog.extras[name]).items():
-            if reference in owners:
-                first_rule, first_where = owners[reference]
+            owner = catalog.references[reference]
+            if owner != item:
                 yield Problem("duplicate-reference",
-                              f"commercial reference {reference} is also used by {first_rule} ({first_where})",
+                              f"commercial reference {reference} is also used by {owner.rule} ({owner.where})",
                               item.where, rule=item.rule, hint="every sellable item needs its own reference")
-            else:
-                owners[reference] = (item.rule, item.where)
 
 
 def _sellables(catalog: Catalog) -> dict[str, Sellable]:
