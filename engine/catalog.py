@@ -43,6 +43,17 @@ def register_extensions() -> None:
         importlib.import_module(module)
 
 
+def extra_of(catalog: Catalog, name: str, code: str, what: str):
+    """Return the model of the further rule file NAME, or raise a located CODE problem when it is missing."""
+    model = catalog.extras.get(name)
+    if model is None:
+        schema_file = RULE_FILES.get(name, (name.replace(".yaml", ".schema.json"), False))[0]
+        raise CompanionError([Problem(code, f"these rules declare no {what}",
+                                      Location(display_path(catalog.directory / name)),
+                                      hint=f"add {name}; its schema is rules/schemas/{schema_file}")])
+    return model
+
+
 def rules_of(catalog: Catalog) -> dict[str, Location]:
     """Return every rule id of the catalogue, further rule files included, with where it is written."""
     found = catalog.rules()

@@ -18,7 +18,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Iterator, Mapping
 
-from engine.catalog import EXTENSIONS, RuleFile
+from engine.catalog import EXTENSIONS, RuleFile, extra_of
 from engine.model import Catalog, frozen
 from engine.problem import CompanionError, Location, Problem, did_you_mean
 from engine.schema import register_rule_file
@@ -227,12 +227,7 @@ EXTENSIONS[FILE] = RuleFile(build, check, rules)
 
 def exports_of(catalog: Catalog) -> Exports:
     """Return the exports model, or raise CompanionError when the rules have no exports.yaml."""
-    exports = catalog.extras.get(FILE)
-    if exports is None:
-        raise CompanionError([Problem("no-exports", "these rules declare no export templates",
-                                      Location(str(catalog.directory / FILE)),
-                                      hint="add exports.yaml; its schema is rules/schemas/exports.schema.json")])
-    return exports
+    return extra_of(catalog, FILE, "no-exports", "export templates")
 
 
 def channels(catalog: Catalog, partner, product: str | None = None) -> dict:

@@ -12,7 +12,7 @@ import string
 from dataclasses import dataclass
 from typing import Iterator, Mapping
 
-from engine.catalog import EXTENSIONS, RuleFile
+from engine.catalog import EXTENSIONS, RuleFile, extra_of
 from engine.model import Catalog, frozen, version_key
 from engine.problem import CompanionError, Location, Problem, did_you_mean
 from engine.schema import register_rule_file
@@ -157,12 +157,7 @@ EXTENSIONS[FILE] = RuleFile(build, check, rules)
 
 def guidance_of(catalog: Catalog) -> Guidance:
     """Return the guidance model, or raise CompanionError when the rules have no guidance.yaml."""
-    guidance = catalog.extras.get(FILE)
-    if guidance is None:
-        raise CompanionError([Problem("no-guidance", "these rules declare no licence-update guidance",
-                                      Location(str(catalog.directory / FILE)),
-                                      hint="add guidance.yaml; its schema is rules/schemas/guidance.schema.json")])
-    return guidance
+    return extra_of(catalog, FILE, "no-guidance", "licence-update guidance")
 
 
 def update_guide(catalog: Catalog, product: str, version: str | None, mode: str, event: str = "amendment",

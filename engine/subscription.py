@@ -306,13 +306,7 @@ def _sellables(policy: SubscriptionPolicy, catalog: Catalog) -> dict[str, Sellab
 
 def policy_of(catalog: Catalog) -> SubscriptionPolicy:
     """Return the catalogue's subscription policy, or raise a located `no-policy` problem."""
-    policy = catalog.extras.get(POLICY_FILE)
-    if policy is None:
-        raise CompanionError([Problem("no-policy", "the rules have no subscription policy",
-                                      Location(catalog_module.display_path(catalog.directory / POLICY_FILE)),
-                                      hint="add subscriptions.yaml; its schema is "
-                                           "rules/schemas/subscriptions.schema.json")])
-    return policy
+    return catalog_module.extra_of(catalog, POLICY_FILE, "no-policy", "subscription policy")
 
 
 # ---------------------------------------------------------------------------------------------------------
