@@ -133,21 +133,23 @@ def check_commercial_references(catalog: Catalog) -> Iterator[Problem]:
     Failing: two tiers both sold as `EPO-ESS-SUB-1Y`, or a tier with no `subscription-36` reference while the
     product sells 36-month terms, or a `perpetual` reference on a product that is not sold perpetually.
     """
-    seen: dict[str, tuple[str, Location]] = {}
+    # Where a reference is written is looked up only for a problem: a large catalogue has tens of thousands.
+    seen: dict[str, tuple] = {}
     for rule, where, references, product, spot in _priced_items(catalog):
         offers = product.offers if product else ()
         for offer, reference in references.items():
-            at = spot(f"references.{offer}") or where
             if product and offer not in offers:
                 yield Problem("unknown-offer", f"reference for '{offer}', which {product.id} does not sell",
-                              at, rule=rule, hint="sold: " + ", ".join(offers))
+                              _reference_at(spot, offer, where), rule=rule, hint="sold: " + ", ".join(offers))
             if reference in seen:
-                first_rule, first_where = seen[reference]
+                first_rule, *first = seen[reference]
                 yield Problem("duplicate-reference",
-                              f"commercial reference {reference} is also used by {first_rule} ({first_where})",
-                              at, rule=rule, hint="every sellable item needs its own reference")
+                              f"commercial reference {reference} is also used by {first_rule} "
+                              f"({_reference_at(*first)})",
+                              _reference_at(spot, offer, where), rule=rule,
+                              hint="every sellable item needs its own reference")
             else:
-                seen[reference] = (rule, at)
+                seen[reference] = (rule, spot, offer, where)
         for offer in offers:
             if offer not in references:
                 yield Problem("missing-reference", f"no commercial reference for '{offer}'",
@@ -159,6 +161,10 @@ def check_commercial_references(catalog: Catalog) -> Iterator[Problem]:
             yield Problem("missing-reference", f"{product.id} tiers allow extra devices but no device licence is sold",
                           product.where, rule=product.rule,
                           hint=f"add a `devices:` entry for product {product.id} in addons.yaml")
+
+
+def _reference_at(spot, offer: str, where: Location) -> Location:
+    return spot(f"references.{offer}") or where
 
 
 def _priced_items(catalog: Catalog):
