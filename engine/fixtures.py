@@ -33,7 +33,6 @@ from typing import Any, Callable, Iterable
 
 import yaml
 
-from engine import source as source_stage
 from engine.catalog import display_path, load_catalog, rules_of
 from engine.compile import CompiledCatalog
 from engine.compile import load as load_compiled
@@ -157,54 +156,10 @@ def rules_key(directory: Path | str | None) -> str:
     return str(Path(directory if directory is not None else BUNDLED_RULES).resolve())
 
 
-def parse_fixture(text: str, display: str) -> Source:
-    """Parse fixture YAML strictly, as engine.source does, composing with libyaml when it is available.
-
-    Suites of thousands of cases spend most of their time in PyYAML's pure-Python scanner; libyaml composes
-    the same nodes several times faster. A syntax error is re-parsed by engine.source for its located message.
-    """
-    loader_class = getattr(yaml, "CSafeLoader", None)
-    if loader_class is None:
-        return parse_yaml(text, display)
-    try:
-        loader = loader_class(text)
-        try:
-            root = loader.get_single_node()
-        finally:
-            loader.dispose()
-    except yaml.YAMLError:
-        return parse_yaml(text, display)
-    if root is None:
-        return Source(display, None, text=text)
-    _plain_style(root)
-    builder = source_stage._Builder(display)  # the one place nodes become values, with locations and problems
-    data = builder.build(root, ())
-    return Source(display, data, builder.locations, builder.key_locations, text, builder.problems)
-
-
-def _plain_style(root: yaml.Node) -> None:
-    """libyaml marks plain scalars with style '' where PyYAML uses None; engine.source tests for None."""
-    stack = [root]
-    seen: set[int] = set()
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, yaml.ScalarNode):
-            if node.style == "":
-                node.style = None
-        elif isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                stack.extend((key, value))
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend(node.value)
-
-
 def load_fixture_file(path: Path, rules_dir: Path | str | None = None) -> list[Case]:
     """Load and check one fixture file; raise CompanionError holding every problem, located."""
     display = display_path(path)
-    source = parse_fixture(read_text(path, display), display)
+    source = parse_yaml(read_text(path, display), display)
     problems = list(source.problems)
     if source.data is None:
         raise CompanionError(problems + [Problem("empty-file", "fixture file is empty", Location(display, 1, 1),
@@ -291,13 +246,7 @@ def _rules_dir(source: Source, at: tuple, base: Path, default, problems: list[Pr
 
 def _request_sources(source: Source) -> dict[int, Source]:
     """Give each case's request its own source map, so request errors point into the fixture file."""
-    locations: dict[int, dict] = {}
-    keys: dict[int, dict] = {}
-    for table, into in ((source.locations, locations), (source.key_locations, keys)):
-        for path, where in table.items():
-            if len(path) >= 3 and path[0] == "cases" and path[2] == "request":
-                into.setdefault(path[1], {})[path[3:]] = where
-    return {index: Source(source.file, case["request"], locations.get(index, {}), keys.get(index, {}))
+    return {index: source.within(("cases", index, "request"), case["request"])
             for index, case in enumerate(source.data["cases"])}
 
 

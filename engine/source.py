@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,16 +15,25 @@ from engine.problem import CompanionError, Location, Problem
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_NODES = 500_000
+MAX_DEPTH = 100  # levels of nesting; rule files use about six
 
 STRING_TAG = "tag:yaml.org,2002:str"
+INT_TAG = "tag:yaml.org,2002:int"
+MERGE_TAG = "tag:yaml.org,2002:merge"
 # YAML 1.1 reads these plain words as booleans; product managers rarely mean that.
 AMBIGUOUS_BOOLEANS = {"yes", "no", "on", "off", "y", "n"}
 LEADING_ZERO_NUMBER = re.compile(r"^[-+]?0[0-9_]+$")
 # libyaml's composer when PyYAML was built with it (about 20 times faster); nodes and marks are the same.
 FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-# Text libyaml reads differently from PyYAML (it accepts tabs PyYAML refuses, and counts columns differently
-# after a lone CR, a Unicode line break or a BOM past the start): PyYAML alone reads it, as before.
-PYYAML_ONLY = re.compile(r"[\t\x85\u2028\u2029]|\r(?!\n)|(?<=.)\ufeff", re.S)
+
+
+def pyyaml_only(text: str) -> bool:
+    """Tell whether libyaml would read text differently from PyYAML, which then reads it alone, as before."""
+    # libyaml accepts tabs PyYAML refuses, and counts columns differently after a lone CR, a Unicode line
+    # break or a byte order mark past the start. Plain substring tests: a regex took 35 ms on 1 MB.
+    return (any(character in text for character in "\t\x85\u2028\u2029") or "\ufeff" in text[1:]
+            or text.count("\r") != text.count("\r\n"))
+
 
 Path_ = tuple  # a path into the document: keys and list indexes
 
@@ -34,8 +44,8 @@ class Source:
 
     file: str
     data: Any
-    locations: dict[tuple, Location] = field(default_factory=dict)
-    key_locations: dict[tuple, Location] = field(default_factory=dict)
+    locations: Mapping[tuple, Location] = field(default_factory=dict)
+    key_locations: Mapping[tuple, Location] = field(default_factory=dict)
     text: str = ""
     problems: list[Problem] = field(default_factory=list)  # non-fatal: the data is still usable for schema checks
 
@@ -43,14 +53,25 @@ class Source:
         """Return the location of the node at path, or of its nearest known ancestor."""
         path = tuple(path)
         while path:
-            if path in self.locations:
-                return self.locations[path]
+            found = self.locations.get(path)
+            if found is not None:
+                return found
             path = path[:-1]
         return self.locations.get((), Location(self.file, 1, 1))
 
     def where_key(self, path: tuple) -> Location:
         """Return the location of the key that names the node at path."""
         return self.key_locations.get(tuple(path)) or self.where(path)
+
+    def within(self, path: tuple, data: Any) -> Source:
+        """Return the source of the node at path, holding data, located as before (a request inside a fixture)."""
+        return Source(self.file, data, _within(self.locations, path), _within(self.key_locations, path))
+
+
+def _within(locations: Mapping[tuple, Location], path: tuple) -> Mapping[tuple, Location]:
+    if isinstance(locations, Locations):
+        return locations.within(path)
+    return {inner[len(path):]: where for inner, where in locations.items() if inner[:len(path)] == path}
 
 
 def location_of(file: str, mark) -> Location:
@@ -92,12 +113,18 @@ def compose(text: str):
     collecting = gc.isenabled()
     gc.disable()
     try:
-        if FAST_LOADER is not yaml.SafeLoader and not PYYAML_ONLY.search(text):
+        if FAST_LOADER is not yaml.SafeLoader and not pyyaml_only(text):
             try:
                 return _compose(FAST_LOADER, text)
             except yaml.YAMLError:
                 pass  # PyYAML's own wording and marks for the error, the ones we document
-        return _compose(yaml.SafeLoader, text)
+        try:
+            return _compose(yaml.SafeLoader, text)
+        except RecursionError:
+            # PyYAML's composer recurses once per level of nesting; libyaml stops at 1,000 levels with a mark.
+            if FAST_LOADER is yaml.SafeLoader:
+                raise yaml.YAMLError(f"nesting deeper than {MAX_DEPTH} levels") from None
+            return _compose(FAST_LOADER, text)  # a root for the builder to report the depth at its line
     finally:
         if collecting:
             gc.enable()
@@ -128,15 +155,18 @@ def parse_yaml(text: str, display: str) -> Source:
                                       Location(display, line, column), hint="remove it")]) from None
     except yaml.YAMLError as error:
         raise CompanionError([Problem("yaml-syntax", str(error), Location(display, 1, 1))]) from None
-    builder = _Builder(display)
+    if root is None:
+        return Source(display, None, {}, {}, text, [])
+    builder = _Builder(display, anchors="&" in text)
     collecting = gc.isenabled()
-    gc.disable()  # as in compose: building allocates a value and a location per node
+    gc.disable()  # as in compose: building allocates a value and a position per node
     try:
-        data = builder.build(root, ()) if root is not None else None
+        data, inner = builder.build(root)
     finally:
         if collecting:
             gc.enable()
-    return Source(display, data, builder.locations, builder.key_locations, text, builder.problems)
+    table = PositionTable(display, (None, None, root.start_mark.line, root.start_mark.column, inner))
+    return Source(display, data, table.values, table.keys, text, builder.problems)
 
 
 def load_yaml(path: Path, display: str | None = None) -> Source:
@@ -152,69 +182,118 @@ def _clean(message: str, error: yaml.MarkedYAMLError) -> str:
     return message.replace("\n", " ")
 
 
-class _Builder:
-    """Turn composed YAML nodes into plain Python values, recording locations and problems."""
+# What the builder records of each node instead of keeping the node: (key line, key column, line, column,
+# inner), 0-based as PyYAML's marks; inner is a dict of such entries by key, a list by index, or None. Small
+# tuples of numbers cost little memory and no garbage-collector time, where a node tree costs both.
+UNRECORDED = (None, None, None, None, None)  # a node past the node limit: no value, no location
 
-    def __init__(self, file: str):
+
+class _Builder:
+    """Turn composed YAML nodes into plain Python values, the position of each node, and problems."""
+
+    def __init__(self, file: str, anchors: bool = True):
         self.file = file
-        self.locations: dict[tuple, Location] = {}
-        self.key_locations: dict[tuple, Location] = {}
         self.problems: list[Problem] = []
         self.constructor = yaml.SafeLoader("")
-        self.seen: set[int] = set()
         self.count = 0
+        self.depth = 0
+        # An alias re-uses a node, and only a text with an anchor (`&`) can hold one; expanding aliases invites
+        # exponential blow-ups, so they are refused.
+        self.seen: set[int] | None = set() if anchors else None
 
-    def build(self, node: yaml.Node, path: tuple) -> Any:
-        """Build the value of node at path."""
+    def build(self, node: yaml.Node) -> tuple[Any, Any]:
+        """Return the value of node and the entries inside it (None for a scalar, UNRECORDED past the limit)."""
         self.count += 1
         if self.count > MAX_NODES:
             if self.count == MAX_NODES + 1:
                 self.problems.append(Problem("too-large", f"more than {MAX_NODES:,} YAML nodes", self._at(node)))
-            return None
-        at = self.locations[path] = location_of(self.file, node.start_mark)
-        if id(node) in self.seen:
-            # An alias re-uses a node; expanding aliases invites exponential blow-ups.
-            self.problems.append(Problem(
-                "yaml-alias", "anchors and aliases are not supported", at, hint="write the values out"
-            ))
-            return None
-        self.seen.add(id(node))  # scalars too: an alias to `&name Foo` is as unsupported as one to a mapping
+            return None, UNRECORDED
+        if self.seen is not None:
+            if id(node) in self.seen:
+                self.problems.append(Problem(
+                    "yaml-alias", "anchors and aliases are not supported", self._at(node), hint="write the values out"
+                ))
+                return None, None
+            self.seen.add(id(node))  # scalars too: an alias to `&name Foo` is as unsupported as one to a mapping
         if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
+            return self._nested(self._mapping, node)
         if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, path + (index,)) for index, item in enumerate(node.value)]
+            return self._nested(self._sequence, node)
+        value = node.value
         if node.tag == STRING_TAG:
-            return node.value  # most scalars are text: no need for the general constructor
-        return self._scalar(node)
+            return value, None  # most scalars are text: no need for the general constructor
+        if node.tag == INT_TAG and value.isdigit() and (value[0] != "0" or value == "0"):
+            return int(value), None  # a plain decimal count or term, as the constructor reads it, only faster
+        return self._scalar(node), None
+
+    def _nested(self, build, node: yaml.Node) -> tuple[Any, Any]:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                self.problems.append(Problem("too-deep", f"nested more than {MAX_DEPTH} levels deep", self._at(node),
+                                             hint="rule files and requests need a few levels"))
+                return None, None
+            return build(node)
+        finally:
+            self.depth -= 1
+
+    def _mapping(self, node: yaml.MappingNode) -> tuple[dict, dict]:
+        result: dict = {}
+        entries: dict = {}
+        for key_node, value_node in node.value:
+            if not self._usable_key(key_node):
+                continue
+            key = key_node.value
+            if key in result:
+                self._duplicate(node, key_node)
+                continue
+            key_mark, mark = key_node.start_mark, value_node.start_mark
+            if value_node.tag == STRING_TAG and isinstance(value_node, yaml.ScalarNode) and self.seen is None \
+                    and self.count < MAX_NODES:
+                self.count += 1  # text, the commonest value, taken here without a call
+                result[key] = value_node.value
+                entries[key] = (key_mark.line, key_mark.column, mark.line, mark.column, None)
+                continue
+            result[key], inner = self.build(value_node)
+            entries[key] = (key_mark.line, key_mark.column) + (
+                UNRECORDED[2:] if inner is UNRECORDED else (mark.line, mark.column, inner))
+        return result, entries
+
+    def _sequence(self, node: yaml.SequenceNode) -> tuple[list, list]:
+        result: list = []
+        entries: list = []
+        for item in node.value:
+            value, inner = self.build(item)
+            result.append(value)
+            mark = item.start_mark
+            entries.append(UNRECORDED if inner is UNRECORDED else (None, None, mark.line, mark.column, inner))
+        return result, entries
 
     def _at(self, node: yaml.Node) -> Location:
         return location_of(self.file, node.start_mark)
 
-    def _mapping(self, node: yaml.MappingNode, path: tuple) -> dict:
-        result: dict = {}
-        key_locations = self.key_locations
-        for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                self.problems.append(Problem(
-                    "yaml-alias", "merge keys (<<) are not supported", self._at(key_node), hint="write the values out"
-                ))
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                self.problems.append(Problem("yaml-key", "mapping keys must be plain words", self._at(key_node)))
-                continue
-            key = key_node.value
-            key_path = path + (key,)
-            if key_path in key_locations:
-                self.problems.append(Problem(
-                    "duplicate-key",
-                    f"key '{key}' appears twice in this mapping (first at line {key_locations[key_path].line})",
-                    location_of(self.file, key_node.start_mark),
-                    hint="remove one of them; YAML would silently keep only the last",
-                ))
-                continue
-            key_locations[key_path] = location_of(self.file, key_node.start_mark)
-            result[key] = self.build(value_node, key_path)
-        return result
+    def _usable_key(self, key_node: yaml.Node) -> bool:
+        """Tell whether a mapping key is a plain scalar; record a problem when it is not."""
+        if key_node.tag == MERGE_TAG:
+            self.problems.append(Problem(
+                "yaml-alias", "merge keys (<<) are not supported", self._at(key_node), hint="write the values out"
+            ))
+            return False
+        if not isinstance(key_node, yaml.ScalarNode):
+            self.problems.append(Problem("yaml-key", "mapping keys must be plain words", self._at(key_node)))
+            return False
+        return True
+
+    def _duplicate(self, node: yaml.MappingNode, key_node: yaml.ScalarNode) -> None:
+        key = key_node.value
+        first = next(other for other, _ in node.value if isinstance(other, yaml.ScalarNode)
+                     and other.tag != MERGE_TAG and other.value == key)
+        self.problems.append(Problem(
+            "duplicate-key",
+            f"key '{key}' appears twice in this mapping (first at line {first.start_mark.line + 1})",
+            self._at(key_node),
+            hint="remove one of them; YAML would silently keep only the last",
+        ))
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
         plain = not node.style  # None from PyYAML's composer, '' from libyaml's
@@ -240,3 +319,80 @@ class _Builder:
         except ValueError as error:  # e.g. an impossible date such as 2025-02-30
             self.problems.append(Problem("yaml-value", f"'{node.value}' is not a valid value: {error}", self._at(node)))
             return None
+
+
+class PositionTable:
+    """Where each node of a document, and each key, is written: found along a path through the entries."""
+
+    def __init__(self, file: str, root: tuple):
+        self.file = file
+        self.root = root
+        self.tables: tuple[dict, dict] | None = None
+        self.keys = Locations(self, 0)
+        self.values = Locations(self, 2)
+
+    def entry(self, path: tuple) -> tuple | None:
+        """Return the entry at path, or None when no node is there."""
+        entry = self.root
+        for step in path:
+            inner = entry[4]
+            if type(inner) is dict:
+                entry = inner.get(step)
+                if entry is None:
+                    return None
+            elif type(inner) is list and type(step) is int and 0 <= step < len(inner):
+                entry = inner[step]
+            else:
+                return None
+        return entry
+
+    def within(self, path: tuple) -> PositionTable:
+        """Return the table of the node at path, its paths relative to it."""
+        return PositionTable(self.file, self.entry(path) or UNRECORDED)
+
+    def table(self, part: int) -> dict[tuple, Location]:
+        """Return every location by path, in document order (for the rare reader that lists them all)."""
+        if self.tables is None:
+            keys: dict[tuple, Location] = {}
+            values: dict[tuple, Location] = {}
+            stack = [((), self.root)]
+            while stack:
+                path, (key_line, key_column, line, column, inner) = stack.pop()
+                if key_line is not None:
+                    keys[path] = Location(self.file, key_line + 1, key_column + 1)
+                if line is not None:
+                    values[path] = Location(self.file, line + 1, column + 1)
+                children = inner.items() if type(inner) is dict else enumerate(inner or ())
+                stack.extend(reversed([(path + (step,), child) for step, child in children]))
+            self.tables = (keys, values)
+        return self.tables[part // 2]
+
+
+class Locations(Mapping):
+    """The locations of a document's nodes (part 2) or of their keys (part 0), by path."""
+
+    __slots__ = ("positions", "part")
+
+    def __init__(self, positions: PositionTable, part: int):
+        self.positions = positions
+        self.part = part
+
+    def __getitem__(self, path: tuple) -> Location:
+        entry = self.positions.entry(path)
+        if entry is None or entry[self.part] is None:
+            raise KeyError(path)
+        return Location(self.positions.file, entry[self.part] + 1, entry[self.part + 1] + 1)
+
+    def __iter__(self) -> Iterator[tuple]:
+        return iter(self.positions.table(self.part))
+
+    def items(self):
+        """Every (path, location), from the full table rather than path by path."""
+        return self.positions.table(self.part).items()
+
+    def within(self, path: tuple) -> Locations:
+        """Return the locations inside the node at path, by paths relative to it."""
+        return Locations(self.positions.within(path), self.part)
+
+    def __len__(self) -> int:
+        return len(self.positions.table(self.part))

@@ -9,7 +9,7 @@ import yaml
 
 from engine import source as source_module
 from engine.problem import CompanionError, Location
-from engine.source import MAX_FILE_BYTES, load_yaml, parse_yaml, read_text
+from engine.source import MAX_FILE_BYTES, Source, load_yaml, parse_yaml, read_text
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
 CORPUS = Path(__file__).resolve().parent / "bad_rules"
@@ -175,3 +175,149 @@ def test_libyaml_and_pyyaml_read_rule_files_alike(monkeypatch):
             assert (parsed.data, parsed.locations, parsed.key_locations, parsed.problems) == expected
         except CompanionError as error:
             assert error.problems == expected
+
+
+def reference_tables(text: str) -> tuple[dict, dict]:
+    """Record every node's and key's location by path, the plain way: walk the composed nodes, first key wins."""
+    values: dict = {}
+    keys: dict = {}
+
+    def walk(node, path):
+        values[path] = Location("f.yaml", node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                usable = isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge"
+                if usable and path + (key_node.value,) not in keys:
+                    keys[path + (key_node.value,)] = Location(
+                        "f.yaml", key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                    walk(value_node, path + (key_node.value,))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, path + (index,))
+
+    walk(yaml.compose(text, Loader=yaml.SafeLoader), ())
+    return values, keys
+
+
+def test_locations_by_path_match_a_plain_walk_of_the_nodes():
+    """The compact position table answers every path as a plain walk of the node tree does, hits and misses."""
+    odd = "a: 1\n? [x]\n: 2\n<<: {k: 1}\nb: {c: [1, {d: e}]}\na: 3\n'0': zero\nl: [p, q]\n"
+    checked = 0
+    for text in realistic_texts() + [odd]:
+        if "&" in text:
+            continue  # aliases are refused and not walked into; the plain walk would expand them
+        try:
+            parsed = parse_yaml(text, "f.yaml")
+        except CompanionError:
+            continue
+        if parsed.data is None:
+            continue
+        values, keys = reference_tables(text)
+        assert dict(parsed.locations) == values and dict(parsed.key_locations) == keys
+        for table, found in ((values, parsed.locations), (keys, parsed.key_locations)):
+            for path, where in table.items():
+                assert found[path] == where, path
+                for other in (path + ("no-such-key",), path + (10 ** 6,), path + ("0",), path + (0,), path + (-1,)):
+                    assert (other in found) == (other in table), other
+        checked += 1
+    assert checked > 50
+
+
+def test_locations_on_demand_follow_the_first_of_duplicate_keys():
+    parsed = parse_yaml("a: 1\nb:\n  - x\n  - {c: 2}\na: 3\n", "f.yaml")
+    assert codes_at(parsed.problems) == [(5, 1, "duplicate-key")]
+    assert parsed.where(("a",)) == Location("f.yaml", 1, 4)  # the value kept, not the refused one on line 5
+    assert parsed.where_key(("a",)) == Location("f.yaml", 1, 1)
+    assert parsed.where(("b", 1, "c")) == Location("f.yaml", 4, 9)
+    assert parsed.where_key(("b", 1, "c")) == Location("f.yaml", 4, 6)
+    assert parsed.where(("b", 5)) == Location("f.yaml", 3, 3)  # no sixth item: the list itself
+    assert parsed.where(("b", "c")) == Location("f.yaml", 3, 3)  # a list has no keys
+    assert ("b", 1) in parsed.locations and ("b", 2) not in parsed.locations
+
+
+def test_merge_and_list_keys_are_refused_without_anchors_too():
+    parsed = parse_yaml("a: 1\n? [x]\n: 2\n<<: {k: 1}\n", "f.yaml")
+    assert codes_at(parsed.problems) == [(2, 3, "yaml-key"), (4, 1, "yaml-alias")]
+    assert parsed.data == {"a": 1}
+
+
+def test_a_document_of_more_than_the_node_limit_is_cut_there():
+    """Root plus 499,999 items is exactly the limit; one item more is refused at that item (line 500,000)."""
+    at_limit = parse_yaml("- a\n" * (source_module.MAX_NODES - 1), "f.yaml")
+    assert at_limit.problems == [] and len(at_limit.data) == source_module.MAX_NODES - 1
+    over = parse_yaml("- a\n" * source_module.MAX_NODES, "f.yaml")
+    assert codes_at(over.problems) == [(source_module.MAX_NODES, 3, "too-large")]
+    assert over.data[-2] == "a" and over.data[-1] is None
+
+
+@pytest.mark.parametrize("depth", [101, 5000])
+def test_deep_nesting_is_a_located_problem_not_a_crash(depth):
+    """Regression: 5,000 nested lists raised RecursionError out of the loader (a traceback in the CLI)."""
+    text = "[" * depth + "]" * depth
+    try:
+        problems = parse_yaml(text, "f.yaml").problems
+    except CompanionError as error:
+        problems = error.problems
+    assert [problem.code for problem in problems] in (["too-deep"], ["yaml-syntax"])
+    if depth == 101:
+        assert codes_at(problems) == [(1, 101, "too-deep")]  # the 101st bracket opens the 101st level
+    else:
+        assert codes_at(problems) == [(1, 1001, "yaml-syntax")]  # libyaml stops at 1,000 levels: bracket 1,001
+        assert "nesting depth" in problems[0].message
+
+
+def test_deep_block_nesting_is_located_too():
+    text = "".join("  " * level + "k:\n" for level in range(150)) + "  " * 150 + "k: v\n"
+    parsed = parse_yaml(text, "f.yaml")
+    assert codes_at(parsed.problems) == [(101, 201, "too-deep")]  # the mapping of level 101 opens on line 101
+
+
+def test_deep_nesting_in_a_file_pyyaml_alone_reads_is_located():
+    """A tab sends the text to PyYAML's own composer, which recurses per level; libyaml then locates the depth."""
+    text = "a: 'x\ty'\nb: " + "[" * 2000 + "]" * 2000 + "\n"
+    # libyaml counts the block mapping as a level too: its 1,001st level is the 1,000th bracket, column 3 + 1,000.
+    assert codes_at(raised(text)) == [(2, 1003, "yaml-syntax")]
+
+
+@pytest.mark.parametrize("text", [
+    "a: 1\n", "a: 1\r\nb: 2\r\n", "a:\tb\n", "a: 1\rb: 2\n", "a: 1\r\n\r", "\ufeffa: 1\n", "a: 1\n\ufeff",
+    "a: x\x85y\n", "a: x\u2028y\n", "a: x\u2029y\n", "", "\r", "\r\n", "\n\r\n",
+])
+def test_texts_libyaml_reads_differently_are_left_to_pyyaml(text):
+    """The substring tests agree with the pattern they replaced (tabs, lone CRs, Unicode breaks, a late BOM)."""
+    import re
+
+    pattern = re.compile(r"[\t\x85\u2028\u2029]|\r(?!\n)|(?<=.)\ufeff", re.S)
+    assert source_module.pyyaml_only(text) == bool(pattern.search(text))
+
+
+def test_a_parsed_source_keeps_no_yaml_nodes():
+    """Positions are kept as small tuples: a kept node tree made each full garbage collection take ~1 s."""
+    import gc
+
+    def nodes_alive() -> int:
+        gc.collect()
+        return sum(isinstance(thing, yaml.Node) for thing in gc.get_objects())
+
+    before = nodes_alive()
+    parsed = parse_yaml((RULES / "tiers.yaml").read_text(encoding="utf-8"), "tiers.yaml")
+    assert nodes_alive() == before
+    assert parsed.where(("products", 0, "id")).line > 1  # and the positions are still there
+
+
+def test_a_node_within_a_document_keeps_its_locations():
+    """A request inside a fixture case is read as its own source, still located in the fixture file."""
+    text = "cases:\n  - name: one\n    request:\n      badges: [x]\n      product: ebo\n"
+    parsed = parse_yaml(text, "f.yaml")
+    inner = parsed.within(("cases", 0, "request"), parsed.data["cases"][0]["request"])
+    assert inner.where(("product",)) == Location("f.yaml", 5, 16)
+    assert inner.where_key(("product",)) == Location("f.yaml", 5, 7)
+    assert inner.where(("badges", 0)) == Location("f.yaml", 4, 16)
+    assert inner.where_key(()) == Location("f.yaml", 3, 5)  # the `request:` key
+    assert dict(inner.locations) == {(): Location("f.yaml", 4, 7), ("badges",): Location("f.yaml", 4, 15),
+                                     ("badges", 0): Location("f.yaml", 4, 16), ("product",): Location("f.yaml", 5, 16)}
+    missing = parsed.within(("cases", 3, "request"), None)
+    assert dict(missing.locations) == {} and missing.where(("product",)) == Location("f.yaml", 1, 1)
+    as_dicts = Source("f.yaml", None, dict(parsed.locations), dict(parsed.key_locations))
+    same = as_dicts.within(("cases", 0, "request"), None)
+    assert dict(same.locations) == dict(inner.locations) and dict(same.key_locations) == dict(inner.key_locations)
