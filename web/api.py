@@ -20,6 +20,7 @@ from engine.evaluate import evaluate
 from engine.options import options as list_options
 from engine.problem import CompanionError, Problem, did_you_mean
 from engine.request import request_from_data
+from engine.source import MAX_DEPTH
 from web import auth, compiled, csrf, live, store
 from web import errors as web_errors
 from web import services
@@ -68,12 +69,31 @@ def body() -> dict:
     """Return the JSON object of the request body, or answer 415/400/422."""
     if not request.is_json:
         refuse(415, "unsupported-media-type", "send the body as JSON (Content-Type: application/json)", path="$")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+        deep = nesting_depth(data) > MAX_DEPTH
+    except RecursionError:  # Python's JSON decoder recurses once per level of nesting
+        data, deep = None, True
+    if deep:
+        refuse(400, "too-deep", f"the body is nested more than {MAX_DEPTH} levels deep", path="$",
+               hint="a request needs a few levels")
     if data is None:
         refuse(400, "bad-json", "the body is not valid JSON", path="$", hint="check quotes, commas and brackets")
     if not isinstance(data, dict):
         refuse(422, "request-shape", "the body must be a JSON object", path="$")
     return data
+
+
+def nesting_depth(data) -> int:
+    """Return how many levels of objects and arrays data nests (0 for a scalar), without recursing."""
+    deepest = 0
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return deepest
 
 
 def only_keys(data: dict, allowed: tuple[str, ...]) -> None:

@@ -103,6 +103,22 @@ def test_malformed_json_is_400_and_not_json_is_415(client, bearer):
     assert response.status_code == 422 and response.json["error"]["path"] == "configuration"
 
 
+@pytest.mark.parametrize("url", ["/api/v1/validate", "/api/v1/options", "/api/v1/amend"])
+@pytest.mark.parametrize("depth", [101, 3000, 100_000])
+def test_deeply_nested_json_is_400_not_500(client, bearer, url, depth):
+    """Regression: 3,000 nested arrays made the JSON decoder raise RecursionError, answered 500."""
+    body = '{"configuration": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+    response = client.post(url, data=body, headers=bearer, content_type="application/json")
+    assert response.status_code == 400 and response.json["error"]["code"] == "too-deep"
+    assert response.json["error"]["path"] == "$"
+
+
+def test_a_hundred_levels_of_nesting_still_reach_the_checks(client, bearer):
+    body = '{"configuration": ' + "[" * 99 + "]" * 99 + "}"  # the object and 99 arrays: 100 levels
+    response = client.post("/api/v1/validate", data=body, headers=bearer, content_type="application/json")
+    assert response.status_code == 422 and response.json["error"]["path"] == "configuration"
+
+
 def test_oversized_body_is_413(client, bearer):
     big = {"configuration": {"product": "epo", "padding": "x" * 300_000}}
     response = client.post("/api/v1/validate", json=big, headers=bearer)
