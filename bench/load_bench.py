@@ -15,6 +15,7 @@ import os
 import statistics
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 from bench.synthetic import generate_catalog
@@ -51,6 +52,20 @@ def time_stages(directory: Path) -> dict[str, float]:
     return times
 
 
+def retained_megabytes(directory: Path) -> float:
+    """Return the memory a loaded catalogue keeps (its sources, their node trees, the model), in MB."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        catalog = load_catalog(directory)
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    del catalog
+    return kept / 1e6
+
+
 def main(argv: list[str] | None = None) -> None:
     """Generate the catalogue, time it, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -74,8 +89,10 @@ def main(argv: list[str] | None = None) -> None:
             totals.append(time.perf_counter() - start)
             cpu.append(time.process_time() - start_cpu)
         stages = [time_stages(directory) for _ in range(args.runs)]
+        retained = retained_megabytes(directory)
     print(f"load_catalog over {args.runs} runs: median {statistics.median(totals):.3f} s, min {min(totals):.3f} s "
           f"(CPU time: median {statistics.median(cpu):.3f} s, min {min(cpu):.3f} s)")
+    print(f"memory kept by one loaded catalogue: {retained:.0f} MB (tracemalloc)")
     print("stages (median CPU time): " + ", ".join(f"{name} {statistics.median(run[name] for run in stages):.3f} s"
                                          for name in stages[0]))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
