@@ -1,78 +1,23 @@
 """Activation: a configuration's bill of materials, matched against the Digital Locker, debited or refused.
 
-The voucher packs of rules/vouchers.yaml say which further vouchers cover a bill-of-materials line and in
-what units; a line is always covered by vouchers of its own reference too, one unit each. Activation always
-uses the badges stored for the user, never badges claimed in a request.
+The voucher packs of rules/vouchers.yaml (engine.vouchers) say which further vouchers cover a bill-of-materials
+line and in what units; a line is always covered by vouchers of its own reference too, one unit each.
+Activation always uses the badges stored for the user, never badges claimed in a request.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Iterator
 
 from engine import locker
-from engine.catalog import EXTENSIONS, RuleFile
 from engine.compile import CompiledCatalog
 from engine.evaluate import Verdict, evaluate
-from engine.model import Catalog, Sellable
-from engine.problem import CompanionError, Location, Problem, did_you_mean
+from engine.model import Catalog
+from engine.problem import CompanionError, Problem
 from engine.request import request_from_data
-from engine.schema import register_rule_file
 from engine.source import Source
 from engine.store import Store
-
-
-@dataclass(frozen=True)
-class Pack:
-    """A voucher that covers UNITS units of the bill-of-materials line COVERS."""
-
-    reference: str
-    name: str
-    covers: str
-    units: int
-    rule: str
-    where: Location
-    where_covers: Location
-
-
-def build_packs(source: Source, catalog: Catalog) -> tuple[Pack, ...]:
-    """Build the voucher packs from a schema-valid vouchers.yaml."""
-    return tuple(
-        Pack(item["reference"], item["name"], item["covers"], item["units"], f"voucher.{item['reference'].lower()}",
-             source.where(("packs", index, "reference")), source.where(("packs", index, "covers")))
-        for index, item in enumerate(source.data["packs"])
-    )
-
-
-def check_packs(catalog: Catalog) -> Iterator[Problem]:
-    """unknown-ref: a pack covers a commercial reference nothing sells.
-
-    Failing: `covers: EPO-DEV-SUB-3X` -> did you mean 'EPO-DEV-SUB-3Y'?
-    """
-    packs = catalog.extras.get("vouchers.yaml", ())
-    sold = {reference for reference, item in catalog.references.items() if item.kind != "voucher-pack"}
-    for pack in packs:
-        if pack.covers not in sold:
-            yield Problem("unknown-ref", f"pack covers commercial reference '{pack.covers}', which nothing sells",
-                          pack.where_covers, rule=pack.rule,
-                          hint=did_you_mean(pack.covers, sold) or "name a reference from tiers.yaml or addons.yaml")
-
-
-def pack_rules(packs: tuple[Pack, ...]) -> dict[str, Location]:
-    """Return the rule id of every pack."""
-    return {pack.rule: pack.where for pack in packs}
-
-
-def pack_references(packs: tuple[Pack, ...]) -> dict[str, Sellable]:
-    """Return the commercial references the packs sell."""
-    return {pack.reference: Sellable(pack.reference, pack.name, "voucher-pack", "", "", pack.rule, pack.where)
-            for pack in packs}
-
-
-register_rule_file("vouchers.yaml", "vouchers.schema.json", required=False)
-EXTENSIONS["vouchers.yaml"] = RuleFile(build=build_packs, check=check_packs, rules=pack_rules,
-                                       references=pack_references)
 
 
 def matching(catalog: Catalog) -> dict[str, list[locker.VoucherUnit]]:

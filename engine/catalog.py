@@ -31,7 +31,7 @@ class RuleFile:
 EXTENSIONS: dict[str, RuleFile] = {}
 # The modules that own further rule files; each registers its file and schema when imported.
 EXTENSION_MODULES: tuple[str, ...] = (
-    "engine.activation", "engine.subscription", "engine.exports", "engine.guidance",
+    "engine.vouchers", "engine.subscription", "engine.exports", "engine.guidance",
 )
 
 

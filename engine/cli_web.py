@@ -187,7 +187,7 @@ def serve(host: str, port: int, workers: int, rules_dir: Path | None, database_u
 def register(cli: click.Group) -> None:
     """Add `serve`, and `set-password` / `set-role` to the `users` group."""
     cli.add_command(serve)
-    users = cli.commands.get("users")
+    users = cli.get_command(None, "users")  # cli_locker's group, registered first when verbs load lazily
     if users is None:
         @click.group("users")
         def users() -> None:

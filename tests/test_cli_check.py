@@ -1,7 +1,7 @@
 """`companion check` as people run it: the real console script, its exit codes and output, never a traceback.
 
-Starting the console script costs a second or more (it imports every verb), so the scenarios below are
-prepared first and run side by side; each test then reads its own run. The last tests run the same click
+Each start of the console script costs a process and its imports, so the scenarios below are prepared first
+and run side by side; each test then reads its own run. The last tests run the same click
 command in-process.
 """
 
@@ -197,3 +197,29 @@ def test_problems_are_sorted_by_location(rules):
         path, row, column = re.match(r"^(.+?):(\d+):(\d+):", line).groups()
         keys.append((path, int(row), int(column)))
     assert len(keys) >= 3 and keys == sorted(keys)
+
+
+def test_check_loads_no_database_code():
+    """`companion check` imports only what reading rules needs: SQLAlchemy and the locker cost it 0.5 s."""
+    probe = ("import sys\nfrom engine.cli import main\nsys.argv = ['companion', 'check']\ntry:\n    main()\n"
+             "except SystemExit as done:\n    assert done.code in (0, None), done.code\n"
+             "print(sorted(name for name in sys.modules if name.split('.')[0] == 'sqlalchemy' "
+             "or name in ('engine.locker', 'engine.store', 'engine.activation')))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "rules OK" in result.stderr and result.stdout.strip() == "[]"
+
+
+def test_every_verb_is_listed_and_runs_its_help():
+    """Verbs of other modules are registered when asked for; help lists them all and each one answers."""
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["--help"])
+    assert listed.exit_code == 0
+    verbs = ["activate", "amend", "bom", "check", "checkout", "diff", "license", "locker", "options", "renew",
+             "serve", "test", "update-guide", "users", "validate", "vouchers"]
+    for verb in verbs:
+        assert re.search(rf"^  {re.escape(verb)}\s", listed.output, re.M), verb
+        assert runner.invoke(cli, [verb, "--help"]).exit_code == 0, verb
+    users = runner.invoke(cli, ["users", "--help"]).output
+    for sub in ("add", "audit", "list", "set", "set-password", "set-role"):
+        assert re.search(rf"^  {sub}\s", users, re.M), sub
