@@ -117,7 +117,6 @@ class _Generator:
         rnd = self.random
         partner, configuration = request["partner"], request["configuration"]
         addons = self.catalog.addons.get(product.id, {})
-        chosen = {item["id"]: item for item in configuration.get("addons", [])}
         if name == "wrong-badge":
             unlocking = {badge_id for badge_id, _ in self.unlocks[product.id]}
             others = [badge_id for badge_id in self.badges if badge_id not in unlocking]

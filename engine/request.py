@@ -114,7 +114,6 @@ def check_request(source: Source, catalog: Catalog, partial: bool = False) -> Re
     problems = schema_problems(source, "request.schema.json")
     if problems:
         raise CompanionError(problems)
-    data = source.data
     partner = parse_partner(source, catalog, ("partner",), problems)
     configuration = parse_configuration(source, catalog, ("configuration",), problems, partial)
     if problems:

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from engine.schema import BUNDLED_RULES
-from web_support import MANAGER, PARTNER, make_app, seed_users, sign_in, token_for
+from web_support import MANAGER, make_app, seed_users, sign_in, token_for
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from web_support import EBO_PARTNER, OTHER, PARTNER, PASSWORD, csrf_of, issue, token_for
+from web_support import EBO_PARTNER, OTHER, PARTNER, PASSWORD, issue, token_for
 
 EPO_ADVANCED = {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36, "tier": "advanced",
                 "devices": 150, "addons": [{"id": "insulation-monitoring", "quantity": 1}]}

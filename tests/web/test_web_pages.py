@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from web_support import MANAGER, NO_PASSWORD, OTHER, PASSWORD, PARTNER, csrf_of, issue, sign_in
+from web_support import NO_PASSWORD, OTHER, PASSWORD, PARTNER, csrf_of, issue, sign_in
 
 PAGES = ["/configure", "/projects", "/activate", "/subscriptions", "/locker", "/catalogue"]
 EPO = {"product": "epo", "prev_product": "epo", "license": "subscription", "term_months": "36"}
