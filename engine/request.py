@@ -175,17 +175,22 @@ def parse_configuration(source: Source, catalog: Catalog, at: tuple, problems: l
             problems.append(_error(source, at + ("addons", index, "id"), "duplicate-addon",
                                    f"add-on '{addon_id}' is listed twice", "list it once with the total quantity"))
         seen.add(addon_id)
-        addons.append(AddonChoice(addon_id, item.get("quantity", 1)))
+        addons.append(AddonChoice(addon_id, whole(item.get("quantity", 1))))
     return Configuration(
         product=product_id,
         version=version,
         license=data.get("license"),
-        term_months=data.get("term_months"),
+        term_months=whole(data.get("term_months")),
         tier=tier_id,
         tier_written=tier_written,
-        devices=data.get("devices", 0),
+        devices=whole(data.get("devices", 0)),
         addons=tuple(addons),
     )
+
+
+def whole(number: Any) -> Any:
+    """Return a whole number as an int: JSON Schema counts 36.0 as the integer 36, and so do we, as 36."""
+    return int(number) if isinstance(number, float) else number
 
 
 def _get(data: Any, path: tuple) -> Any:

@@ -43,7 +43,7 @@ from engine import catalog as catalog_module
 from engine.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, Sellable, frozen
 from engine.problem import CompanionError, Location, Problem, did_you_mean
 from engine.request import (AddonChoice, Configuration, Partner, Request, load_request_text, parse_configuration,
-                            parse_partner, schema_problems)
+                            parse_partner, schema_problems, whole)
 from engine.schema import json_path, register_rule_file
 from engine.source import Source, read_text
 
@@ -582,7 +582,7 @@ def _change(source: Source, catalog: Catalog, product: Product | None, configura
             problems.append(_request_error(source, (kind, "addons", index, "id"), "duplicate-addon",
                                            f"add-on '{item['id']}' is listed twice", "list it once with the total added"))
         else:
-            addons.append(AddonChoice(item["id"], item.get("quantity", 1)))
+            addons.append(AddonChoice(item["id"], whole(item.get("quantity", 1))))
     held = {addon.id: addon.quantity for addon in configuration.addons}
     removals = []
     for index, item in enumerate(data.get("remove_addons", ())):
@@ -592,14 +592,14 @@ def _change(source: Source, catalog: Catalog, product: Product | None, configura
                                            f"the subscription has no add-on '{item['id']}' to remove",
                                            did_you_mean(item["id"], held)
                                            or "its add-ons: " + (", ".join(held) or "none")))
-        elif item.get("quantity", 0) > held[item["id"]]:
+        elif whole(item.get("quantity", 0)) > held[item["id"]]:
             problems.append(_request_error(source, at + ("quantity",), "over-removal",
-                                           f"removes {item['quantity']} of {item['id']}; the subscription has "
+                                           f"removes {whole(item['quantity'])} of {item['id']}; the subscription has "
                                            f"{held[item['id']]}", f"remove at most {held[item['id']]}"))
         else:
-            removals.append(AddonChoice(item["id"], item.get("quantity", 0)))
-    return Change(date, tier_id, tier_written, data.get("devices"), tuple(addons), tuple(removals),
-                  data.get("term_months"))
+            removals.append(AddonChoice(item["id"], whole(item.get("quantity", 0))))
+    return Change(date, tier_id, tier_written, whole(data.get("devices")), tuple(addons), tuple(removals),
+                  whole(data.get("term_months")))
 
 
 def _request_error(source: Source, path: tuple, code: str, message: str, hint: str = "") -> Problem:

@@ -621,3 +621,17 @@ def test_rules_without_policy_on_the_cli(tmp_path):
     result = CliRunner().invoke(cli, ["amend", str(ROOT / "examples/amend-epo-vendor-example.yaml"),
                                       "--rules", str(rules)])
     assert result.exit_code == 1 and "no-policy" in result.output
+
+
+def test_whole_numbers_written_with_a_decimal_point_amend_as_integers(compiled):
+    """The combined example with 36.0, 100.0, 150.0 and 1.0 charges exactly what it charges with integers."""
+    change = {"date": "2025-09-15", "tier": "advanced", "devices": 150,
+              "addons": [{"id": "insulation-monitoring", "quantity": 1}]}
+    plain = run_amend(compiled, request(change))
+    decimal = run_amend(compiled, request({**change, "devices": 150.0,
+                                           "addons": [{"id": "insulation-monitoring", "quantity": 1.0}]},
+                                          term_months=36.0, devices=100.0))
+    assert plain.valid and decimal.valid
+    assert decimal.lines == plain.lines and decimal.subscription == plain.subscription
+    assert units(decimal)["EPO-AMD-DEV"] == 825  # (150 - 50) - (100 - 25) = 25 more licences x 33 months
+    assert all(type(value) is int for line in decimal.lines for value in (line["quantity"], line["units"]))

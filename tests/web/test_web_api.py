@@ -274,3 +274,17 @@ def test_amend_and_activate_an_activation_of_the_locker(app, client):
     refused = client.post("/api/v1/amend", json={"activation_id": activation, "change": {"date": "2025-09-01"}},
                           headers=other_partner)
     assert refused.status_code == 403 and refused.json["error"]["path"] == "activation_id"
+
+
+def test_whole_numbers_written_with_a_decimal_point_are_read_as_integers(client, bearer):
+    """JSON Schema counts 36.0 as an integer; the bill of materials must then say 36, not 36.0."""
+    configuration = {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36,
+                     "tier": "advanced", "devices": 150, "addons": [{"id": "insulation-monitoring", "quantity": 1}]}
+    decimal = {**configuration, "term_months": 36.0, "devices": 150.0,
+               "addons": [{"id": "insulation-monitoring", "quantity": 1.0}]}
+    plain = client.post("/api/v1/bom", json={"configuration": configuration, "template": "generic"}, headers=bearer)
+    written = client.post("/api/v1/bom", json={"configuration": decimal, "template": "generic"}, headers=bearer)
+    assert plain.status_code == 200 and written.status_code == 200
+    assert written.data == plain.data and b".0" not in written.data
+    verdict = client.post("/api/v1/validate", json={"configuration": decimal}, headers=bearer).json
+    assert verdict["valid"] and all(type(line["quantity"]) is int for line in verdict["bom"])
