@@ -27,6 +27,11 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
 
+def whole(number):
+    """Return a whole number as an int: JSON Schema counts 36.0 as the integer 36, and so do we, as 36."""
+    return int(number) if isinstance(number, float) else number
+
+
 @dataclass(frozen=True)
 class Sellable:
     """A commercial reference (SKU) and the catalogue item it sells."""
@@ -244,8 +249,8 @@ def build_products(source: Source) -> dict[str, Product]:
                 name=tier["name"],
                 rank=rank,
                 former_names=tuple(tier.get("former_names", ())),
-                devices_included=tier["devices"]["included"],
-                devices_max=tier["devices"]["max"],
+                devices_included=int(tier["devices"]["included"]),  # int(): the schema lets 50.0 pass as 50
+                devices_max=int(tier["devices"]["max"]),
                 references=frozen(tier["references"]),
                 rule=f"tier.{product_id}.{tier['id']}",
                 where=source.where(path + ("tiers", rank, "id")),
@@ -271,7 +276,7 @@ def build_products(source: Source) -> dict[str, Product]:
             id=product_id,
             name=item["name"],
             versions=tuple(item["versions"]),
-            terms=tuple(licenses.get("subscription", {}).get("terms", ())),
+            terms=tuple(int(term) for term in licenses.get("subscription", {}).get("terms", ())),
             perpetual="perpetual" in licenses,
             tiers=tiers,
             upgrades=upgrades,
@@ -297,7 +302,7 @@ def build_addons(source: Source) -> tuple[dict[str, dict[str, Addon]], dict[str,
             requires_tier=requires.get("tier"),
             requires_addons=tuple(requires.get("addons", ())),
             excludes=tuple(item.get("excludes", ())),
-            max_quantity=item.get("quantity", {}).get("max"),
+            max_quantity=whole(item.get("quantity", {}).get("max")),
             references=frozen(item["references"]),
             rule=f"addon.{item['product']}.{item['id']}",
             where=source.where(path + ("id",)),

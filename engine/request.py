@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.model import Catalog, Product
+from engine.model import Catalog, Product, whole
 from engine.problem import CompanionError, Location, Problem, did_you_mean
 from engine.schema import SCHEMA_DIR, describe, json_path
 from engine.source import Source, parse_yaml, read_text
@@ -186,11 +186,6 @@ def parse_configuration(source: Source, catalog: Catalog, at: tuple, problems: l
         devices=whole(data.get("devices", 0)),
         addons=tuple(addons),
     )
-
-
-def whole(number: Any) -> Any:
-    """Return a whole number as an int: JSON Schema counts 36.0 as the integer 36, and so do we, as 36."""
-    return int(number) if isinstance(number, float) else number
 
 
 def _get(data: Any, path: tuple) -> Any:

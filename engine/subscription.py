@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from engine import catalog as catalog_module
-from engine.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, Sellable, frozen
+from engine.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, Sellable, frozen, whole
 from engine.problem import CompanionError, Location, Problem, did_you_mean
 from engine.request import (AddonChoice, Configuration, Partner, Request, load_request_text, parse_configuration,
-                            parse_partner, schema_problems, whole)
+                            parse_partner, schema_problems)
 from engine.schema import json_path, register_rule_file
 from engine.source import Source, read_text
 

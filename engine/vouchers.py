@@ -32,7 +32,7 @@ class Pack:
 def build_packs(source: Source, catalog: Catalog) -> tuple[Pack, ...]:
     """Build the voucher packs from a schema-valid vouchers.yaml."""
     return tuple(
-        Pack(item["reference"], item["name"], item["covers"], item["units"], f"voucher.{item['reference'].lower()}",
+        Pack(item["reference"], item["name"], item["covers"], int(item["units"]), f"voucher.{item['reference'].lower()}",
              source.where(("packs", index, "reference")), source.where(("packs", index, "covers")))
         for index, item in enumerate(source.data["packs"])
     )

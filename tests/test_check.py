@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,24 @@ def test_synthetic_catalogue_is_deterministic(tmp_path):
     generate_catalog(tmp_path / "b", products=4, seed=3)
     for name in ("badges.yaml", "tiers.yaml", "addons.yaml"):
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+
+
+def test_whole_numbers_written_with_a_decimal_point_become_integers(tmp_path):
+    """`included: 50.0` passes the schema (JSON Schema counts it as an integer); the catalogue holds 50."""
+    rules = tmp_path / "rules"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "rules", rules)
+    tiers = (rules / "tiers.yaml").read_text(encoding="utf-8")
+    assert "devices: {included: 50, max: 250}" in tiers and "terms: [12, 36]" in tiers
+    tiers = tiers.replace("devices: {included: 50, max: 250}", "devices: {included: 50.0, max: 250.0}", 1)
+    (rules / "tiers.yaml").write_text(tiers.replace("terms: [12, 36]", "terms: [12.0, 36]", 1), encoding="utf-8")
+    vouchers = (rules / "vouchers.yaml").read_text(encoding="utf-8")
+    (rules / "vouchers.yaml").write_text(re.sub(r"units: (\d+)", r"units: \1.0", vouchers, count=1), encoding="utf-8")
+    addons = (rules / "addons.yaml").read_text(encoding="utf-8")
+    (rules / "addons.yaml").write_text(addons.replace("quantity: {max: 10}", "quantity: {max: 10.0}", 1), encoding="utf-8")
+    catalog = load_catalog(rules)
+    assert {type(addon.max_quantity) for addons in catalog.addons.values() for addon in addons.values()} <= {int,
+                                                                                                         type(None)}
+    first = next(product for product in catalog.products.values() if product.tiers[0].devices_included == 50)
+    assert type(first.tiers[0].devices_included) is int and type(first.tiers[0].devices_max) is int
+    assert all(type(term) is int for product in catalog.products.values() for term in product.terms)
+    assert all(type(pack.units) is int for pack in catalog.extras["vouchers.yaml"])
