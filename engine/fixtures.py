@@ -595,11 +595,47 @@ def update_files(results: Iterable[CaseResult]) -> list[CaseResult]:
             case = document["cases"][result.index]
             old_key = "expect" if "expect" in case else "expect_error"
             key, value = new_expectation(old_key, case.get(old_key), result.outcome)
+            # The blank lines and comments after a case (often the next case's heading) hang on its innermost
+            # last item, which the edit may replace: they are moved to the end of the case itself first.
+            trailing = _detach_trailing(case)
             _apply(case, old_key, key, value, CommentedMap, CommentedSeq)
+            if trailing:
+                if case.ca.comment is None:
+                    case.ca.comment = [None, None]
+                case.ca.end = trailing
             updated.append(result)
         with path.open("w", encoding="utf-8") as stream:
             round_trip.dump(document, stream)
     return updated
+
+
+def _detach_trailing(node: Any) -> list | None:
+    """Remove and return the comment tokens after node's last line, from wherever ruamel.yaml keeps them."""
+    from ruamel.yaml.tokens import CommentToken
+
+    comments = getattr(node, "ca", None)
+    if comments is None or not node:
+        return None
+    if comments.end:
+        tokens, comments.end = comments.end, []
+        return tokens
+    last = list(node)[-1] if isinstance(node, dict) else len(node) - 1
+    found = _detach_trailing(node[last])
+    if found:
+        return found
+    slot = 2 if isinstance(node, dict) else 0  # a mapping value's comment, a list item's comment
+    entry = comments.items.get(last)
+    token = entry[slot] if entry and len(entry) > slot else None
+    if token is None or isinstance(token, list):
+        return None
+    own, _, rest = token.value.partition("\n")  # the item's own end-of-line comment, then the lines after it
+    if not rest.strip():
+        return None
+    if own:
+        token.value = own + "\n"
+    else:
+        entry[slot] = None
+    return [CommentToken(rest, start_mark=token.start_mark)]
 
 
 def _plain(value: Any) -> Any:

@@ -251,6 +251,53 @@ def test_update_rewrites_failing_expectations_and_keeps_comments(suite, rules):
     assert run("test", str(path), "--rules", str(rules))[0] == 0
 
 
+def test_update_keeps_the_blank_lines_and_comments_that_follow_each_case(suite, rules):
+    """Regression: ruamel.yaml keeps them on a case's last item, and --update dropped them with that item."""
+    path = write(suite / "layouts.yaml", f"""\
+        cases:
+          - name: last value is a block list of flow items
+            request: {request(devices=11)}
+            expect:
+              valid: true
+              bom:
+                - {{reference: W-BAS-1Y, quantity: 1}}
+
+          # Second: the last value is a scalar.
+          - name: last value is a scalar
+            request: {request(devices=11)}
+            expect:
+              valid: true
+
+          # Third: an end-of-line comment, then the heading of the next case.
+          - name: an end-of-line comment
+            request: {request(devices=11)}
+            expect:
+              bom: []
+              valid: true  # my note
+
+          # Fourth: an expected error that is now a verdict.
+          - name: an expected error
+            request: {request(tier="pro")}
+            expect_error:
+              code: unknown-ref
+              path: configuration.tier
+
+        # The end of the file.
+        """)
+    before = path.read_text(encoding="utf-8")
+    code, out, _ = run("test", str(path), "--rules", str(rules), "--update")
+    assert code == 0 and "updated the expectations of 4 case(s) in 1 file(s)" in out, out
+    after = path.read_text(encoding="utf-8")
+
+    def comments_and_blanks(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.strip() or line.lstrip().startswith("#")]
+
+    assert comments_and_blanks(after) == comments_and_blanks(before)
+    assert after.endswith("\n\n# The end of the file.\n")
+    assert "valid: false # my note" in after  # a key that stays keeps its own comment
+    assert run("test", str(path), "--rules", str(rules))[0] == 0
+
+
 def test_update_turns_an_expected_error_into_an_expectation(suite, rules):
     path = write(suite / "error.yaml", f"""\
         cases:
