@@ -237,11 +237,26 @@ def _rules_dir(source: Source, at: tuple, base: Path, default, problems: list[Pr
     value = source.data.get(at[-1]) if len(at) == 1 else source.data["cases"][at[1]].get(at[-1])
     if value is None:
         return rules_key(default)
-    directory = (base / value).resolve()
-    if not directory.is_dir():
-        problems.append(Problem("no-rules", f"no rules directory '{value}' (looked in {display_path(directory)})",
+    directory = base / value
+    try:
+        directory = directory.resolve()
+        found = directory.is_dir()
+    except (OSError, ValueError):  # a NUL byte, an unencodable character, a name too long for the file system
+        found = False
+    if not found:
+        problems.append(Problem("no-rules", f"no rules directory {_shown(value)} (looked in "
+                                f"{_shown(display_path(directory), quote=False)})",
                                 source.where(at), hint="a path relative to this fixture file"))
     return str(directory)
+
+
+def _shown(text: str, quote: bool = True, limit: int = 120) -> str:
+    """Show a path written in a fixture: control and unencodable characters escaped, a long one cut short."""
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    if not text.isprintable():
+        return repr(text) if quote else repr(text)[1:-1]
+    return f"'{text}'" if quote else text
 
 
 def _request_sources(source: Source) -> dict[int, Source]:

@@ -358,3 +358,22 @@ def test_the_project_suite_covers_every_rule_it_can_reach():
     assert code == 0
     catalogue = json.loads(out)["coverage"]["catalogues"][0]
     assert catalogue["untouched"] == []
+
+
+@pytest.mark.parametrize("rules_path", ["a\\0b", "a\\ud800b", "a" * 5000], ids=["nul", "surrogate", "too-long"])
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_rules_path_the_file_system_refuses_is_a_located_error(tmp_path, rules_path, jobs):
+    """Regression: a NUL byte, a lone surrogate or a 5000-character name crashed with error[internal]."""
+    bad = write(tmp_path / "suite" / "bad.yaml", f"""\
+        rules: "{rules_path}"
+        cases:
+          - {{name: x, request: {{}}, expect: {{valid: true}}}}
+        """)
+    write(tmp_path / "suite" / "also.yaml", bad.read_text(encoding="utf-8"))  # two files, so that -j 2 forks
+    found = companion("test", "suite", "-j", jobs, cwd=tmp_path)
+    assert found.returncode == 2, found.stderr
+    assert "error[internal]" not in found.stderr and "Traceback" not in found.stderr
+    codes = ("no-rules", "bad-text") if "ud800" in rules_path else ("no-rules",)  # the YAML reader may refuse it
+    for name in ("also.yaml", "bad.yaml"):
+        assert any(f"suite/{name}:1:8: error[{code}]" in found.stderr for code in codes), found.stderr
+    assert all(len(line) < 400 for line in found.stderr.splitlines())  # a long name is cut short
