@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +20,14 @@ MAX_DEPTH = 100  # levels of nesting; rule files use about six
 
 STRING_TAG = "tag:yaml.org,2002:str"
 INT_TAG = "tag:yaml.org,2002:int"
+FLOAT_TAG = "tag:yaml.org,2002:float"
 MERGE_TAG = "tag:yaml.org,2002:merge"
 # YAML 1.1 reads these plain words as booleans; product managers rarely mean that.
 AMBIGUOUS_BOOLEANS = {"yes", "no", "on", "off", "y", "n"}
 LEADING_ZERO_NUMBER = re.compile(r"^[-+]?0[0-9_]+$")
+SURROGATE = re.compile("[\ud800-\udfff]")
+UNUSUAL_NUMBER = re.compile(r"[:_]|^\+|^-?0[xXbB]")  # base 60, digit groups, a plus sign, hex or binary
+MAX_NUMBER_LENGTH = 20  # digits and signs; Python refuses to read integers of over 4,300 digits anyway
 # libyaml's composer when PyYAML was built with it (about 20 times faster); nodes and marks are the same.
 FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -82,20 +87,22 @@ def location_of(file: str, mark) -> Location:
 def read_text(path: Path, display: str) -> str:
     """Read a file as UTF-8, refusing huge or undecodable files."""
     try:
-        size = path.stat().st_size
+        status = path.stat()
     except OSError as error:
         raise CompanionError([Problem("file", f"cannot read file: {error.strerror}", Location(display))]) from None
-    if size > MAX_FILE_BYTES:
-        raise CompanionError([Problem(
-            "file-too-large",
-            f"file is {size:,} bytes, more than the limit of {MAX_FILE_BYTES:,}",
-            Location(display, 1, 1),
-            hint="split the catalogue or remove generated content",
-        )])
+    if not (stat.S_ISREG(status.st_mode) or stat.S_ISDIR(status.st_mode)):
+        # /dev/zero never ends and a pipe may never answer: only files are read (a directory fails below).
+        raise CompanionError([Problem("file", "cannot read file: not a regular file (a device, pipe or socket)",
+                                      Location(display), hint="give the path of a YAML file")])
+    if status.st_size > MAX_FILE_BYTES:
+        raise _too_large(status.st_size, display)
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_FILE_BYTES + 1)  # the file may have grown since stat
     except OSError as error:  # e.g. a directory named like a rule file, or no permission to read it
         raise CompanionError([Problem("file", f"cannot read file: {error.strerror}", Location(display))]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise _too_large(len(raw), display)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -104,6 +111,15 @@ def read_text(path: Path, display: str) -> str:
         raise CompanionError([Problem(
             "encoding", "file is not valid UTF-8", Location(display, line, column), hint="save the file as UTF-8"
         )]) from None
+
+
+def _too_large(size: int, display: str) -> CompanionError:
+    return CompanionError([Problem(
+        "file-too-large",
+        f"file is {size:,} bytes, more than the limit of {MAX_FILE_BYTES:,}",
+        Location(display, 1, 1),
+        hint="split the catalogue or remove generated content",
+    )])
 
 
 def compose(text: str):
@@ -140,6 +156,9 @@ def _compose(loader_class, text: str):
 
 def parse_yaml(text: str, display: str) -> Source:
     """Parse one YAML document strictly; raise CompanionError on a syntax error, keep other problems."""
+    pasted = None if text.isascii() else SURROGATE.search(text)  # text read from a file never holds one
+    if pasted:
+        raise CompanionError([_surrogate(_location_at(text, pasted.start(), display))])
     try:
         root = compose(text)
     except yaml.MarkedYAMLError as error:
@@ -149,10 +168,8 @@ def parse_yaml(text: str, display: str) -> Source:
         hint = "indent with spaces, not tabs" if "\t" in message or "'\\t'" in message else ""
         raise CompanionError([Problem("yaml-syntax", _clean(message, error), where, hint=hint)]) from None
     except yaml.reader.ReaderError as error:  # a control character; PyYAML gives its offset, not a mark
-        line = text.count("\n", 0, error.position) + 1
-        column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
         raise CompanionError([Problem("yaml-syntax", f"unacceptable character #x{error.character:04x}: {error.reason}",
-                                      Location(display, line, column), hint="remove it")]) from None
+                                      _location_at(text, error.position, display), hint="remove it")]) from None
     except yaml.YAMLError as error:
         raise CompanionError([Problem("yaml-syntax", str(error), Location(display, 1, 1))]) from None
     if root is None:
@@ -166,7 +183,39 @@ def parse_yaml(text: str, display: str) -> Source:
         if collecting:
             gc.enable()
     table = PositionTable(display, (None, None, root.start_mark.line, root.start_mark.column, inner))
-    return Source(display, data, table.values, table.keys, text, builder.problems)
+    source = Source(display, data, table.values, table.keys, text, builder.problems)
+    if "\\u" in text or "\\U" in text:  # only an escape such as "\\ud800" can make one now
+        source.problems.extend(_surrogates(source))
+    return source
+
+
+def _surrogates(source: Source) -> list[Problem]:
+    """Find text holding half of a UTF-16 pair (`"\\ud800"`): no file, terminal or page can show it."""
+    problems = []
+    stack: list[tuple[tuple, Any]] = [((), source.data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if SURROGATE.search(key):
+                    problems.append(_surrogate(source.where_key(path + (key,))))
+                stack.append((path + (key,), item))
+        elif isinstance(value, list):
+            stack.extend((path + (index,), item) for index, item in enumerate(value))
+        elif isinstance(value, str) and SURROGATE.search(value):
+            problems.append(_surrogate(source.where(path)))
+    return sorted(problems, key=lambda problem: (problem.where.line, problem.where.column))
+
+
+def _surrogate(where: Location) -> Problem:
+    return Problem("bad-text", "text holds half of a UTF-16 surrogate pair, which cannot be shown or saved", where,
+                   hint="write the character itself (an escape beyond U+FFFF is \\U and 8 digits)")
+
+
+def _location_at(text: str, offset: int, display: str) -> Location:
+    """Return the 1-based line and column of a character offset in text."""
+    line = text.count("\n", 0, offset) + 1
+    return Location(display, line, offset - (text.rfind("\n", 0, offset) + 1) + 1)
 
 
 def load_yaml(path: Path, display: str | None = None) -> Source:
@@ -222,7 +271,8 @@ class _Builder:
         value = node.value
         if node.tag == STRING_TAG:
             return value, None  # most scalars are text: no need for the general constructor
-        if node.tag == INT_TAG and value.isdigit() and (value[0] != "0" or value == "0"):
+        if node.tag == INT_TAG and value.isdigit() and (value[0] != "0" or value == "0") \
+                and len(value) <= MAX_NUMBER_LENGTH:
             return int(value), None  # a plain decimal count or term, as the constructor reads it, only faster
         return self._scalar(node), None
 
@@ -311,6 +361,17 @@ class _Builder:
                 self._at(node),
                 hint=f"quote it (\"{node.value}\") if it is an id or a version, or drop the zero",
             ))
+        elif plain and node.tag in (INT_TAG, FLOAT_TAG):
+            if len(node.value) > MAX_NUMBER_LENGTH:
+                self.problems.append(Problem("yaml-value", f"number too long ({len(node.value):,} characters)",
+                                             self._at(node), hint=f"numbers here need at most {MAX_NUMBER_LENGTH}"))
+                return None
+            if UNUSUAL_NUMBER.search(node.value):
+                # YAML 1.1 reads 2:30 as 150 (base 60), 0x96 and 0b10010110 as 150, 1_50 as 150.
+                value = self.constructor.construct_object(node, deep=True)
+                self.problems.append(Problem(
+                    "ambiguous-value", f"'{node.value}' is read as the number {value}", self._at(node),
+                    hint=f"write {value}, or quote it (\"{node.value}\") if you mean text"))
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -321,3 +322,50 @@ def test_a_node_within_a_document_keeps_its_locations():
     as_dicts = Source("f.yaml", None, dict(parsed.locations), dict(parsed.key_locations))
     same = as_dicts.within(("cases", 0, "request"), None)
     assert dict(same.locations) == dict(inner.locations) and dict(same.key_locations) == dict(inner.key_locations)
+
+
+@pytest.mark.parametrize("written, number", [
+    ("2:30", 150), ("0x96", 150), ("0b10010110", 150), ("1_50", 150), ("+150", 150), ("-0x1A", -26),
+    ("1.5_0", 1.5), ("1:30.5", 90.5),
+])
+def test_numbers_yaml_reads_in_unusual_ways_are_ambiguous(written, number):
+    """YAML 1.1 reads `devices: 2:30` as 150 (base 60): a product manager never means that."""
+    parsed = parse_yaml(f"a: {written}\n", "f.yaml")
+    assert codes_at(parsed.problems) == [(1, 4, "ambiguous-value")]
+    assert parsed.problems[0].message == f"'{written}' is read as the number {number}"
+    assert parse_yaml(f'a: "{written}"\n', "f.yaml").problems == []  # quoted, it is text
+
+
+@pytest.mark.parametrize("text", ["a: 150\n", "a: -3\n", "a: 1.5\n", "a: 0\n", "a: 12345678901234567890\n"])
+def test_plain_numbers_are_not_ambiguous(text):
+    assert parse_yaml(text, "f.yaml").problems == []
+
+
+@pytest.mark.parametrize("digits", [21, 5001])
+def test_a_number_too_long_to_mean_anything_is_a_located_problem(digits):
+    """Regression: 5,000 digits made int() raise out of the loader (Python refuses over 4,300 digits)."""
+    parsed = parse_yaml("a: 1\nb: " + "9" * digits + "\n", "f.yaml")
+    assert codes_at(parsed.problems) == [(2, 4, "yaml-value")]
+    assert parsed.problems[0].message == f"number too long ({digits:,} characters)"
+    assert parsed.data == {"a": 1, "b": None}
+
+
+def test_half_a_surrogate_pair_is_refused_where_it_is_written():
+    """`"\\ud800"` makes text no file, terminal or page can show; it crashed every output of it."""
+    parsed = parse_yaml('a: "x\\ud800y"\n"k\\udc00": 1\nb: [ok, "\\U0001F600"]\n', "f.yaml")
+    assert codes_at(parsed.problems) == [(1, 4, "bad-text"), (2, 1, "bad-text")]
+    assert parsed.data["b"] == ["ok", "\U0001F600"]  # a whole character written with \U is fine
+    assert codes_at(raised("a: 1\nb: x\ud800\n")) == [(2, 5, "bad-text")]  # pasted into the text itself
+
+
+def test_devices_and_pipes_are_refused_without_reading_them(tmp_path):
+    """Regression: /dev/zero was read until memory ran out, and a pipe blocked forever."""
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    link = tmp_path / "zero.yaml"
+    link.symlink_to("/dev/zero")
+    for path in (Path("/dev/zero"), fifo, link):
+        with pytest.raises(CompanionError) as error:
+            read_text(path, "f.yaml")
+        [problem] = error.value.problems
+        assert problem.code == "file" and "not a regular file" in problem.message
