@@ -94,3 +94,47 @@ def test_regression_unused_bits_of_the_base64_signature_are_an_edit(activation, 
     twin = chr(ord(last) + 1)  # same high bits, different unused low bits: decodes to the same signature
     envelope["signature"] = envelope["signature"].replace(last + "==", twin + "==")
     assert code_of(licence.canonical_json(envelope) + b"\n", key.public_key()) == "bad-signature"
+
+
+ACTIVATION_JSON = {"id": "ACT-TEST-0001", "kind": "activation", "configuration": {"product": "epo"},
+                   "rules_version": "rules-1", "badges": [], "lines": [{"reference": "EPO-X", "units": 1}],
+                   "activated_on": "2025-06-01", "term_start": "2025-06-01", "created_at": "2025-06-01T00:00:00"}
+
+
+def verify_cli(tmp_path, data: bytes, key) -> tuple[int, str]:
+    """Run `companion license verify` on DATA written to a file; return (exit code, stderr)."""
+    from click.testing import CliRunner
+
+    from engine.cli import cli
+
+    (tmp_path / "licence.json").write_bytes(data)
+    (tmp_path / "vendor.pub.pem").write_bytes(licence.public_key_pem(key))
+    result = CliRunner().invoke(cli, ["license", "verify", str(tmp_path / "licence.json"),
+                                      "--public-key", str(tmp_path / "vendor.pub.pem")])
+    return result.exit_code, result.stderr
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+@pytest.mark.parametrize("where", ["envelope", "licence"])
+def test_regression_nan_and_infinity_are_a_malformed_licence(tmp_path, key, constant, where):
+    """Regression: json.loads read NaN, then signing it again crashed with error[internal] (ValueError)."""
+    data = licence.export_licence(ACTIVATION_JSON, key)
+    assert verify_cli(tmp_path, data, key)[0] == 0
+    extra = b'"x":' + constant + b","
+    edited = b"{" + extra + data[1:] if where == "envelope" else data.replace(b'"term_start"', extra + b'"term_start"')
+    code, err = verify_cli(tmp_path, edited, key)
+    assert code == verify_cli(tmp_path, b"not json", key)[0] != 0
+    assert err.startswith("error[malformed-licence]: "), err
+    assert f"{constant.decode().lstrip('-')} is not a JSON number" in err and "internal" not in err
+
+
+@pytest.mark.parametrize("depth", [150, 990, 100_000])
+def test_regression_deeply_nested_json_is_a_malformed_licence(tmp_path, key, depth):
+    """Regression: `[` x 100000 then `]` x 100000 crashed with error[internal] (RecursionError)."""
+    code, err = verify_cli(tmp_path, b"[" * depth + b"]" * depth, key)
+    assert code == verify_cli(tmp_path, b"not json", key)[0] != 0
+    assert err.startswith("error[malformed-licence]: the licence file is nested more than 100 levels"), err
+    data = licence.export_licence(ACTIVATION_JSON, key)
+    nested = data.replace(b'"term_start"', b'"x":' + b"[" * depth + b"]" * depth + b',"term_start"')
+    code, err = verify_cli(tmp_path, nested, key)
+    assert code != 0 and err.startswith("error[malformed-licence]: "), err
