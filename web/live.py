@@ -9,16 +9,19 @@ failure the last good catalogue stays and the problems are kept for the Catalogu
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from engine.catalog import load_catalog
+from engine.catalog import display_path, load_catalog
 from engine.compile import CompiledCatalog, compile_catalog, load
-from engine.problem import CompanionError, Problem
+from engine.problem import CompanionError, Location, Problem
 
+log = logging.getLogger("companion.web")
 RETIRE_AFTER = 60.0  # seconds a replaced catalogue stays registered for requests that still use it
 
 
@@ -118,6 +121,14 @@ class LiveCatalog:
         except CompanionError as error:
             self.state.ok = False
             self.state.problems = list(error.problems)
+            return
+        except Exception:  # noqa: BLE001 - a bug must not take the app down nor pass for a good reload
+            incident = uuid.uuid4().hex[:12]
+            log.error("incident %s: reloading %s", incident, self.rules_dir, exc_info=True)
+            self.state.ok = False
+            self.state.problems = [Problem(
+                "internal", f"the rules could not be loaded (unexpected failure; incident {incident})",
+                Location(display_path(self.rules_dir)), hint="the server log has the details under the incident id")]
             return
         if compiled is not self._compiled:
             if self._compiled is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import pytest
@@ -93,3 +94,29 @@ def test_rules_that_never_loaded_answer_503_with_the_problems(tmp_path, rules_co
     sign_in(manager, MANAGER)
     page = manager.get("/catalogue")
     assert page.status_code == 200 and "No catalogue is loaded" in page.text
+
+
+def test_an_edit_that_trips_a_bug_is_reported_not_served_as_good(live_app, rules_copy, monkeypatch):
+    """Regression: a reload failing with anything but CompanionError gave one 500, then health said ok forever.
+
+    No rule edit is known to do that any more, so the failure is injected: load_catalog raises a plain error.
+    """
+    live = importlib.import_module("web.live")  # the module; `web.live` the attribute is a function
+    client = live_app.test_client()
+    headers = token_for(client)
+    before = client.get("/api/v1/health").json["rules_version"]
+
+    def broken(directory):
+        raise OverflowError("a bug")
+
+    monkeypatch.setattr(live, "load_catalog", broken)
+    tiers = rules_copy / "tiers.yaml"
+    tiers.write_text(tiers.read_text() + "\n# touched\n")
+    touch_later(tiers)
+    health = client.get("/api/v1/health")
+    assert health.status_code == 200 and health.json["status"] == "degraded"
+    [problem] = health.json["reload"]["problems"]
+    assert problem["code"] == "internal" and "incident" in problem["message"]
+    verdict = client.post("/api/v1/validate", json={"configuration": EPO}, headers=headers)
+    assert verdict.status_code == 200 and verdict.json["rules_version"] == before
+    assert client.get("/api/v1/health").json["status"] == "degraded"  # still reported on the next check
