@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -225,18 +226,27 @@ def junit_report(results) -> str:
     for result in results:
         suite = suites.get(result.file)
         if suite is None:
-            suite = suites[result.file] = ElementTree.SubElement(root, "testsuite", name=result.file,
+            suite = suites[result.file] = ElementTree.SubElement(root, "testsuite", name=xml_text(result.file),
                                                                  tests="0", failures="0", time="0")
         suite.set("tests", str(int(suite.get("tests")) + 1))
         suite.set("time", f"{float(suite.get('time')) + result.seconds:.4f}")
-        case = ElementTree.SubElement(suite, "testcase", classname=result.file, name=result.name,
-                                      file=result.file, line=str(result.line), time=f"{result.seconds:.4f}")
+        case = ElementTree.SubElement(suite, "testcase", classname=xml_text(result.file), name=xml_text(result.name),
+                                      file=xml_text(result.file), line=str(result.line), time=f"{result.seconds:.4f}")
         if not result.passed:
             suite.set("failures", str(int(suite.get("failures")) + 1))
-            failure = ElementTree.SubElement(case, "failure", message=f"{result.where}: expected versus got")
-            failure.text = "\n".join(difference_lines(result.differences))
+            failure = ElementTree.SubElement(case, "failure", message=xml_text(f"{result.where}: expected versus got"))
+            failure.text = xml_text("\n".join(difference_lines(result.differences)))
     ElementTree.indent(root)
     return ElementTree.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+# What XML 1.0 cannot hold, even escaped: C0 controls but tab and newlines, lone surrogates, U+FFFE and U+FFFF.
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(text: str) -> str:
+    """Return text with each character XML 1.0 does not allow written as its escape (`\\x01`)."""
+    return NOT_XML.sub(lambda match: repr(match.group())[1:-1], text)
 
 
 def impact_text(found) -> str:

@@ -499,9 +499,24 @@ def flow(value: Any) -> str:
     if isinstance(value, (int, float)):
         return str(value)
     text = str(value)
-    plain = (text and text[0].isalnum() and not any(mark in text for mark in ":#,[]{}'\"\n")
-             and yaml.safe_load(text) == text)
-    return text if plain else '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    plain = (text and text[0].isalnum() and text.isprintable() and not any(mark in text for mark in ":#,[]{}'\"")
+             and _reads_as(text) == text)
+    return text if plain else '"' + "".join(_escaped(character) for character in text) + '"'
+
+
+def _reads_as(text: str) -> Any:
+    """Return what YAML reads a plain scalar as (None when it cannot be read)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+
+
+def _escaped(character: str) -> str:
+    """Write one character as YAML's double-quoted style needs it: controls as escapes, so it stays one line."""
+    if character in "\\\"":
+        return "\\" + character
+    return character if character.isprintable() else repr(character)[1:-1]  # \n, \x01, \u2028: YAML's escapes too
 
 
 # ---------------------------------------------------------------------------------------------- coverage

@@ -377,3 +377,24 @@ def test_a_rules_path_the_file_system_refuses_is_a_located_error(tmp_path, rules
     for name in ("also.yaml", "bad.yaml"):
         assert any(f"suite/{name}:1:8: error[{code}]" in found.stderr for code in codes), found.stderr
     assert all(len(line) < 400 for line in found.stderr.splitlines())  # a long name is cut short
+
+
+def test_junit_output_parses_whatever_characters_names_and_messages_hold(suite, rules):
+    """Regression: control characters (\\x01, \\x02, \\x0b, ESC) in a name or expected message made invalid XML."""
+    write(suite / "controls.yaml", f"""\
+        cases:
+          - name: "turbo \\x01 on \\x02 basic \\x0b thought \\e valid"
+            request: {request(addons="[{id: turbo}]")}
+            expect:
+              violations:
+                - {{rule: addon.widget.turbo, message: "needs \\x01\\x02\\x0b\\e tier pro"}}
+        """)
+    code, out, _ = run("test", str(suite / "controls.yaml"), "--rules", str(rules), "--format", "junit")
+    assert code == 1
+    root = ElementTree.fromstring(out.encode())
+    case = root.find(".//testcase")
+    assert case.get("name") == "turbo \\x01 on \\x02 basic \\x0b thought \\x1b valid"
+    assert 'message: "needs \\x01\\x02\\x0b\\x1b tier pro"' in case.find("failure").text
+    code, out, _ = run("test", str(suite / "controls.yaml"), "--rules", str(rules))
+    assert code == 1  # the text report shows them escaped too, each difference on one line
+    assert '- expected: {rule: addon.widget.turbo, message: "needs \\x01\\x02\\x0b\\x1b tier pro"}   (missing)' in out
