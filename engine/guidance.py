@@ -134,14 +134,21 @@ def check(catalog: Catalog) -> Iterator[Problem]:
 
 
 def _placeholder_problems(text: str, where: Location, rule: str) -> Iterator[Problem]:
+    """Yield a problem for each placeholder of a step that is broken, unknown or more than a plain {name}."""
     try:
-        names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(text)
+                  if name is not None]
     except ValueError as error:
         yield Problem("bad-placeholder", f"step text has a broken placeholder: {error}", where, rule=rule,
                       hint="write {{ and }} for literal braces")
         return
-    for name in names:
-        if name not in PLACEHOLDERS:
+    for name, spec, conversion in fields:
+        if spec or conversion:  # str.format would run them: `!z` raises, `:>300000000` pads 300 MB
+            written = "{" + name + ("!" + conversion if conversion else "") + (":" + spec if spec else "") + "}"
+            yield Problem("bad-placeholder", f"step uses {written}; a placeholder is a plain {{name}}, without a "
+                          "conversion (!) or format (:)", where, rule=rule,
+                          hint="write {" + name + "}, or {{ and }} for literal braces")
+        elif name not in PLACEHOLDERS:
             yield Problem("unknown-placeholder", f"step uses {{{name}}}, which is not a placeholder", where, rule=rule,
                           hint=did_you_mean(name, PLACEHOLDERS) or "placeholders: " + ", ".join(PLACEHOLDERS))
 

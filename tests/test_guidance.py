@@ -176,3 +176,25 @@ def test_update_guide_json_is_the_web_panel_document():
 def test_update_guide_refuses_an_unknown_version_with_exit_2():
     result = run("update-guide", "--product", "epo", "--version", "2023", "--mode", "online")
     assert result.exit_code == 2 and "error[unknown-version]" in result.stderr and "did you mean '2024'?" in result.stderr
+
+
+# --- regression: a step's placeholder with a conversion or a format crashed or blew up every guide ---------
+
+REFRESH_STEP = "- Select the licence of Activation ID {activation_id} and choose Refresh."
+
+
+@pytest.mark.parametrize("step", ['"Select {version:d} x"', '"{version!z}"', '"{version:{tool}}"',
+                                  '"{version:>300000000}"', '"{activation_id!r}"'])
+def test_check_refuses_a_placeholder_with_a_conversion_or_format_at_the_step(tmp_path, step):
+    directory = tmp_path / "rules"
+    shutil.copytree(RULES, directory, ignore=shutil.ignore_patterns("schemas"))
+    path = directory / "guidance.yaml"
+    text = path.read_text(encoding="utf-8")
+    line = 1 + text[:text.index(REFRESH_STEP)].count("\n")
+    path.write_text(text.replace(REFRESH_STEP, "- " + step, 1), encoding="utf-8")
+    checked = run("check", "--rules", str(directory))
+    guide = run("update-guide", "--product", "epo", "--mode", "online", "--rules", str(directory))
+    assert checked.exit_code == 1 and f"guidance.yaml:{line}:13: error[bad-placeholder] guidance.epo.2024" in \
+        checked.stderr
+    assert "a placeholder is a plain {name}" in checked.stderr
+    assert guide.exit_code == 1 and "error[bad-placeholder]" in guide.stderr and not guide.stdout
