@@ -36,6 +36,7 @@ import yaml
 from engine.catalog import display_path, load_catalog, rules_of
 from engine.compile import CompiledCatalog
 from engine.compile import load as load_compiled
+from engine.model import whole
 from engine.problem import CompanionError, Location, Problem, did_you_mean
 from engine.schema import BUNDLED_RULES, SCHEMA_DIR, describe, unknown_keys
 from engine.source import Source, parse_yaml, read_text
@@ -192,11 +193,20 @@ def load_fixture_file(path: Path, rules_dir: Path | str | None = None) -> list[C
         case_rules = _rules_dir(source, at + ("rules",), base, None, problems) if "rules" in data else file_rules
         errors = data.get("expect_error")
         cases.append(Case(display, where.line, index, name, kind, case_rules, requests.get(index) or
-                          Source(display, data["request"]), data.get("expect"),
+                          Source(display, data["request"]), whole_numbers(data.get("expect")),
                           None if errors is None else tuple(errors if isinstance(errors, list) else [errors])))
     if problems:
         raise CompanionError(problems)
     return cases
+
+
+def whole_numbers(value: Any) -> Any:
+    """Return an expectation with whole numbers written with a decimal point (36.0) as integers, as requests are read."""
+    if isinstance(value, dict):
+        return {key: whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(item) for item in value]
+    return whole(value) if isinstance(value, float) and value.is_integer() else value
 
 
 @functools.cache

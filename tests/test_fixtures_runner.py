@@ -398,3 +398,24 @@ def test_junit_output_parses_whatever_characters_names_and_messages_hold(suite, 
     code, out, _ = run("test", str(suite / "controls.yaml"), "--rules", str(rules))
     assert code == 1  # the text report shows them escaped too, each difference on one line
     assert '- expected: {rule: addon.widget.turbo, message: "needs \\x01\\x02\\x0b\\x1b tier pro"}   (missing)' in out
+
+
+def test_whole_numbers_written_with_a_decimal_point_match(suite, rules):
+    """Regression: `quantity: 1.0, months: 12.0` passed the schema, then never matched the BOM's 1 and 12."""
+    path = write(suite / "floats.yaml", f"""\
+        cases:
+          - name: basic, its numbers written as floats
+            request: {request()}
+            expect:
+              bom: [{{reference: W-BAS-1Y, quantity: 1.0, months: 12.0}}]
+          - name: a wrong violation beside a right BOM
+            request: {request()}
+            expect:
+              violations: [{{rule: tier.widget.basic}}]
+              bom: [{{reference: W-BAS-1Y, quantity: 1.0, months: 12.0}}]
+        """)
+    code, out, _ = run("test", str(path), "--rules", str(rules))
+    assert code == 1 and "floats.yaml:6: FAILED a wrong violation beside a right BOM" in out, out
+    assert "basic, its numbers written as floats" not in out and "bom:" not in out
+    assert run("test", str(path), "--rules", str(rules), "--update")[0] == 0
+    assert path.read_text(encoding="utf-8").count("quantity: 1.0, months: 12.0") == 2  # --update leaves them as written
