@@ -713,6 +713,8 @@ def activate(store: Store, user_email: str, configuration: dict, rules_version: 
         user = _user_row(session, user_email, lock=True)
         locker = _locker_row(session, user, lock=True)
         parent_row = _activation_row(session, locker, parent) if parent is not None else None
+        if parent_row is not None:
+            _refuse_if_changed(session, parent_row, kind)  # under the locker's lock: two requests cannot both pass
         before = _balances(session, locker.id)
         coverage = cover(lines, before, matching)
         if not coverage.covered:
@@ -747,6 +749,19 @@ def activate(store: Store, user_email: str, configuration: dict, rules_version: 
                           configuration=stored_configuration, rules_version=row.rules_version,
                           badges=tuple(user.badges), lines=tuple(row.lines), debits=debits, activated_on=on,
                           term_start=row.term_start, created_at=now)
+
+
+def _refuse_if_changed(session, parent: db.Activation, kind: str) -> None:
+    """Refuse to change an activation already amended or renewed: it would charge the same change twice."""
+    latest = parent
+    while (child := session.scalar(select(db.Activation).where(db.Activation.parent_id == latest.id)
+                                   .order_by(db.Activation.created_at).limit(1))) is not None:
+        latest = child
+    if latest is not parent:
+        verb = "amend" if kind == "amendment" else "renew"
+        raise _refuse("already-changed",
+                      f"{parent.id} was changed already (latest: {latest.kind} {latest.id} of {latest.activated_on})",
+                      f"{verb} {latest.id}, the subscription as it stands now")
 
 
 def get_activation(store: Store, user_email: str, activation_id: str) -> Activation:

@@ -184,3 +184,54 @@ def test_someone_else_cannot_amend_my_activation(store, compiled):
         activate_change(store, compiled, "bob@acme.example", first.activation.id, {"date": "2025-09-01",
                                                                                    "tier": "expert"})
     assert [problem.code for problem in raised.value.problems] == ["forbidden"]
+
+
+def test_an_activation_is_changed_once_then_its_latest_change_is_amended(store, compiled):
+    """Regression: amending the same activation twice debited the upgrade twice (66 months for one upgrade)."""
+    start = {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36,
+             "tier": "essential", "devices": 100}
+    fill(store, "alice@acme.example", ("EPO-ESS-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 75), ("EPO-AMD-ESS-ADV", 100),
+         ("EPO-AMD-ADV-EXP", 100), ("EPO-ESS-SUB-3Y", 1))
+    first = activate_configuration(store, compiled, "alice@acme.example", start, on=JUNE)
+    change = {"date": "2025-09-01", "tier": "advanced"}
+    amended = activate_change(store, compiled, "alice@acme.example", first.activation.id, change)
+    assert amended.activation.debits == {"EPO-AMD-ESS-ADV": 33}
+    for kind, again in (("amendment", change), ("renewal", {"date": "2028-05-01", "term_months": 36})):
+        with pytest.raises(CompanionError) as refused:
+            activate_change(store, compiled, "alice@acme.example", first.activation.id, again, kind=kind)
+        [problem] = refused.value.problems
+        assert problem.code == "already-changed" and amended.activation.id in problem.message
+        assert problem.hint.endswith(f"{amended.activation.id}, the subscription as it stands now")
+    assert locker.balances(store, "alice@acme.example")["EPO-AMD-ESS-ADV"] == 100 - 33  # debited once
+    # The amendment itself is the subscription as it stands: advanced -> expert from 2026-06-01, 24 months left.
+    later = activate_change(store, compiled, "alice@acme.example", amended.activation.id,
+                            {"date": "2026-06-01", "tier": "expert"})
+    assert later.activated and later.activation.debits == {"EPO-AMD-ADV-EXP": 24}
+    with pytest.raises(CompanionError) as refused:
+        activate_change(store, compiled, "alice@acme.example", amended.activation.id, {"date": "2026-07-01",
+                                                                                       "devices": 200})
+    assert later.activation.id in refused.value.problems[0].message  # the latest in the chain is named
+
+
+def test_racing_amendments_of_one_activation_debit_once(tmp_path, compiled):
+    """Eight threads amend the same activation at once: exactly one amendment is recorded and charged."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = open_store(f"sqlite:///{tmp_path / 'race.sqlite3'}")
+    locker.add_user(store, "alice@acme.example", company="Acme", badges=["power-management"], country="US")
+    fill(store, "alice@acme.example", ("EPO-ESS-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 75), ("EPO-AMD-ESS-ADV", 330))
+    first = activate_configuration(store, compiled, "alice@acme.example",
+                                   {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36,
+                                    "tier": "essential", "devices": 100}, on=JUNE)
+
+    def amend_once(_):
+        try:
+            return activate_change(store, compiled, "alice@acme.example", first.activation.id,
+                                   {"date": "2025-09-01", "tier": "advanced"}).activated
+        except CompanionError as error:
+            return error.problems[0].code
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(amend_once, range(8)))
+    assert results.count(True) == 1 and results.count("already-changed") == 7, results
+    assert locker.balances(store, "alice@acme.example")["EPO-AMD-ESS-ADV"] == 330 - 33
