@@ -419,3 +419,26 @@ def test_whole_numbers_written_with_a_decimal_point_match(suite, rules):
     assert "basic, its numbers written as floats" not in out and "bom:" not in out
     assert run("test", str(path), "--rules", str(rules), "--update")[0] == 0
     assert path.read_text(encoding="utf-8").count("quantity: 1.0, months: 12.0") == 2  # --update leaves them as written
+
+
+@pytest.mark.parametrize("request_text, column, message", [
+    ('{product: widget, version: 2024, mode: online}', 41,
+     'at cases[0].request.version: expected text (a string), got a number (2024); quote it, e.g. "2024"'),
+    ('{product: widget, version: 1.10, mode: online}', 41, 'got a number (1.1); quote it, e.g. "1.10"'),
+    ("[1, 2]", 14, "at cases[0].request: expected a mapping, got a list"),
+    ("{product: widget, mode: online, activation_id: [1, 2]}", 61,
+     "at cases[0].request.activation_id: expected text (a string), got a list"),
+    ('{product: widget, verison: "1.0", mode: online}', 32, "unknown key 'verison'; did you mean 'version'?"),
+])
+def test_a_malformed_guide_request_is_a_located_schema_error(tmp_path, rules, request_text, column, message):
+    """Regression: `version: 2024` said `unknown-version`, `request: [1, 2]` said `unknown product ''`."""
+    path = write(tmp_path / "guide.yaml", f"""\
+        cases:
+          - name: a guide
+            kind: guide
+            request: {request_text}
+            expect: {{notices: [{{code: update-online}}]}}
+        """)
+    code, out, err = run("test", str(path), "--rules", str(rules))
+    assert code == 2, out + err
+    assert f"guide.yaml:4:{column}: error[schema]: " in err and message in err, err
