@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from engine import codes, journal
 from engine import store as db
+from engine.model import FIRST_DAY, LAST_DAY
 from engine.problem import CompanionError, Problem
 from engine.store import Store, utcnow
 
@@ -705,6 +706,9 @@ def activate(store: Store, user_email: str, configuration: dict, rules_version: 
     on = on or utcnow().date()
     if not isinstance(on, date) or isinstance(on, datetime):
         raise _refuse("bad-date", f"activation date must be a date, got {on!r}")
+    if not FIRST_DAY <= on <= LAST_DAY:  # its term, amendments and renewals must stay dates
+        raise _refuse("bad-date", f"activation date {on} is outside {FIRST_DAY} .. {LAST_DAY}",
+                      "activate on a date such as 2025-06-01")
     if not str(rules_version or "").strip():
         raise _refuse("bad-rules-version", "the rules version of the configuration is required")
     stored_configuration = _jsonable(configuration)

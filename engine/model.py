@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
@@ -15,6 +16,8 @@ PERPETUAL = "perpetual"
 # 100000**3 = 1e15 stays exact in the engine's double-precision numbers.
 VERSION_PARTS, VERSION_BASE = 3, 100_000
 SUBSCRIPTION = "subscription"
+# The days a subscription may start, change or renew on: far enough out that a term plus renewals stays a date.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
 
 
 def offer_key(license: str, term: int | None) -> str:

@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from engine import catalog as catalog_module
-from engine.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, Sellable, frozen, whole
+from engine.model import (FIRST_DAY, LAST_DAY, PERPETUAL, SUBSCRIPTION, Catalog, Product, Sellable, frozen,
+                          whole)
 from engine.problem import CompanionError, Location, Problem, did_you_mean
 from engine.request import (AddonChoice, Configuration, Partner, Request, load_request_text, parse_configuration,
                             parse_partner, schema_problems)
@@ -550,11 +551,16 @@ def _date(source: Source, path: tuple, problems: list[Problem]) -> dt.date:
     for key in path:
         text = text[key]
     try:
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError as error:
         problems.append(Problem("bad-date", f"'{text}' is not a calendar date: {error}", source.where(path),
                                 path=json_path(path), hint="write a date such as 2025-06-01"))
-        return dt.date(1970, 1, 1)
+        return FIRST_DAY
+    if not FIRST_DAY <= day <= LAST_DAY:  # year 9999 plus a term is no date at all
+        problems.append(Problem("bad-date", f"'{text}' is outside {FIRST_DAY} .. {LAST_DAY}", source.where(path),
+                                path=json_path(path), hint="write a date such as 2025-06-01"))
+        return FIRST_DAY
+    return day
 
 
 def _change(source: Source, catalog: Catalog, product: Product | None, configuration: Configuration, kind: str,

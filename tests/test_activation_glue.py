@@ -235,3 +235,15 @@ def test_racing_amendments_of_one_activation_debit_once(tmp_path, compiled):
         results = list(pool.map(amend_once, range(8)))
     assert results.count(True) == 1 and results.count("already-changed") == 7, results
     assert locker.balances(store, "alice@acme.example")["EPO-AMD-ESS-ADV"] == 330 - 33
+
+
+@pytest.mark.parametrize("day", [datetime.date(9999, 12, 31), datetime.date(1999, 12, 31)])
+def test_an_activation_date_outside_the_business_calendar_is_refused(store, compiled, day):
+    """Regression: activating on 9999-12-31 worked, then every amendment or renewal of it was a 500."""
+    fill(store, "alice@acme.example", ("EPO-ADV-SUB-1Y", 1))
+    with pytest.raises(CompanionError) as refused:
+        activate_configuration(store, compiled, "alice@acme.example",
+                               {"product": "epo", "license": "subscription", "term_months": 12, "tier": "advanced"},
+                               on=day)
+    assert [problem.code for problem in refused.value.problems] == ["bad-date"]
+    assert locker.balances(store, "alice@acme.example") == {"EPO-ADV-SUB-1Y": 1}

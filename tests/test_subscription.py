@@ -635,3 +635,15 @@ def test_whole_numbers_written_with_a_decimal_point_amend_as_integers(compiled):
     assert decimal.lines == plain.lines and decimal.subscription == plain.subscription
     assert units(decimal)["EPO-AMD-DEV"] == 825  # (150 - 50) - (100 - 25) = 25 more licences x 33 months
     assert all(type(value) is int for line in decimal.lines for value in (line["quantity"], line["units"]))
+
+
+@pytest.mark.parametrize("where, day", [("start", "9999-12-31"), ("start", "1999-12-31"), ("date", "9999-01-01")])
+def test_dates_outside_the_business_calendar_are_request_errors(compiled, where, day):
+    """Regression: a start in year 9999 plus a 36-month term made add_months raise (a 500 in the web app)."""
+    data = request({"date": day if where == "date" else "2025-09-01", "tier": "advanced"},
+                   **({"start": day} if where == "start" else {}))
+    with pytest.raises(CompanionError) as error:
+        run_amend(compiled, data)
+    [problem] = [problem for problem in error.value.problems if problem.code == "bad-date"]
+    assert problem.message == f"'{day}' is outside 2000-01-01 .. 2999-12-31"
+    assert problem.path == ("subscription.start" if where == "start" else "change.date")
