@@ -21,13 +21,12 @@ from engine.options import options as list_options
 from engine.problem import CompanionError, Problem, did_you_mean
 from engine.request import request_from_data
 from engine.source import MAX_DEPTH
-from web import auth, compiled, csrf, live, store
+from web import auth, compiled, csrf, inputs, live, store
 from web import errors as web_errors
 from web import services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
-MAX_ID = 2**31 - 1  # ids above this name nothing (and would overflow a database integer)
 PUBLIC = {"api.health", "api.openapi", "api.tokens"}
 
 
@@ -262,14 +261,25 @@ def renew():
 # --- the locker --------------------------------------------------------------------------------------
 
 
+def locker_param(text: str | None) -> int | None:
+    """Read the optional `locker_id` query parameter: ASCII digits (a number past MAX_ID is nobody's locker)."""
+    if text is None:
+        return None
+    if not inputs.DIGITS.fullmatch(text):
+        raise CompanionError([Problem("request-schema", "locker_id is a whole number written with the digits 0-9",
+                                      path="locker_id")])
+    number = inputs.record_id(text)
+    if number is None:
+        raise CompanionError([Problem("forbidden", f"locker {inputs.echo(text)} is not yours", path="locker_id",
+                                      hint="you can only see your own locker and the locker shared with you")])
+    return number
+
+
 @bp.get("/locker")
 def locker_view():
     """Show the signed-in user's locker (or, with ?locker_id=N, check that N is theirs)."""
-    locker_id = request.args.get("locker_id")
-    if locker_id is not None and not locker_id.isdigit():
-        raise CompanionError([Problem("request-schema", "locker_id is a whole number", path="locker_id")])
     account = auth.current_account()
-    view = locker.show_locker(store(), account.email, int(locker_id) if locker_id is not None else None)
+    view = locker.show_locker(store(), account.email, locker_param(request.args.get("locker_id")))
     data = view.to_json()
     data["invitations"] = [item.to_json() for item in locker.pending_invitations(store(), account.email)]
     return jsonify(data)
@@ -337,14 +347,12 @@ def template_param(value) -> str | None:
     return value.strip()
 
 
-@bp.get("/projects/<int:project_id>/bom.csv")
-def project_bom(project_id: int):
+@bp.get("/projects/<project_id>/bom.csv")
+def project_bom(project_id: str):
     """Download a saved project's bill of materials as CSV in one of the partner's templates."""
     current = catalogue()
     account = auth.current_account()
-    if project_id > MAX_ID:
-        raise CompanionError([Problem("unknown-project", f"no project {project_id}", path="project_id")])
-    project = accounts.get_project(store(), account.email, project_id)
+    project = accounts.get_project(store(), account.email, inputs.project_id(project_id))
     data, name = services.project_bom(current, account, project, template_param(request.args.get("template")))
     return csv_file(data, name)
 

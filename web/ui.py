@@ -22,7 +22,7 @@ from engine.model import PERPETUAL
 from engine.options import options as list_options
 from engine.problem import CompanionError, Problem
 from engine.request import request_from_data
-from web import auth, compiled, live, orders, services, store
+from web import auth, compiled, inputs, live, orders, services, store
 from web.diagram import upgrade_diagram
 
 bp = Blueprint("ui", __name__)
@@ -175,10 +175,7 @@ def configure():
     result = guidance(current, account, configuration)
     project = None
     if request.args.get("project"):
-        try:
-            project = accounts.get_project(store(), account.email, request.args["project"])
-        except CompanionError:
-            project = None
+        project = accounts.get_project(store(), account.email, inputs.project_id(request.args["project"], "project"))
     product = current.catalog.products.get(configuration.get("product", ""))
     exports_offer = None
     if project is not None and result["verdict"] and result["verdict"]["valid"]:
@@ -223,46 +220,47 @@ def projects():
 def save_project():
     """Save the configuration as a new project, or over an existing one."""
     configuration = _posted_configuration()
-    project_id = request.form.get("project") if request.form.get("action") == "update" else None
+    project_id = inputs.project_id(request.form.get("project"), "project") if request.form.get("action") == "update" \
+        else None
     project = accounts.save_project(store(), auth.current_account().email, request.form.get("name", ""),
                                     configuration, project_id)
     flash(f"Project “{project.name}” saved.")
     return redirect(url_for("ui.configure") + "?" + query_of(project.configuration, project=project.id))
 
 
-@bp.get("/projects/<int:project_id>")
+@bp.get("/projects/<project_id>")
 @auth.login_required
-def open_project(project_id: int):
+def open_project(project_id: str):
     """Reopen a project on the Configure page."""
-    project = accounts.get_project(store(), auth.current_account().email, project_id)
+    project = accounts.get_project(store(), auth.current_account().email, inputs.project_id(project_id))
     return redirect(url_for("ui.configure") + "?" + query_of(project.configuration, project=project.id))
 
 
-@bp.post("/projects/<int:project_id>/copy")
+@bp.post("/projects/<project_id>/copy")
 @auth.login_required
-def copy_project(project_id: int):
+def copy_project(project_id: str):
     """Copy a project."""
-    copy = accounts.copy_project(store(), auth.current_account().email, project_id)
+    copy = accounts.copy_project(store(), auth.current_account().email, inputs.project_id(project_id))
     flash(f"Copied as “{copy.name}”.")
     return redirect(url_for("ui.projects"))
 
 
-@bp.post("/projects/<int:project_id>/delete")
+@bp.post("/projects/<project_id>/delete")
 @auth.login_required
-def delete_project(project_id: int):
+def delete_project(project_id: str):
     """Delete a project."""
-    accounts.delete_project(store(), auth.current_account().email, project_id)
+    accounts.delete_project(store(), auth.current_account().email, inputs.project_id(project_id))
     flash("Project deleted.")
     return redirect(url_for("ui.projects"))
 
 
-@bp.get("/projects/<int:project_id>/bom.csv")
+@bp.get("/projects/<project_id>/bom.csv")
 @auth.login_required
-def project_bom(project_id: int):
+def project_bom(project_id: str):
     """Download a saved project's bill of materials as CSV in one of the partner's templates (?template=ID)."""
     current = catalogue_or_error()
     account = auth.current_account()
-    project = accounts.get_project(store(), account.email, project_id)
+    project = accounts.get_project(store(), account.email, inputs.project_id(project_id))
     data, name = services.project_bom(current, account, project, request.args.get("template"))
     return csv_response(data, name)
 
@@ -307,19 +305,19 @@ def _checkout_page(current, account, project, failure: CheckoutFailed | None = N
                            history=orders.of_projects(store(), account.email).get(project.id, [])), status
 
 
-@bp.get("/projects/<int:project_id>/checkout")
+@bp.get("/projects/<project_id>/checkout")
 @auth.login_required
-def checkout_review(project_id: int):
+def checkout_review(project_id: str):
     """Review a project's order before confirming it: the bill of materials and what will be sent to the cart."""
     current = catalogue_or_error()
     account = auth.current_account()
-    project = accounts.get_project(store(), account.email, project_id)
+    project = accounts.get_project(store(), account.email, inputs.project_id(project_id))
     return _checkout_page(current, account, project)
 
 
-@bp.post("/projects/<int:project_id>/checkout")
+@bp.post("/projects/<project_id>/checkout")
 @auth.login_required
-def checkout_confirm(project_id: int):
+def checkout_confirm(project_id: str):
     """Place the reviewed order with the vendor's cart and store its confirmation number with the project.
 
     The order is sent with its idempotency key even when this project already has a confirmation for it (a
@@ -327,7 +325,7 @@ def checkout_confirm(project_id: int):
     """
     current = catalogue_or_error()
     account = auth.current_account()
-    project = accounts.get_project(store(), account.email, project_id)
+    project = accounts.get_project(store(), account.email, inputs.project_id(project_id))
     try:
         order = services.prepare_checkout(current, account, project)
     except CompanionError:

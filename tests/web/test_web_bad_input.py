@@ -1,0 +1,77 @@
+"""Bad input of every kind gets a clear 4xx (JSON with a path in the API, a visible problem on pages), never a 500.
+
+Each test is a regression case of a bug a probe found; its name says what the user sent.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from web_support import PASSWORD, csrf_of, sign_in, token_for
+
+HUGE_ID = "9223372036854775808"  # one past SQLite's largest integer: the database driver raised OverflowError
+
+
+def signed_in(app, email: str):
+    """Return a client signed in as a new power-management partner EMAIL (projects of their own)."""
+    from engine import accounts, locker
+    from web import store
+
+    with app.app_context():
+        locker.add_user(store(), email, company="T", badges=["power-management"], country="US")
+        accounts.set_password(store(), email, PASSWORD)
+    client = app.test_client()
+    assert sign_in(client, email).status_code == 302
+    return client
+
+
+@pytest.mark.parametrize("method,url", [
+    ("GET", f"/projects/{HUGE_ID}"), ("GET", f"/projects/{HUGE_ID}/bom.csv"), ("GET", f"/projects/{HUGE_ID}/checkout"),
+    ("POST", f"/projects/{HUGE_ID}/checkout"), ("POST", f"/projects/{HUGE_ID}/copy"),
+    ("POST", f"/projects/{HUGE_ID}/delete"), ("GET", "/configure?project=99999999999999999999999"),
+])
+def test_a_project_id_too_large_or_not_ascii_digits_is_an_unknown_project(partner, method, url):
+    response = partner.open(url, method=method, data={"csrf_token": csrf_of(partner.get("/projects").text)})
+    assert response.status_code == 404
+    assert "unknown-project" in response.text and "no project" in response.text
+
+
+def test_updating_a_project_of_a_huge_id_is_an_unknown_project(partner):
+    token = csrf_of(partner.get("/projects").text)
+    response = partner.post("/projects", data={"csrf_token": token, "action": "update", "project": HUGE_ID,
+                                               "name": "Plant", "configuration": '{"product": "epo"}'})
+    assert response.status_code == 404 and "unknown-project" in response.text
+
+
+def test_a_project_id_in_arabic_indic_digits_names_no_project(app):
+    client = signed_in(app, "arabic-indic@integrator.example")
+    token = csrf_of(client.get("/projects").text)
+    saved = client.post("/projects", data={"csrf_token": token, "name": "Plant", "configuration": '{"product": "epo"}'})
+    project_id = int(saved.location.rsplit("project=", 1)[1])
+    arabic = "".join(chr(0x660 + int(digit)) for digit in str(project_id))  # int() reads them as the id
+    assert client.get(f"/projects/{project_id}").status_code == 302
+    response = client.get(f"/projects/{arabic}")
+    assert response.status_code == 404 and "unknown-project" in response.text
+    assert client.get(f"/configure?project={arabic}").status_code == 404
+    bearer = token_for(app.test_client(), "arabic-indic@integrator.example")
+    response = client.get(f"/api/v1/projects/{arabic}/bom.csv", headers=bearer)
+    assert response.status_code == 404 and response.json["error"]["code"] == "unknown-project"
+
+
+@pytest.mark.parametrize("project_id", [HUGE_ID, "1" * 5000])
+def test_api_project_bom_of_a_huge_id_is_an_unknown_project(client, bearer, project_id):
+    response = client.get(f"/api/v1/projects/{project_id}/bom.csv", headers=bearer)
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "unknown-project" and response.json["error"]["path"] == "project_id"
+
+
+@pytest.mark.parametrize("locker_id", ["²", "%D9%A3", "1_0"])
+def test_api_locker_id_other_than_ascii_digits_is_a_422(client, bearer, locker_id):
+    response = client.get(f"/api/v1/locker?locker_id={locker_id}", headers=bearer)
+    assert response.status_code == 422 and response.json["error"]["path"] == "locker_id"
+
+
+def test_api_locker_id_of_5000_digits_is_not_yours(client, bearer):
+    response = client.get("/api/v1/locker?locker_id=" + "1" * 5000, headers=bearer)
+    assert response.status_code == 403 and response.json["error"]["path"] == "locker_id"
+    assert len(response.json["error"]["message"]) < 120
