@@ -32,6 +32,9 @@ INTEGER_FIELDS = frozenset({"quantity", "months", "line"})
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 ACCOUNT_REQUIRED = "checkout.account-required"
 ACCOUNT_FORMAT = "checkout.account-format"
+# An account longer than this is refused before the rules' pattern runs, so matching stays quick whatever
+# the partner types (account numbers are short; the bundled format is 8 to 10 digits).
+MAX_ACCOUNT_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -202,11 +205,58 @@ def check(catalog: Catalog) -> Iterator[Problem]:
                       exports.where_channels, hint="add a channel without `when`, e.g. {id: everyone, templates: "
                       "[generic]}")
     if exports.checkout is not None:
-        try:
-            re.compile(exports.checkout.pattern)
-        except re.error as error:
-            yield Problem("bad-pattern", f"account pattern is not a valid regular expression: {error}",
-                          exports.checkout.where_pattern, rule=ACCOUNT_FORMAT)
+        yield from _pattern_problems(exports.checkout)
+
+
+def _pattern_problems(checkout: Checkout) -> Iterator[Problem]:
+    """Yield a problem when the account pattern does not compile or could backtrack for ever.
+
+    Passing: `pattern: "^[0-9]{8,10}$"`.
+    Failing: `pattern: "^(a+)+$"` -> error[bad-pattern] checkout.account-format: ... exponential time
+    """
+    try:
+        re.compile(checkout.pattern)
+    except (re.error, OverflowError, RecursionError, ValueError) as error:  # x{99999999999}: OverflowError
+        yield Problem("bad-pattern", f"account pattern is not a valid regular expression: {error}",
+                      checkout.where_pattern, rule=ACCOUNT_FORMAT)
+        return
+    if _nested_quantifier(checkout.pattern):
+        yield Problem("bad-pattern", "account pattern repeats a group that holds + or * or alternatives (as in "
+                      "(a+)+ or (a|aa)+): matching a wrong account can take exponential time",
+                      checkout.where_pattern, rule=ACCOUNT_FORMAT, hint="repeat single characters or character "
+                      "classes only, e.g. ^[0-9]{8,10}$ or ^[A-Z]{2}-[0-9]+$")
+
+
+def _nested_quantifier(pattern: str) -> bool:
+    """Return whether a part repeated more than once holds an unbounded repeat (+, *, {n,}) or a | of its own."""
+    from re import _constants, _parser  # re's own parser: exact about escapes and classes (Python 3.11+)
+
+    repeats = (_constants.MAX_REPEAT, _constants.MIN_REPEAT, _constants.POSSESSIVE_REPEAT)
+
+    def nested(items, repeated: bool) -> bool:
+        for op, value in items:
+            if repeated and op == _constants.BRANCH:  # (a|b)+ is parsed as the class [ab]; (a|aa)+ stays
+                return True
+            if op in repeats:
+                _, most, body = value
+                if (repeated and most == _constants.MAXREPEAT) or nested(body, repeated or most > 1):
+                    return True
+            elif any(nested(part, repeated) for part in _subpatterns(value)):
+                return True
+        return False
+
+    return nested(_parser.parse(pattern), False)
+
+
+def _subpatterns(value) -> Iterator:
+    """Yield the subpatterns inside a parsed node's value (a group, the branches of |, a lookaround)."""
+    from re import _parser
+
+    if isinstance(value, _parser.SubPattern):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _subpatterns(item)
 
 
 def rules(exports: Exports) -> dict[str, Location]:
@@ -288,7 +338,11 @@ def checkout_decision(exports: Exports, account: str | None) -> dict:
     rule = exports.checkout
     if not account or not str(account).strip():
         return {"allowed": False, "rule": ACCOUNT_REQUIRED, "message": rule.without_account}
-    if not re.fullmatch(rule.pattern, str(account).strip()):
+    account = str(account).strip()
+    if len(account) > MAX_ACCOUNT_LENGTH:
+        return {"allowed": False, "rule": ACCOUNT_FORMAT, "message": f"{rule.invalid_account} (expected "
+                f"{rule.description}; an account number has at most {MAX_ACCOUNT_LENGTH} characters)"}
+    if not re.fullmatch(rule.pattern, account):
         return {"allowed": False, "rule": ACCOUNT_FORMAT,
                 "message": f"{rule.invalid_account} (expected {rule.description})"}
     return {"allowed": True, "rule": ACCOUNT_REQUIRED, "message": ""}

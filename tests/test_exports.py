@@ -382,3 +382,38 @@ def test_bom_exits_2_for_a_template_the_partner_cannot_use(template, code, says)
 def test_check_stays_clean():
     result = run("check")
     assert result.exit_code == 0 and "rules OK" in result.stderr
+
+
+# --- regression: account patterns that crashed `check` or hung checkout -------------------------------------
+
+ACCOUNT_PATTERN = '"^[0-9]{8,10}$"'
+
+
+@pytest.mark.parametrize("pattern, says", [
+    ('"x{99999999999}"', "not a valid regular expression: the repetition number is too large"),
+    ('"^(a+)+$"', "exponential time"),
+    ('"^([0-9]*-)+$"', "exponential time"),
+    ('"^(a|aa)+$"', "exponential time"),
+])
+def test_check_refuses_an_account_pattern_that_fails_to_compile_or_backtracks(tmp_path, pattern, says):
+    directory = rules_copy(tmp_path, exports_yaml=(ACCOUNT_PATTERN, pattern))
+    text = (directory / "exports.yaml").read_text(encoding="utf-8")
+    line = 1 + text[:text.index(pattern)].count("\n")
+    result = run("check", "--rules", str(directory))
+    assert result.exit_code == 1
+    assert f"exports.yaml:{line}:14: error[bad-pattern] checkout.account-format: account pattern" in result.stderr
+    assert says in result.stderr and "internal" not in result.stderr
+
+
+@pytest.mark.parametrize("pattern", ['"^[0-9]{8,10}$"', '"^(SO|PO)-[0-9]+$"', '"^([A-Z]{2}-)?[0-9]+$"'])
+def test_check_accepts_account_patterns_without_nested_repeats(tmp_path, pattern):
+    result = run("check", "--rules", str(rules_copy(tmp_path, exports_yaml=(ACCOUNT_PATTERN, pattern))))
+    assert result.exit_code == 0, result.stderr
+
+
+def test_an_account_longer_than_64_characters_is_refused_before_the_pattern_runs(tmp_path):
+    catalog = load_catalog(rules_copy(tmp_path, exports_yaml=(ACCOUNT_PATTERN, '"^[0-9]+$"')))
+    assert channels(catalog, Partner((PM,), "US", "1" * 64))["checkout"]["allowed"]
+    decision = channels(catalog, Partner((PM,), "US", "1" * 65))["checkout"]
+    assert (decision["allowed"], decision["rule"]) == (False, "checkout.account-format")
+    assert "at most 64 characters" in decision["message"]
