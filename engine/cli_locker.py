@@ -178,7 +178,8 @@ def vouchers() -> None:
 
 @vouchers.command("issue")
 @click.option("--reference", required=True, metavar="SKU", help="Commercial reference from the catalogue.")
-@click.option("--quantity", required=True, type=click.IntRange(min=1), help="Quantity each voucher stands for.")
+@click.option("--quantity", required=True, type=click.IntRange(1, service.MAX_VOUCHER_QUANTITY),
+              help="Quantity each voucher stands for (at most 1,000,000).")
 @click.option("--count", default=1, show_default=True, type=click.IntRange(1, service.MAX_VOUCHERS_PER_ISSUE),
               help="How many codes to issue.")
 @click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,

@@ -35,6 +35,8 @@ COUNTRY_PATTERN = re.compile(r"^[A-Z]{2}$")
 BADGE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 REFERENCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
 MAX_VOUCHERS_PER_ISSUE = 10_000
+# Units one voucher holds: a balance summed over many such vouchers must stay a 64-bit database integer.
+MAX_VOUCHER_QUANTITY = 1_000_000
 _UNSET: Any = object()
 
 
@@ -321,7 +323,7 @@ def _positive(value, name: str, code: str, upper: int | None = None) -> int:
 def issue_vouchers(store: Store, reference: str, quantity: int, count: int = 1, actor: str | None = None) -> list[str]:
     """Create COUNT new voucher codes, each for QUANTITY of REFERENCE (the vendor's order fulfilment)."""
     reference = _reference(reference)
-    quantity = _positive(quantity, "quantity", "bad-quantity")
+    quantity = _positive(quantity, "quantity", "bad-quantity", MAX_VOUCHER_QUANTITY)
     count = _positive(count, "count", "bad-count", MAX_VOUCHERS_PER_ISSUE)
     now = utcnow()
     issued = [codes.new_voucher_code() for _ in range(count)]
