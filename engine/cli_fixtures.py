@@ -50,7 +50,11 @@ def test_command(paths, rules_dir, jobs, output_format, show_coverage, min_cover
         print_problems(problems)
         sys.exit(EXIT_BAD_INPUT)
     results = [result for file_result in file_results for result in file_result.results]
-    updated = fixtures.update_files(results) if update else []
+    try:
+        updated = fixtures.update_files(results) if update else []
+    except CompanionError as error:
+        print_problems(error.problems)
+        sys.exit(EXIT_BAD_INPUT)
     coverages = fixtures.coverage(results, rules_dir) if show_coverage or min_coverage is not None else []
     if output_format == "json":
         click.echo(json.dumps(json_report(results, coverages, updated), indent=2, default=str))

@@ -22,10 +22,14 @@ a catalogue once.
 
 from __future__ import annotations
 
+import codecs
 import functools
+import io
 import json
 import multiprocessing
 import os
+import stat
+import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -610,12 +614,8 @@ def update_files(results: Iterable[CaseResult]) -> list[CaseResult]:
     """Rewrite the expectations of failing cases from their outcomes, keeping comments and layout.
 
     Returns the results whose fixtures were rewritten. Files are edited with ruamel.yaml's round trip;
-    keys that stay keep their comments.
+    keys that stay keep their comments, and a file keeps its line endings and byte order mark.
     """
-    from ruamel.yaml import YAML
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
-    from ruamel.yaml.util import load_yaml_guess_indent
-
     failing: dict[str, list[CaseResult]] = {}
     for result in results:
         if not result.passed:
@@ -623,30 +623,77 @@ def update_files(results: Iterable[CaseResult]) -> list[CaseResult]:
     updated: list[CaseResult] = []
     for file, cases in failing.items():
         path = Path(file)
-        text = path.read_text(encoding="utf-8")
-        _, indent, block_indent = load_yaml_guess_indent(text)
-        round_trip = YAML()
-        round_trip.preserve_quotes = True
-        round_trip.width = 4096
-        sequence, offset = indent or 2, block_indent or 0  # ruamel's guess: a sequence's indent and dash offset
-        round_trip.indent(mapping=max(sequence - offset, 2), sequence=max(sequence, offset + 2), offset=offset)
+        text, bom, newline = read_layout(path)
+        round_trip = _round_trip(text)
         document = round_trip.load(text)
         for result in cases:
-            case = document["cases"][result.index]
-            old_key = "expect" if "expect" in case else "expect_error"
-            key, value = new_expectation(old_key, case.get(old_key), result.outcome)
-            # The blank lines and comments after a case (often the next case's heading) hang on its innermost
-            # last item, which the edit may replace: they are moved to the end of the case itself first.
-            trailing = _detach_trailing(case)
-            _apply(case, old_key, key, value, CommentedMap, CommentedSeq)
-            if trailing:
-                if case.ca.comment is None:
-                    case.ca.comment = [None, None]
-                case.ca.end = trailing
+            _update_case(document["cases"][result.index], result)
             updated.append(result)
-        with path.open("w", encoding="utf-8") as stream:
-            round_trip.dump(document, stream)
+        written = io.StringIO()
+        round_trip.dump(document, written)
+        replace_file(path, (("\ufeff" if bom else "") + written.getvalue().replace("\n", newline)).encode("utf-8"))
     return updated
+
+
+def read_layout(path: Path) -> tuple[str, bool, str]:
+    """Return a file's text (LF line ends, no byte order mark), whether it had the mark, and its line ending."""
+    raw = path.read_bytes()
+    text = raw.decode("utf-8-sig")
+    first = text.find("\n")
+    newline = "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
+    return text.replace("\r\n", "\n"), raw.startswith(codecs.BOM_UTF8), newline
+
+
+def _round_trip(text: str):
+    """Return a ruamel.yaml round-trip reader and writer that indents as the text does."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.util import load_yaml_guess_indent
+
+    _, indent, block_indent = load_yaml_guess_indent(text)
+    round_trip = YAML()
+    round_trip.preserve_quotes = True
+    round_trip.width = 4096
+    sequence, offset = indent or 2, block_indent or 0  # ruamel's guess: a sequence's indent and dash offset
+    round_trip.indent(mapping=max(sequence - offset, 2), sequence=max(sequence, offset + 2), offset=offset)
+    return round_trip
+
+
+def _update_case(case, result: CaseResult) -> None:
+    """Replace a round-trip case's expectation with one its outcome meets."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    old_key = "expect" if "expect" in case else "expect_error"
+    key, value = new_expectation(old_key, case.get(old_key), result.outcome)
+    # The blank lines and comments after a case (often the next case's heading) hang on its innermost
+    # last item, which the edit may replace: they are moved to the end of the case itself first.
+    trailing = _detach_trailing(case)
+    _apply(case, old_key, key, value, CommentedMap, CommentedSeq)
+    if trailing:
+        if case.ca.comment is None:
+            case.ca.comment = [None, None]
+        case.ca.end = trailing
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Replace a file's content at once (a temporary file beside it, renamed over it), or raise `not-written`."""
+    target = path.resolve()  # a symbolic link stays one: the file it points to is replaced
+    temporary = None
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+        descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except OSError as error:
+        raise CompanionError([Problem("not-written", f"cannot rewrite the fixture: {error.strerror}",
+                                      Location(display_path(path)), hint="check the permissions of the file "
+                                      "and its folder")]) from None
+    finally:
+        if temporary is not None and os.path.exists(temporary):  # the rename did not happen
+            os.unlink(temporary)
 
 
 def _detach_trailing(node: Any) -> list | None:
@@ -893,8 +940,6 @@ class Impact:
 
 def impact(revision: str, cases: list[Case]) -> Impact:
     """Evaluate every case under the rules at `revision` and under the working tree; keep what changed."""
-    import tempfile
-
     edits: dict[str, RuleEdit] = {}
     changes: list[VerdictChange] = []
     by_rules: dict[str, list[Case]] = {}

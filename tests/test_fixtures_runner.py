@@ -442,3 +442,47 @@ def test_a_malformed_guide_request_is_a_located_schema_error(tmp_path, rules, re
     code, out, err = run("test", str(path), "--rules", str(rules))
     assert code == 2, out + err
     assert f"guide.yaml:4:{column}: error[schema]: " in err and message in err, err
+
+
+def failing_fixture_bytes(newline: str = "\n", bom: bool = False) -> bytes:
+    """Return a one-case fixture whose expectation is wrong, as bytes with the given layout."""
+    text = textwrap.dedent(f"""\
+        # Keep this heading.
+        cases:
+          - name: basic thought invalid
+            request: {request()}
+            expect:
+              valid: false   # wrong on purpose
+        """)
+    return ("\ufeff" if bom else "").encode() + text.replace("\n", newline).encode()
+
+
+def test_update_keeps_crlf_line_endings_the_byte_order_mark_and_the_file_mode(tmp_path, rules):
+    """Regression: --update rewrote a CRLF fixture with LF line endings and dropped its byte order mark."""
+    path = tmp_path / "windows.yaml"
+    path.write_bytes(failing_fixture_bytes("\r\n", bom=True))
+    path.chmod(0o640)
+    code, out, _ = run("test", str(path), "--rules", str(rules), "--update")
+    assert code == 0 and "UPDATED basic thought invalid" in out, out
+    data = path.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf# Keep this heading.\r\ncases:\r\n")
+    assert b"valid: true    # wrong on purpose\r\n" in data
+    assert data.count(b"\n") == data.count(b"\r\n") == 6
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["rules", "windows.yaml"]  # no temporary file left
+    assert run("test", str(path), "--rules", str(rules))[0] == 0
+
+
+def test_update_that_cannot_finish_leaves_the_fixture_as_it_was(tmp_path, rules, monkeypatch):
+    """The new text goes to a temporary file renamed over the fixture: a failed rename changes nothing."""
+    path = tmp_path / "golden.yaml"
+    path.write_bytes(failing_fixture_bytes())
+
+    def refuse(source, target):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("engine.fixtures.os.replace", refuse)
+    code, _, err = run("test", str(path), "--rules", str(rules), "--update")
+    assert code == 2 and "golden.yaml: error[not-written]: cannot rewrite the fixture: Permission denied" in err, err
+    assert path.read_bytes() == failing_fixture_bytes()
+    assert sorted(item.name for item in tmp_path.iterdir()) == ["golden.yaml", "rules"]
