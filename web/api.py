@@ -70,29 +70,16 @@ def body() -> dict:
         refuse(415, "unsupported-media-type", "send the body as JSON (Content-Type: application/json)", path="$")
     try:
         data = request.get_json(silent=True)
-        deep = nesting_depth(data) > MAX_DEPTH
+        problem = inputs.json_problem(data, MAX_DEPTH)
     except RecursionError:  # Python's JSON decoder recurses once per level of nesting
-        data, deep = None, True
-    if deep:
-        refuse(400, "too-deep", f"the body is nested more than {MAX_DEPTH} levels deep", path="$",
-               hint="a request needs a few levels")
+        data, problem = None, inputs.too_deep(MAX_DEPTH)
+    if problem is not None:
+        refuse(400, problem.code, problem.message, path=problem.path, hint=problem.hint)
     if data is None:
         refuse(400, "bad-json", "the body is not valid JSON", path="$", hint="check quotes, commas and brackets")
     if not isinstance(data, dict):
         refuse(422, "request-shape", "the body must be a JSON object", path="$")
     return data
-
-
-def nesting_depth(data) -> int:
-    """Return how many levels of objects and arrays data nests (0 for a scalar), without recursing."""
-    deepest = 0
-    stack = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, (dict, list)):
-            deepest = max(deepest, depth)
-            stack.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
-    return deepest
 
 
 def only_keys(data: dict, allowed: tuple[str, ...]) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 
 from engine.problem import CompanionError, Problem
+from engine.schema import json_path
 
 MAX_ID = 2**31 - 1  # ids above this name nothing (and would overflow a database integer)
 DIGITS = re.compile(r"[0-9]+")
+SURROGATE = re.compile("[\ud800-\udfff]")
 ECHO = 80  # characters of a user's value repeated in a message
 
 
@@ -40,3 +42,50 @@ def project_id(text, path: str = "project_id") -> int:
                                       hint="see your projects on the Projects page")])
     return number
 
+
+def json_problem(data, max_depth: int, what: str = "the body", at: tuple = ()) -> Problem | None:
+    """Return why parsed JSON (at path AT) cannot be taken: nested too deep, or holding a lone surrogate."""
+    # One walk without recursion, in document order. A lone surrogate (U+D800..U+DFFF, "\\ud800" in JSON) is
+    # no character: a response or a database that writes it out as UTF-8 fails, so it is refused here.
+    deepest, bad = 0, None
+    stack = [(data, 1, None)]
+    while stack:
+        value, depth, path = stack.pop()
+        if isinstance(value, str):
+            if bad is None and SURROGATE.search(value):
+                bad = path
+        elif isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in reversed(list(items)):
+                stack.append((item, depth + 1, (path, key)))
+                if isinstance(key, str):
+                    stack.append((key, depth, (path, key)))  # a key is text too, met just before its value
+    if deepest > max_depth:
+        return too_deep(max_depth, what, at)
+    if bad is not None:
+        where = echo_path(json_path(at + linked_keys(bad)))
+        return Problem("bad-text", f"the text at {where} holds a lone surrogate (U+D800..U+DFFF), which is not a "
+                       "character", path=where, hint="send UTF-8 text; \\ud800..\\udfff escapes come in pairs")
+    return None
+
+
+def too_deep(max_depth: int, what: str = "the body", at: tuple = ()) -> Problem:
+    """Return the problem of JSON nested more than MAX_DEPTH levels deep."""
+    return Problem("too-deep", f"{what} is nested more than {max_depth} levels deep", path=json_path(at),
+                   hint="a request needs a few levels")
+
+
+def linked_keys(linked) -> tuple:
+    """Return the keys of a path linked as (parent, key) pairs, outermost first."""
+    keys = []
+    while linked is not None:
+        linked, key = linked
+        keys.append(key)
+    return tuple(reversed(keys))
+
+
+def echo_path(path: str) -> str:
+    """Return a JSON path fit for a response: lone surrogates replaced, at most a few hundred characters."""
+    text = SURROGATE.sub("\ufffd", path)
+    return text if len(text) <= 4 * ECHO else text[:4 * ECHO - 1] + "…"

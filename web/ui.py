@@ -22,6 +22,7 @@ from engine.model import PERPETUAL
 from engine.options import options as list_options
 from engine.problem import CompanionError, Problem
 from engine.request import request_from_data
+from engine.source import MAX_DEPTH
 from web import auth, compiled, inputs, live, orders, services, store
 from web.diagram import upgrade_diagram
 
@@ -192,10 +193,16 @@ def configure():
 
 
 def _posted_configuration() -> dict:
+    """Read the configuration a form posts as JSON, or refuse it at its path."""
     try:
         configuration = json.loads(request.form.get("configuration") or "{}")
+        problem = inputs.json_problem(configuration, MAX_DEPTH, "the configuration", ("configuration",))
+    except RecursionError:  # Python's JSON decoder recurses once per level of nesting
+        configuration, problem = None, inputs.too_deep(MAX_DEPTH, "the configuration", ("configuration",))
     except ValueError:
-        configuration = None
+        configuration, problem = None, None
+    if problem is not None:
+        raise CompanionError([problem])
     if not isinstance(configuration, dict):
         raise CompanionError([Problem("bad-configuration", "the configuration sent is not a JSON object",
                                       path="configuration")])

@@ -5,9 +5,11 @@ Each test is a regression case of a bug a probe found; its name says what the us
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from web_support import PASSWORD, csrf_of, sign_in, token_for
+from web_support import PARTNER, PASSWORD, csrf_of, sign_in, token_for
 
 HUGE_ID = "9223372036854775808"  # one past SQLite's largest integer: the database driver raised OverflowError
 
@@ -75,3 +77,41 @@ def test_api_locker_id_of_5000_digits_is_not_yours(client, bearer):
     response = client.get("/api/v1/locker?locker_id=" + "1" * 5000, headers=bearer)
     assert response.status_code == 403 and response.json["error"]["path"] == "locker_id"
     assert len(response.json["error"]["message"]) < 120
+
+
+def post_raw(client, url: str, data, headers=None):
+    """POST DATA as JSON text written by Python's encoder (it escapes a lone surrogate as \\ud800)."""
+    return client.post(url, data=json.dumps(data), content_type="application/json", headers=headers or {})
+
+
+def test_api_token_with_a_lone_surrogate_password_is_refused_not_a_500(client):
+    response = post_raw(client, "/api/v1/tokens", {"email": PARTNER, "password": "\ud800"})
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "bad-text" and response.json["error"]["path"] == "password"
+
+
+@pytest.mark.parametrize("body,path", [
+    ({"configuration": {"product": "epo", "tier": "\ud800"}}, "configuration.tier"),
+    ({"configuration": {"product": "epo"}, "partner": {"company": "Volt \udfff"}}, "partner.company"),
+    ({"configuration": {"product": "epo", "addons": [{"id": "a"}, {"id": "b\ud83d"}]}}, "configuration.addons[1].id"),
+    ({"configuration": {"product": "epo", "\ud800": 1}}, "configuration.\ufffd"),
+])
+def test_api_body_with_a_lone_surrogate_is_a_400_bad_text_at_its_path(client, bearer, body, path):
+    response = post_raw(client, "/api/v1/validate", body, bearer)
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "bad-text" and response.json["error"]["path"] == path
+
+
+def test_api_a_surrogate_pair_is_text(client, bearer):
+    body = {"configuration": {"product": "epo"}, "partner": {"company": "Volt \U0001F600"}}  # escaped as a pair
+    assert post_raw(client, "/api/v1/options", body, bearer).status_code == 200
+
+
+@pytest.mark.parametrize("url", ["/projects", "/activate"])
+def test_form_configuration_with_a_lone_surrogate_or_nested_too_deep_is_a_visible_422(partner, url):
+    token = csrf_of(partner.get("/projects").text)
+    for configuration, code in (('{"product": "\\ud800"}', "bad-text"), ("[" * 5000, "too-deep")):
+        response = partner.post(url, data={"csrf_token": token, "name": "Plant", "configuration": configuration,
+                                           "date": "2025-06-01"})
+        assert response.status_code == 422 and code in response.text
+        assert 'class="problems"' in response.text
