@@ -10,8 +10,9 @@ from engine import checkout, exports, guidance, locker, subscription
 from engine.compile import CompiledCatalog
 from engine.model import Catalog
 from engine.problem import CompanionError, Problem
-from engine.request import request_from_data
-from web import store
+from engine.request import request_from_data, schema_problems
+from engine.source import MAX_DEPTH, Source
+from web import inputs, store
 from web.live import ReloadState
 
 KINDS = {"change": "amendment", "renewal": "renewal"}
@@ -92,6 +93,26 @@ def activate_subscription_change(compiled: CompiledCatalog, email: str, activati
 # --- bills of materials, checkout, licence-update guidance -------------------------------------------------
 
 
+def configuration_problems(configuration) -> list[Problem]:
+    """Return what is malformed in a (partial) configuration by the request schema, at JSON paths; [] if nothing."""
+    problem = inputs.json_problem(configuration, MAX_DEPTH, "the configuration", ("configuration",))
+    if problem is not None:
+        return [problem]
+    document = {"partner": {"badges": []}, "configuration": configuration}
+    return schema_problems(Source("<configuration>", document), "request.schema.json")
+
+
+def stored_configuration(project) -> dict:
+    """Return a saved project's configuration, or refuse one stored malformed (before saving checked its shape)."""
+    problems = configuration_problems(project.configuration)
+    if problems:
+        raise CompanionError([Problem("bad-configuration", f"project “{project.name}” holds a malformed "
+                                      "configuration", path="configuration",
+                                      hint="delete it, or build the configuration again on Configure and save it"),
+                              *problems])
+    return project.configuration
+
+
 def partner_request(current: CompiledCatalog, account, configuration: dict):
     """Return the checked request of a configuration for the signed-in account's stored partner data."""
     from web import auth
@@ -116,15 +137,17 @@ def project_bom(current: CompiledCatalog, account, project, template: str | None
     Refusals are CompanionErrors: the template is unknown (422) or not offered to this partner (403, code
     template-not-offered), or the project is no longer a valid configuration (422, code configuration-refused).
     """
-    return configuration_bom(current, account, project.configuration, template, project.name)
+    return configuration_bom(current, account, stored_configuration(project), template, project.name)
 
 
 def configuration_bom(current: CompiledCatalog, account, configuration, template: str | None,
                       name: str | None = None) -> tuple[bytes, str]:
     """Return the bill of materials of a configuration as CSV in TEMPLATE, and a download file name."""
+    problems = configuration_problems(configuration)
+    if problems:
+        raise CompanionError(problems)
     if not template:
-        product = configuration.get("product") if isinstance(configuration, dict) else None
-        template = (offer(current, account, product) or {}).get("recommended") or ""
+        template = (offer(current, account, configuration.get("product")) or {}).get("recommended") or ""
     request = partner_request(current, account, configuration)
     try:
         data = exports.export_csv(current, request, template)
@@ -149,7 +172,7 @@ def prepare_checkout(current: CompiledCatalog, account, project):
 
     Raises CheckoutRefused (no or an invalid purchasing account: 403) or CompanionError (invalid configuration).
     """
-    request = partner_request(current, account, project.configuration)
+    request = partner_request(current, account, stored_configuration(project))
     try:
         return checkout.prepare_order(current, request, project=order_reference(project))
     except exports.ExportRefused as error:

@@ -206,6 +206,9 @@ def _posted_configuration() -> dict:
     if not isinstance(configuration, dict):
         raise CompanionError([Problem("bad-configuration", "the configuration sent is not a JSON object",
                                       path="configuration")])
+    problems = services.configuration_problems(configuration)
+    if problems:  # a malformed project would break the Projects page on every visit
+        raise CompanionError(problems)
     return configuration
 
 
@@ -216,9 +219,11 @@ def projects():
     account = auth.current_account()
     items = accounts.list_projects(store(), account.email)
     current = compiled()
-    offers = {project.id: services.offer(current, account, project.configuration.get("product")) for project in items}
+    malformed = {project.id: services.configuration_problems(project.configuration) for project in items}
+    offers = {project.id: services.offer(current, account, project.configuration.get("product"))
+              for project in items if not malformed[project.id]}
     checkout_decision = next((item["checkout"] for item in offers.values() if item), None)
-    return render_template("projects.html", projects=items, query_of=query_of, offers=offers,
+    return render_template("projects.html", projects=items, query_of=query_of, offers=offers, malformed=malformed,
                            checkout_decision=checkout_decision, orders=orders.of_projects(store(), account.email))
 
 
@@ -240,14 +245,17 @@ def save_project():
 def open_project(project_id: str):
     """Reopen a project on the Configure page."""
     project = accounts.get_project(store(), auth.current_account().email, inputs.project_id(project_id))
-    return redirect(url_for("ui.configure") + "?" + query_of(project.configuration, project=project.id))
+    configuration = services.stored_configuration(project)
+    return redirect(url_for("ui.configure") + "?" + query_of(configuration, project=project.id))
 
 
 @bp.post("/projects/<project_id>/copy")
 @auth.login_required
 def copy_project(project_id: str):
     """Copy a project."""
-    copy = accounts.copy_project(store(), auth.current_account().email, inputs.project_id(project_id))
+    email = auth.current_account().email
+    services.stored_configuration(accounts.get_project(store(), email, inputs.project_id(project_id)))
+    copy = accounts.copy_project(store(), email, inputs.project_id(project_id))
     flash(f"Copied as “{copy.name}”.")
     return redirect(url_for("ui.projects"))
 
@@ -305,7 +313,7 @@ def _checkout_page(current, account, project, failure: CheckoutFailed | None = N
             cart_url, cart_problems = None, error.problems
     else:
         cart_url = None
-    offer = services.offer(current, account, project.configuration.get("product"))
+    offer = services.offer(current, account, project.configuration.get("product")) if refused else None
     return render_template("checkout.html", project=project, order=order, placed=placed, refused=refused,
                            problems=problems + cart_problems, cart_url=cart_url, failure=failure, offer=offer,
                            payload_json=json.dumps(order.payload, indent=2, ensure_ascii=False) if order else "",

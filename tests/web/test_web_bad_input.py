@@ -115,3 +115,51 @@ def test_form_configuration_with_a_lone_surrogate_or_nested_too_deep_is_a_visibl
                                            "date": "2025-06-01"})
         assert response.status_code == 422 and code in response.text
         assert 'class="problems"' in response.text
+
+
+MALFORMED = ['{"product": "epo", "addons": "x"}', '{"product": "epo", "addons": [1]}', '{"product": {"a": 1}}',
+             '{"product": ["epo"]}', '{"product": "epo", "devices": NaN}', '{"product": "epo", "devices": 1e400}']
+
+
+@pytest.mark.parametrize("configuration", MALFORMED)
+def test_saving_or_activating_a_malformed_configuration_is_a_visible_422(app, configuration):
+    client = signed_in(app, f"malformed-{MALFORMED.index(configuration)}@integrator.example")
+    token = csrf_of(client.get("/projects").text)
+    for url in ("/projects", "/activate"):
+        response = client.post(url, data={"csrf_token": token, "name": "Plant", "configuration": configuration,
+                                          "date": "2025-06-01"})
+        assert response.status_code == 422, url
+        assert "request-schema" in response.text and "configuration." in response.text
+    page = client.get("/projects")
+    assert page.status_code == 200 and "Plant" not in page.text  # nothing was saved
+
+
+def test_projects_stored_malformed_before_show_as_malformed_and_refuse_exports(app):
+    from engine import accounts
+    from web import store
+
+    email = "stored-malformed@integrator.example"
+    client = signed_in(app, email)
+    with app.app_context():  # as the form saved them before their shape was checked
+        bad = accounts.save_project(store(), email, "Broken", {"product": {"a": 1}})
+        accounts.save_project(store(), email, "Broken list", {"product": ["epo"], "addons": "x"})
+        good = accounts.save_project(store(), email, "Plant", {"product": "epo", "license": "subscription",
+                                                               "term_months": 36, "tier": "essential"})
+    page = client.get("/projects")
+    assert page.status_code == 200
+    assert "Malformed configuration" in page.text and "configuration.product" in page.text
+    assert f"/projects/{good.id}/bom.csv" in page.text and f"/projects/{bad.id}/bom.csv" not in page.text
+    for url in (f"/projects/{bad.id}", f"/projects/{bad.id}/bom.csv", f"/projects/{bad.id}/checkout"):
+        response = client.get(url)
+        assert response.status_code == 422 and "bad-configuration" in response.text, url
+    token = csrf_of(page.text)
+    assert client.post(f"/projects/{bad.id}/copy", data={"csrf_token": token}).status_code == 422
+    response = client.get(f"/api/v1/projects/{bad.id}/bom.csv", headers=token_for(app.test_client(), email))
+    assert response.status_code == 422 and response.json["error"]["code"] == "bad-configuration"
+    assert response.json["problems"][1]["path"] == "configuration.product"
+    assert client.post(f"/projects/{bad.id}/delete", data={"csrf_token": token}).status_code == 302
+
+
+def test_api_bom_of_a_configuration_whose_product_is_an_object_is_a_422(client, bearer):
+    response = client.post("/api/v1/bom", json={"configuration": {"product": {"a": 1}}}, headers=bearer)
+    assert response.status_code == 422 and response.json["error"]["path"] == "configuration.product"
