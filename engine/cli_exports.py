@@ -78,6 +78,19 @@ def _review_text(order, cart_url: str | None) -> str:
     return "\n".join(lines)
 
 
+def _cart_url_or_exit(explicit: str | None, confirm: bool, output_format: str) -> str | None:
+    """Return the cart URL; exit 2 for a malformed one, or for none when the order is to be sent."""
+    from engine.checkout import cart_url_from
+
+    try:
+        return cart_url_from(explicit)
+    except CompanionError as error:
+        if confirm or any(problem.code != "no-cart-url" for problem in error.problems):
+            print_problems(error.problems, output_format, sys.stdout if output_format == "json" else sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
+        return None  # a review without a cart says so
+
+
 @click.command("checkout")
 @click.argument("request_file", metavar="REQUEST", type=click.Path(path_type=Path))
 @click.option("--cart-url", default=None, help="The vendor's cart endpoint (default: $COMPANION_CART_URL).")
@@ -88,9 +101,10 @@ def _review_text(order, cart_url: str | None) -> str:
 def checkout_command(request_file: Path, cart_url: str | None, confirm: bool, project: str | None,
                      rules_dir: Path | None, output_format: str) -> None:
     """Review a request's order and, with --confirm, hand it to the vendor's cart; print the confirmation number."""
-    from engine.checkout import CheckoutFailed, CheckoutRefused, cart_url_from, place_order, prepare_order
+    from engine.checkout import CheckoutFailed, CheckoutRefused, place_order, prepare_order
     from engine.exports import ExportRefused
 
+    url = _cart_url_or_exit(cart_url, confirm, output_format)
     compiled = load_compiled_or_exit(rules_dir, output_format)
     [(name, request)] = read_requests((request_file,), compiled.catalog, output_format)
     try:
@@ -101,13 +115,6 @@ def checkout_command(request_file: Path, cart_url: str | None, confirm: bool, pr
     except ExportRefused as error:
         error.verdict_name = name
         _refused(error, output_format)
-    url = None
-    try:
-        url = cart_url_from(cart_url)
-    except CompanionError as error:
-        if confirm:
-            print_problems(error.problems, output_format, sys.stderr)
-            sys.exit(EXIT_BAD_INPUT)
     if not confirm:
         if output_format == "json":
             click.echo(dump_json({"sent": False, "cart_url": url, "idempotency_key": order.idempotency_key,

@@ -274,3 +274,133 @@ def test_checkout_without_account_exits_1_with_the_message():
 def test_checkout_confirm_without_cart_url_exits_2():
     result = run("checkout", str(GOLDEN / "epo-power-management-us.yaml"), "--confirm", env={"COMPANION_CART_URL": ""})
     assert result.exit_code == 2 and "error[no-cart-url]" in result.stderr
+
+
+# --- regression: a misbehaving cart or a malformed cart URL hung, crashed or printed raw bytes --------------
+
+class RawCart:
+    """A cart on 127.0.0.1 that answers every request with bytes written by `answer(connection)`."""
+
+    def __init__(self, answer):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/orders"
+        self.answer = answer
+        self.requests = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self):
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return  # closed at the end of the test
+            self.requests += 1
+            threading.Thread(target=self._reply, args=(connection,), daemon=True).start()
+
+    def _reply(self, connection):
+        with connection:
+            connection.recv(65536)
+            try:
+                self.answer(connection)
+            except OSError:
+                pass  # the client gave up
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.close()
+
+
+def trickle(head: bytes, tail: bytes, pause: float = 0.1):
+    """Answer with `head` at once, then `tail` one byte per `pause` seconds."""
+    def answer(connection):
+        connection.sendall(head)
+        for byte in tail:
+            time.sleep(pause)
+            connection.sendall(bytes([byte]))
+    return answer
+
+
+def answer_with(status: str, body: bytes, headers: bytes = b""):
+    """Answer at once with a status line, headers and a body."""
+    return lambda connection: connection.sendall(
+        f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n".encode() + headers + b"\r\n" + body)
+
+
+@pytest.mark.parametrize("answer", [
+    trickle(b"HTTP/1.1 201 Created\r\nContent-Length: 200\r\n\r\n", b" " * 200),  # the body, 1 byte a tick
+    trickle(b"HTTP/1.1 201 Created\r\n", b"X-Slow: " + b"x" * 200 + b"\r\n\r\n"),  # the headers likewise
+], ids=["body", "headers"])
+def test_a_cart_that_trickles_its_answer_is_given_up_on_within_the_total_time(compiled, answer):
+    order = prepare_order(compiled, make_request(compiled))
+    started = time.monotonic()
+    with RawCart(answer) as cart:
+        with pytest.raises(CheckoutFailed) as error:
+            place_order(order, cart.url, timeout=0.5, attempts=3, total=1.2, backoff=0.01)
+    assert time.monotonic() - started < 2.0  # the trickle lasts 20 s
+    assert error.value.retryable and "last problem: no answer in time" in error.value.message
+    assert cart.requests == error.value.attempts >= 2
+
+
+def test_a_cart_answer_over_1_mib_is_refused_not_read_into_memory(compiled):
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n"  # no length: it ends when the cart closes
+    order = prepare_order(compiled, make_request(compiled))
+    with RawCart(lambda connection: connection.sendall(head + b"[" * (3 * 1024 * 1024))) as cart:
+        with pytest.raises(CheckoutFailed) as error:
+            place_order(order, cart.url, **FAST)
+    assert not error.value.retryable and cart.requests == 1
+    assert "answered with more than 1024 KiB" in error.value.message and order.idempotency_key in error.value.message
+
+
+@pytest.mark.parametrize("value", ["\xb2".encode("latin-1"), b"1.5", b"Wed, 21 Oct 2015 07:28:00 GMT", b"-1"])
+def test_a_retry_after_that_is_not_ascii_digits_falls_back_to_the_backoff(compiled, monkeypatch, value):
+    answers = [answer_with("503 Service Unavailable", b"", b"Retry-After: " + value + b"\r\n"),
+               answer_with("201 Created", b'{"confirmation": "SO-7"}')]
+    waits: list[float] = []
+    monkeypatch.setattr("engine.checkout.random.uniform", lambda low, high: 1.0)
+    order = prepare_order(compiled, make_request(compiled))
+    with RawCart(lambda connection: answers.pop(0)(connection)) as cart:
+        confirmation = place_order(order, cart.url, **FAST, sleep=waits.append)
+    assert (confirmation.number, confirmation.attempts, waits) == ("SO-7", 2, [0.01])
+
+
+@pytest.mark.parametrize("number", ["SO-1\u0000", "SO-1\nOrder placed", "SO-1\u001b]0;owned\u0007", "S" * 1000,
+                                    "SO-1\u202e"])
+def test_a_confirmation_number_that_is_not_short_printable_text_is_refused(number):
+    body = json.dumps({"confirmation": number}).encode()
+    with RawCart(answer_with("201 Created", body)) as cart:
+        result = run("checkout", str(GOLDEN / "epo-power-management-us.yaml"), "--confirm", "--cart-url", cart.url)
+    assert result.exit_code == 1 and cart.requests == 1 and not result.stdout
+    assert "returned a confirmation number that is not printable text of at most 100 characters" in result.stderr
+    assert "Do not order again" in result.stderr and "\u001b" not in result.stderr
+
+
+def test_what_a_refusing_cart_says_is_escaped():
+    body = json.dumps({"error": "unknown SKU\u001b[2J"}).encode()
+    with RawCart(answer_with("422 Unprocessable Entity", body)) as cart:
+        result = run("checkout", str(GOLDEN / "epo-power-management-us.yaml"), "--confirm", "--cart-url", cart.url)
+    assert result.exit_code == 1 and "refused the order (HTTP 422: 'unknown SKU\\x1b[2J')" in result.stderr
+
+
+@pytest.mark.parametrize("url, says", [
+    ("http://[::1", "cannot be read: Invalid IPv6 URL"),
+    ("http://a b/", "has a space, a control or a non-ASCII character"),
+    ("http://cart.example/\u001b[2J", "has a space, a control or a non-ASCII character"),
+    ("http://cart.example:99999/", "cannot be read: Port out of range"),
+    ("http:///orders", "names no host"),
+    ("mailto:orders@example.com", "is not an http(s) URL"),
+])
+@pytest.mark.parametrize("confirm", [True, False])
+def test_a_malformed_cart_url_is_refused_before_anything_is_sent(url, says, confirm):
+    result = run("checkout", str(GOLDEN / "epo-power-management-us.yaml"), "--cart-url", url,
+                 *(["--confirm"] if confirm else []))
+    assert result.exit_code == 2 and not result.stdout
+    assert result.stderr.startswith("--cart-url: error[bad-cart-url]: cart URL ") and says in result.stderr
+    assert "\u001b" not in result.stderr
+
+
+def test_a_malformed_cart_url_in_the_environment_is_located_there():
+    result = run("checkout", str(GOLDEN / "epo-power-management-us.yaml"), env={"COMPANION_CART_URL": "http://[::1"})
+    assert result.exit_code == 2 and result.stderr.startswith("$COMPANION_CART_URL: error[bad-cart-url]")
