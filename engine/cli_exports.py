@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import click
 
 from engine.cli import (EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, format_option, load_compiled_or_exit, load_or_exit,
                         print_problems, read_requests, rules_option)
-from engine.problem import CompanionError
+from engine.problem import CompanionError, Location, Problem
 from engine.request import dump_json
 
 
@@ -36,11 +39,11 @@ def _refused(error, output_format: str) -> None:
 @click.command()
 @click.argument("request_file", metavar="REQUEST", type=click.Path(path_type=Path))
 @click.option("--template", "template", required=True, help="Template id: generic, iportal, se-advantage, ...")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+@click.option("-o", "--output", type=click.Path(), default=None,  # a str: `-o ''` must not become "."
               help="Write the CSV to this file (default: standard output).")
 @rules_option
 @format_option
-def bom(request_file: Path, template: str, output: Path | None, rules_dir: Path | None, output_format: str) -> None:
+def bom(request_file: Path, template: str, output: str | None, rules_dir: Path | None, output_format: str) -> None:
     """Write the bill of materials of a valid request as CSV: exit 1 if refused, 2 for a template not offered."""
     from engine.exports import ExportRefused, TemplateNotAvailable, export_csv
 
@@ -62,9 +65,50 @@ def bom(request_file: Path, template: str, output: Path | None, rules_dir: Path 
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     else:
-        output.write_bytes(data)
-        click.echo(f"wrote {output} ({template} template, {len(data):,} bytes)", err=True)
+        try:
+            write_output(output, data)
+        except CompanionError as error:
+            print_problems(error.problems, output_format, sys.stdout if output_format == "json" else sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
+        click.echo(f"wrote {_shown(output)} ({template} template, {len(data):,} bytes)", err=True)
     sys.exit(EXIT_OK)
+
+
+def write_output(path: str, data: bytes) -> None:
+    """Write data to the file at path, or raise CompanionError (code file) naming it and saying why not."""
+    reason = "no file name given" if not path else "Is a directory" if os.path.isdir(path) else ""
+    if not reason:
+        try:
+            _write(os.path.realpath(path), data)  # through a symbolic link, as writing in place would
+        except OSError as error:
+            reason = error.strerror or str(error)
+    if reason:
+        raise CompanionError([Problem("file", f"cannot write file: {reason}", Location(_shown(path) or "''"))])
+
+
+def _write(target: str, data: bytes) -> None:
+    """Replace a regular file whole through a temporary sibling; write a device or a pipe (/dev/stdout) directly."""
+    if os.path.exists(target) and not os.path.isfile(target):
+        with open(target, "wb") as stream:
+            stream.write(data)
+        return
+    directory, name = os.path.split(target)
+    temporary = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")  # same file system: rename is atomic
+    try:
+        with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as stream:  # umask applies
+            stream.write(data)
+        if os.path.exists(target):
+            os.chmod(temporary, os.stat(target).st_mode & 0o7777)  # keep the replaced file's permissions
+        os.replace(temporary, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)  # a failed write leaves no half-written file behind
+        raise
+
+
+def _shown(text: str) -> str:
+    """Return text as typed when printable, else escaped like repr: control characters must not reach a terminal."""
+    return text if text.isprintable() else repr(text)
 
 
 def _review_text(order, cart_url: str | None) -> str:

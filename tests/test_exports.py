@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import resource
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -417,3 +422,46 @@ def test_an_account_longer_than_64_characters_is_refused_before_the_pattern_runs
     decision = channels(catalog, Partner((PM,), "US", "1" * 65))["checkout"]
     assert (decision["allowed"], decision["rule"]) == (False, "checkout.account-format")
     assert "at most 64 characters" in decision["message"]
+
+
+# --- regression: `bom -o` crashed on a directory, a missing directory, a full device or an empty name ---------
+
+@pytest.mark.parametrize("where, reason", [
+    (".", "Is a directory"),
+    ("missing/x.csv", "No such file or directory"),
+    pytest.param("/dev/full", "No space left on device",
+                 marks=pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")),
+    ("", "no file name given"),
+])
+def test_bom_names_an_output_it_cannot_write_and_why(tmp_path, monkeypatch, where, reason):
+    monkeypatch.chdir(tmp_path)
+    result = run("bom", str(GOLDEN / "epo-power-management-us.yaml"), "--template", "generic", "-o", where)
+    assert result.exit_code == 2 and not result.stdout
+    assert result.stderr == f"{where or repr('')}: error[file]: cannot write file: {reason}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bom_that_fails_half_way_leaves_the_previous_file_whole(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_bytes(b"the previous export\r\n")
+
+    def small_files():  # files of at most 100 bytes: the CSV (324 bytes) fails half way with EFBIG
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
+
+    result = subprocess.run(
+        [sys.executable, "-c", "from engine.cli import main; main()", "bom", str(GOLDEN / "epo-power-management-us.yaml"),
+         "--template", "generic", "-o", str(target)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        preexec_fn=small_files, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"{target}: error[file]: cannot write file: File too large\n"
+    assert target.read_bytes() == b"the previous export\r\n" and list(tmp_path.iterdir()) == [target]
+
+
+def test_bom_keeps_the_permissions_of_the_file_it_replaces(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    result = run("bom", str(GOLDEN / "epo-power-management-us.yaml"), "--template", "generic", "-o", str(target))
+    assert result.exit_code == 0 and target.read_bytes() == (GOLDEN / "generic-epo.csv").read_bytes()
+    assert target.stat().st_mode & 0o777 == 0o640 and list(tmp_path.iterdir()) == [target]
