@@ -14,6 +14,8 @@ from engine.schema import json_path
 
 MAX_ID = 2**31 - 1  # ids above this name nothing (and would overflow a database integer)
 DIGITS = re.compile(r"[0-9]+")
+NUMBER = re.compile(r"-?[0-9]+")
+MAX_DIGITS = 9  # every maximum of the request schema has fewer digits (devices: 10,000,000)
 SURROGATE = re.compile("[\ud800-\udfff]")
 ECHO = 80  # characters of a user's value repeated in a message
 
@@ -42,6 +44,23 @@ def project_id(text, path: str = "project_id") -> int:
                                       hint="see your projects on the Projects page")])
     return number
 
+
+def form_number(text: str, path: str, problems: list[Problem], minimum: int | None = None) -> int | None:
+    """Read a whole number typed into a form field, or add a problem at PATH and return None."""
+    text = text.strip()
+    if not NUMBER.fullmatch(text):
+        problems.append(Problem("not-a-number", f"'{echo(text)}' is not a whole number", path=path,
+                                hint="write it with the digits 0-9, such as 150"))
+        return None
+    if len(text.lstrip("-0")) > MAX_DIGITS:
+        problems.append(Problem("above-maximum", f"{echo(text)} is too large", path=path))
+        return None
+    number = int(text)
+    if minimum is not None and number < minimum:
+        problems.append(Problem("below-minimum", f"{number} is less than {minimum}", path=path,
+                                hint=f"write {minimum} or more"))
+        return None
+    return number
 
 def json_problem(data, max_depth: int, what: str = "the body", at: tuple = ()) -> Problem | None:
     """Return why parsed JSON (at path AT) cannot be taken: nested too deep, or holding a lone surrogate."""

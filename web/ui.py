@@ -64,13 +64,12 @@ def configuration_from(args: MultiDict) -> tuple[dict, list[Problem]]:
             configuration[key] = value
     if args.get("prev_product") and args.get("prev_product") != configuration.get("product"):
         return {"product": configuration["product"]} if "product" in configuration else {}, problems
-    for key in ("term_months", "devices"):
+    for key, minimum in (("term_months", 1), ("devices", 0)):
         value = (args.get(key) or "").strip()
         if value:
-            try:
-                configuration[key] = int(value)
-            except ValueError:
-                problems.append(Problem("not-a-number", f"'{value}' is not a whole number", path=f"configuration.{key}"))
+            number = inputs.form_number(value, f"configuration.{key}", problems, minimum)
+            if number is not None:
+                configuration[key] = number
     if configuration.get("license") == PERPETUAL:
         configuration.pop("term_months", None)
     addons = []
@@ -78,12 +77,10 @@ def configuration_from(args: MultiDict) -> tuple[dict, list[Problem]]:
         addon_id = addon_id.strip()
         if not addon_id or any(item["id"] == addon_id for item in addons):
             continue
-        quantity = (args.get(f"qty-{addon_id}") or "1").strip()
-        try:
-            addons.append({"id": addon_id, "quantity": max(1, int(quantity))})
-        except ValueError:
-            problems.append(Problem("not-a-number", f"'{quantity}' is not a whole number",
-                                    path=f"configuration.addons[{len(addons)}].quantity"))
+        quantity = inputs.form_number(args.get(f"qty-{addon_id}") or "1",
+                                      f"configuration.addons[{len(addons)}].quantity", problems, 1)
+        if quantity is not None:
+            addons.append({"id": addon_id, "quantity": quantity})
     if addons:
         configuration["addons"] = addons
     return configuration, problems
@@ -174,6 +171,8 @@ def configure():
     account = auth.current_account()
     configuration, problems = configuration_from(request.args)
     result = guidance(current, account, configuration)
+    if problems:  # a field could not be read: no verdict (and no Save or Activate) for what was not asked for
+        result["verdict"] = None
     project = None
     if request.args.get("project"):
         project = accounts.get_project(store(), account.email, inputs.project_id(request.args["project"], "project"))
@@ -385,8 +384,10 @@ def activate():
                 problems = error.problems
     else:
         configuration, problems = configuration_from(request.args)
+    # A field of the query that could not be read leaves nothing to activate, as on Configure.
+    complete = is_complete(configuration) and not (request.method == "GET" and problems)
     verdict = None
-    if is_complete(configuration) and outcome is None:
+    if complete and outcome is None:
         verdict = guidance(current, account, configuration)["verdict"]
     view = locker.show_locker(store(), account.email)
     guides = None
@@ -398,7 +399,7 @@ def activate():
     return render_template("activate.html", configuration=configuration, outcome=outcome, problems=problems,
                            guides=guides,
                            verdict=verdict, balances=view.balances, catalog=current.catalog,
-                           complete=is_complete(configuration), query=query_of(configuration),
+                           complete=complete, query=query_of(configuration),
                            configuration_json=json.dumps(configuration), today=dt.date.today().isoformat(),
                            date=request.form.get("date") or dt.date.today().isoformat())
 
@@ -412,20 +413,17 @@ def _change_from(args: MultiDict, kind: str) -> tuple[dict, list[Problem]]:
     change["date"] = (args.get("date") or dt.date.today().isoformat()).strip()
     if args.get("tier"):
         change["tier"] = args["tier"]
-    for key in ("devices", "term_months") if kind == "renewal" else ("devices",):
+    for key, minimum in (("devices", 0), ("term_months", 1)) if kind == "renewal" else (("devices", 0),):
         value = (args.get(key) or "").strip()
         if value:
-            try:
-                change[key] = int(value)
-            except ValueError:
-                problems.append(Problem("not-a-number", f"'{value}' is not a whole number", path=f"{kind}.{key}"))
+            number = inputs.form_number(value, f"{kind}.{key}", problems, minimum)
+            if number is not None:
+                change[key] = number
     addon = (args.get("addon") or "").strip()
     if addon:
-        try:
-            change["addons"] = [{"id": addon, "quantity": max(1, int(args.get("addon_quantity") or 1))}]
-        except ValueError:
-            problems.append(Problem("not-a-number", "the add-on quantity is not a whole number",
-                                    path=f"{kind}.addons[0].quantity"))
+        quantity = inputs.form_number(args.get("addon_quantity") or "1", f"{kind}.addons[0].quantity", problems, 1)
+        if quantity is not None:
+            change["addons"] = [{"id": addon, "quantity": quantity}]
     return change, problems
 
 

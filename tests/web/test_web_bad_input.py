@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from web_support import PARTNER, PASSWORD, csrf_of, sign_in, token_for
+from web_support import PARTNER, PASSWORD, csrf_of, issue, sign_in, token_for
 
 HUGE_ID = "9223372036854775808"  # one past SQLite's largest integer: the database driver raised OverflowError
 
@@ -163,3 +163,56 @@ def test_projects_stored_malformed_before_show_as_malformed_and_refuse_exports(a
 def test_api_bom_of_a_configuration_whose_product_is_an_object_is_a_422(client, bearer):
     response = client.post("/api/v1/bom", json={"configuration": {"product": {"a": 1}}}, headers=bearer)
     assert response.status_code == 422 and response.json["error"]["path"] == "configuration.product"
+
+
+ADVANCED = "/configure?product=epo&prev_product=epo&license=subscription&term_months=36&tier=advanced"
+
+
+@pytest.mark.parametrize("quantity,code", [("-7", "below-minimum"), ("0", "below-minimum"), ("1_0", "not-a-number"),
+                                           ("\u0661", "not-a-number"), ("99999999999", "above-maximum")])
+def test_configure_add_on_quantity_out_of_range_is_a_field_problem_not_1(partner, quantity, code):
+    page = partner.get(f"{ADVANCED}&addon=insulation-monitoring&qty-insulation-monitoring={quantity}").text
+    assert code in page and "configuration.addons[0].quantity" in page
+    assert "Valid configuration" not in page and "Save as project" not in page  # not the add-on with 1 instead
+
+
+@pytest.mark.parametrize("devices", ["1_50", "\u0661\u0665\u0660", "-5"])
+def test_configure_devices_other_than_ascii_digits_or_negative_is_a_field_problem(partner, devices):
+    page = partner.get(f"{ADVANCED}&devices={devices}").text
+    assert "configuration.devices" in page and 'class="problems"' in page
+    assert "Valid configuration" not in page
+
+
+def test_activate_page_with_an_unreadable_quantity_offers_no_activation(partner):
+    page = partner.get("/activate?product=epo&license=subscription&term_months=36&tier=advanced"
+                       "&addon=insulation-monitoring&qty-insulation-monitoring=-7").text
+    assert "below-minimum" in page and "Activate from my locker" not in page
+
+
+ESSENTIAL = {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36, "tier": "essential",
+             "devices": 100}
+
+
+def activation_of(app, email: str) -> tuple:
+    """Return a client signed in as a new partner EMAIL and the Activation ID of their essential subscription."""
+    client = signed_in(app, email)
+    bearer = token_for(app.test_client(), email)
+    for reference, quantity in (("EPO-ESS-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 75)):
+        [code] = issue(app, reference, quantity)
+        assert client.post("/api/v1/redeem", json={"code": code}, headers=bearer).status_code == 200
+    response = client.post("/api/v1/activate", json={"configuration": ESSENTIAL, "date": "2025-06-01"}, headers=bearer)
+    return client, response.json["activation"]["id"]
+
+
+def test_amend_form_add_on_quantity_or_devices_out_of_range_is_a_field_problem(app):
+    client, activation_id = activation_of(app, "amend-numbers@integrator.example")
+    url = f"/subscriptions/{activation_id}/amend?date=2025-09-01&tier=advanced"
+    for query, path, code in (("&addon=insulation-monitoring&addon_quantity=-3", "change.addons[0].quantity",
+                               "below-minimum"),
+                              ("&addon=insulation-monitoring&addon_quantity=0", "change.addons[0].quantity",
+                               "below-minimum"),
+                              ("&devices=1_50", "change.devices", "not-a-number"),
+                              ("&devices=%D9%A1%D9%A5%D9%A0", "change.devices", "not-a-number")):
+        page = client.get(url + query).text
+        assert code in page and path in page, query
+        assert "EPO-IMS" not in page and "months</strong>" not in page, query  # no preview of something else
