@@ -26,6 +26,7 @@ MERGE_TAG = "tag:yaml.org,2002:merge"
 AMBIGUOUS_BOOLEANS = {"yes", "no", "on", "off", "y", "n"}
 LEADING_ZERO_NUMBER = re.compile(r"^[-+]?0[0-9_]+$")
 SURROGATE = re.compile("[\ud800-\udfff]")
+UNSHOWABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")  # tab, LF and CR are fine
 UNUSUAL_NUMBER = re.compile(r"[:_]|^\+|^-?0[xXbB]")  # base 60, digit groups, a plus sign, hex or binary
 MAX_NUMBER_LENGTH = 20  # digits and signs; Python refuses to read integers of over 4,300 digits anyway
 # libyaml's composer when PyYAML was built with it (about 20 times faster); nodes and marks are the same.
@@ -158,7 +159,7 @@ def parse_yaml(text: str, display: str) -> Source:
     """Parse one YAML document strictly; raise CompanionError on a syntax error, keep other problems."""
     pasted = None if text.isascii() else SURROGATE.search(text)  # text read from a file never holds one
     if pasted:
-        raise CompanionError([_surrogate(_location_at(text, pasted.start(), display))])
+        raise CompanionError([_unshowable(pasted.group(), _location_at(text, pasted.start(), display))])
     try:
         root = compose(text)
     except yaml.MarkedYAMLError as error:
@@ -184,32 +185,35 @@ def parse_yaml(text: str, display: str) -> Source:
             gc.enable()
     table = PositionTable(display, (None, None, root.start_mark.line, root.start_mark.column, inner))
     source = Source(display, data, table.values, table.keys, text, builder.problems)
-    if "\\u" in text or "\\U" in text:  # only an escape such as "\\ud800" can make one now
-        source.problems.extend(_surrogates(source))
+    if "\\" in text:  # only an escape in a quoted string ("\\ud800", "\\e") can make one now
+        source.problems.extend(_unshowable_text(source))
     return source
 
 
-def _surrogates(source: Source) -> list[Problem]:
-    """Find text holding half of a UTF-16 pair (`"\\ud800"`): no file, terminal or page can show it."""
+def _unshowable_text(source: Source) -> list[Problem]:
+    """Find text holding a control character or half a UTF-16 pair: it garbles terminals, CSV files and pages."""
     problems = []
     stack: list[tuple[tuple, Any]] = [((), source.data)]
     while stack:
         path, value = stack.pop()
         if isinstance(value, dict):
             for key, item in value.items():
-                if SURROGATE.search(key):
-                    problems.append(_surrogate(source.where_key(path + (key,))))
+                if found := UNSHOWABLE.search(key):
+                    problems.append(_unshowable(found.group(), source.where_key(path + (key,))))
                 stack.append((path + (key,), item))
         elif isinstance(value, list):
             stack.extend((path + (index,), item) for index, item in enumerate(value))
-        elif isinstance(value, str) and SURROGATE.search(value):
-            problems.append(_surrogate(source.where(path)))
+        elif isinstance(value, str) and (found := UNSHOWABLE.search(value)):
+            problems.append(_unshowable(found.group(), source.where(path)))
     return sorted(problems, key=lambda problem: (problem.where.line, problem.where.column))
 
 
-def _surrogate(where: Location) -> Problem:
-    return Problem("bad-text", "text holds half of a UTF-16 surrogate pair, which cannot be shown or saved", where,
-                   hint="write the character itself (an escape beyond U+FFFF is \\U and 8 digits)")
+def _unshowable(character: str, where: Location) -> Problem:
+    if SURROGATE.match(character):
+        return Problem("bad-text", "text holds half of a UTF-16 surrogate pair, which cannot be shown or saved",
+                       where, hint="write the character itself (an escape beyond U+FFFF is \\U and 8 digits)")
+    return Problem("bad-text", f"text holds the control character U+{ord(character):04X}", where,
+                   hint="remove it; line breaks and tabs are the only control characters text may hold")
 
 
 def _location_at(text: str, offset: int, display: str) -> Location:

@@ -369,3 +369,16 @@ def test_devices_and_pipes_are_refused_without_reading_them(tmp_path):
             read_text(path, "f.yaml")
         [problem] = error.value.problems
         assert problem.code == "file" and "not a regular file" in problem.message
+
+
+@pytest.mark.parametrize("escape, code_point", [("\\e", "001B"), ("\\0", "0000"), ("\\x7f", "007F"), ("\\a", "0007")])
+def test_control_characters_written_as_escapes_are_refused(escape, code_point):
+    """`name: "Eco\\e[2J"` cleared the terminal of whoever printed the product's name."""
+    parsed = parse_yaml(f'a: ok\nname: "Eco{escape}[2J"\n', "f.yaml")
+    assert codes_at(parsed.problems) == [(2, 7, "bad-text")]
+    assert parsed.problems[0].message == f"text holds the control character U+{code_point}"
+
+
+def test_tabs_and_line_breaks_written_as_escapes_are_fine():
+    parsed = parse_yaml('a: "one\\ttwo\\nthree\\r"\nb: "C:\\\\users"\n', "f.yaml")
+    assert parsed.problems == [] and parsed.data == {"a": "one\ttwo\nthree\r", "b": "C:\\users"}
