@@ -94,7 +94,11 @@ def load_catalog(directory: Path | str | None = None) -> Catalog:
 def _load_catalog(directory: Path | str | None) -> Catalog:
     register_extensions()
     directory = Path(directory) if directory is not None else BUNDLED_RULES
-    if not directory.is_dir():
+    try:
+        exists = directory.is_dir()
+    except (OSError, ValueError):  # a name too long for the file system, or holding a NUL byte
+        exists = False
+    if not exists:
         raise CompanionError([Problem("no-rules", "no such rules directory", Location(str(directory)),
                                       hint="pass --rules DIR with badges.yaml, tiers.yaml and addons.yaml")])
     problems: list[Problem] = []

@@ -223,3 +223,10 @@ def test_every_verb_is_listed_and_runs_its_help():
     users = runner.invoke(cli, ["users", "--help"]).output
     for sub in ("add", "audit", "list", "set", "set-password", "set-role"):
         assert re.search(rf"^  {sub}\s", users, re.M), sub
+
+
+@pytest.mark.parametrize("name", ["x" * 5000, "a\x00b"])
+def test_a_rules_directory_no_file_system_can_hold_is_no_such_directory(name):
+    """Regression: a name too long for the file system raised OSError out of the loader (error[internal])."""
+    result = CliRunner().invoke(cli, ["check", "--rules", name])
+    assert result.exit_code == 2 and "error[no-rules]: no such rules directory" in result.stderr
