@@ -139,6 +139,11 @@ def describe(error: ValidationError, source: Source, key: str | None = None) -> 
     if error.validator == "propertyNames":
         return Problem("schema", f"{at}{error.message}", where,
                        hint=error.parent.schema.get("description", "") if error.parent else "")
+    if error.validator == "uniqueItems" and isinstance(error.instance, list):
+        # Point at the second copy, as for a duplicate key.
+        second = next(index for index, item in enumerate(error.instance) if item in error.instance[:index])
+        return Problem("schema", f"{at}{error.instance[second]!r} is listed twice",
+                       source.where(path + (second,)), hint="list each once")
     return Problem("schema", f"{at}{error.message}", where)
 
 
