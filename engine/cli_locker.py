@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from engine import journal
 from engine import licence as licences
 from engine import locker as service
+from engine.catalog import load_catalog
 from engine.problem import CompanionError, Problem, did_you_mean
 from engine.store import DATABASE_URL_VARIABLE, Store, open_store
 
@@ -26,7 +27,8 @@ EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 BAD_INPUT = {
     "malformed-email", "bad-country", "bad-badge", "bad-company", "bad-purchasing-account", "malformed-code",
     "malformed-activation-id", "malformed-invitation-id", "bad-reference", "bad-quantity", "bad-count",
-    "unknown-reference", "self-invitation", "missing-key", "bad-key", "no-rules", "no-catalogue",
+    "unknown-reference", "unknown-badge", "self-invitation", "missing-key", "bad-key", "no-rules", "no-catalogue",
+    "nothing-to-change",
 }
 
 database_option = click.option("--database-url", envvar=DATABASE_URL_VARIABLE, default=None, metavar="URL",
@@ -34,6 +36,8 @@ database_option = click.option("--database-url", envvar=DATABASE_URL_VARIABLE, d
 format_option = click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
                              show_default=True, help="Output format.")
 user_option = click.option("--user", "user_email", required=True, metavar="EMAIL", help="The acting user.")
+rules_option = click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
+                            help="Rules directory (default: the bundled rules/).")
 
 
 def render(problem: Problem) -> str:
@@ -83,13 +87,19 @@ def store_at(url: str | None) -> Store:
 
 def known_references(rules_dir: Path | str | None = None) -> dict[str, str]:
     """Return the catalogue's commercial references and their descriptions."""
-    try:
-        from engine.catalog import load_catalog
-    except ImportError:
-        raise CompanionError([Problem(code="no-catalogue", message="the catalogue loader is not available",
-                                      hint="install Companion completely")]) from None
     catalog = load_catalog(rules_dir)
-    return {reference: getattr(item, "description", "") for reference, item in catalog.references.items()}
+    return {reference: item.description for reference, item in catalog.references.items()}
+
+
+def check_badges(badges: str | None, rules_dir: Path | str | None) -> None:
+    """Refuse badge ids the catalogue does not define: a typo would quietly withhold the partner's products."""
+    if badges is None:
+        return
+    known = load_catalog(rules_dir).badges
+    for badge in (part.strip() for part in badges.split(",")):
+        if badge and badge not in known:
+            raise CompanionError([Problem("unknown-badge", f"'{badge}' is not a badge of the catalogue",
+                                          hint=did_you_mean(badge, known) or "badges: " + ", ".join(sorted(known)))])
 
 
 # --- users -------------------------------------------------------------------------------------------
@@ -112,11 +122,13 @@ def users() -> None:
 @click.option("--badges", required=True, help="Comma-separated badge ids, e.g. power-management.")
 @click.option("--country", required=True, help="ISO 3166-1 alpha-2 country code, e.g. US.")
 @click.option("--purchasing-account", default=None, help="Direct ordering account, if any.")
+@rules_option
 @database_option
 @format_option
 @boundary
-def users_add(email, company, badges, country, purchasing_account, database_url, output_format):
+def users_add(email, company, badges, country, purchasing_account, rules_dir, database_url, output_format):
     """Add a user."""
+    check_badges(badges, rules_dir)
     with store_at(database_url) as store:
         user = service.add_user(store, email, company=company, badges=badges, country=country,
                                 purchasing_account=purchasing_account)
@@ -129,14 +141,19 @@ def users_add(email, company, badges, country, purchasing_account, database_url,
 @click.option("--badges", default=None, help="New comma-separated badge ids (replaces the list).")
 @click.option("--country", default=None, help="New ISO 3166-1 alpha-2 country code.")
 @click.option("--purchasing-account", default=None, help="New purchasing account ('' clears it).")
+@rules_option
 @database_option
 @format_option
 @boundary
-def users_set(email, company, badges, country, purchasing_account, database_url, output_format):
+def users_set(email, company, badges, country, purchasing_account, rules_dir, database_url, output_format):
     """Change a user's company, badges, country or purchasing account."""
     changes = {"company": company, "badges": badges, "country": country}
     if purchasing_account is not None:
         changes["purchasing_account"] = purchasing_account
+    if all(value is None for value in changes.values()):
+        raise CompanionError([Problem("nothing-to-change", "give at least one of --company, --badges, --country, "
+                                      "--purchasing-account")])
+    check_badges(badges, rules_dir)
     with store_at(database_url) as store:
         user = service.set_user(store, email, **changes)
     emit(user.to_json(), output_format, f"updated {_user_text(user)}")
@@ -182,8 +199,7 @@ def vouchers() -> None:
               help="Quantity each voucher stands for (at most 1,000,000).")
 @click.option("--count", default=1, show_default=True, type=click.IntRange(1, service.MAX_VOUCHERS_PER_ISSUE),
               help="How many codes to issue.")
-@click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
-              help="Rules directory (default: the bundled rules/).")
+@rules_option
 @database_option
 @format_option
 @boundary

@@ -85,13 +85,27 @@ def test_users_add_list_set(companion, tag):
         user for user in json.loads(out) if user["email"] == ann).items()
     code, out, _ = companion("users", "set", ann, "--purchasing-account", "PA-7", "--format", "json")
     assert code == 0 and json.loads(out)["purchasing_account"] == "PA-7"
-    code, _, err = companion("users", "add", ann.upper(), "--company", "A", "--badges", "x", "--country", "US")
+    badge = ("--badges", "power-management")
+    code, _, err = companion("users", "add", ann.upper(), "--company", "A", *badge, "--country", "US")
     assert code == 1 and err.startswith("error[duplicate-user]: ")
-    code, _, err = companion("users", "add", "nobody", "--company", "A", "--badges", "x", "--country", "US")
+    code, _, err = companion("users", "add", "nobody", "--company", "A", *badge, "--country", "US")
     assert code == 2 and err.startswith("error[malformed-email]: ") and "Traceback" not in err
-    code, _, err = companion("users", "add", f"x@{tag}.example", "--company", "A", "--badges", "x", "--country",
-                             "USA")
+    code, _, err = companion("users", "add", f"x@{tag}.example", "--company", "A", *badge, "--country", "USA")
     assert code == 2 and "error[bad-country]" in err
+
+
+def test_a_badge_the_catalogue_does_not_define_is_refused(companion, tag):
+    """A typo in a badge used to be stored, and quietly withheld the partner's products later."""
+    code, _, err = companion("users", "add", f"x@{tag}.example", "--company", "A", "--badges",
+                             "power-management,power-managment", "--country", "US")
+    assert code == 2 and "error[unknown-badge]: 'power-managment' is not a badge" in err
+    assert "did you mean 'power-management'" in err
+    assert companion("users", "list", "--format", "json")[1].count(f"x@{tag}.example") == 0
+    companion("users", "add", f"y@{tag}.example", "--company", "A", "--badges", "power-management", "--country", "US")
+    code, _, err = companion("users", "set", f"y@{tag}.example", "--badges", "gold")
+    assert code == 2 and "error[unknown-badge]" in err
+    code, _, err = companion("users", "set", f"y@{tag}.example")
+    assert code == 2 and "error[nothing-to-change]" in err
 
 
 def test_voucher_story(companion, issue, database_url, tag, tmp_path):
