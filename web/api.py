@@ -111,14 +111,10 @@ def flag(data: dict, key: str) -> bool:
 
 
 def date_field(data: dict, key: str = "date") -> dt.date | None:
-    """Read an optional ISO date field."""
+    """Read an optional date field: YYYY-MM-DD in the years 2000 to 2999 (not a week date, not a number)."""
     if data.get(key) is None:
         return None
-    try:
-        return dt.date.fromisoformat(str(data[key]))
-    except ValueError:
-        raise CompanionError([Problem("bad-date", f"'{data[key]}' is not a calendar date", path=key,
-                                      hint="write a date such as 2025-06-01")]) from None
+    return inputs.calendar_date(data[key], key)
 
 
 def explain_param() -> bool:

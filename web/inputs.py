@@ -7,14 +7,17 @@ that no response can encode. These readers take only what the pages and the API 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
+from engine.model import FIRST_DAY, LAST_DAY
 from engine.problem import CompanionError, Problem
 from engine.schema import json_path
 
 MAX_ID = 2**31 - 1  # ids above this name nothing (and would overflow a database integer)
 DIGITS = re.compile(r"[0-9]+")
 NUMBER = re.compile(r"-?[0-9]+")
+DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 MAX_DIGITS = 9  # every maximum of the request schema has fewer digits (devices: 10,000,000)
 SURROGATE = re.compile("[\ud800-\udfff]")
 ECHO = 80  # characters of a user's value repeated in a message
@@ -61,6 +64,23 @@ def form_number(text: str, path: str, problems: list[Problem], minimum: int | No
                                 hint=f"write {minimum} or more"))
         return None
     return number
+
+def calendar_date(value, path: str = "date") -> dt.date:
+    """Read a date written YYYY-MM-DD from FIRST_DAY to LAST_DAY (2000 to 2999), or raise bad-date at PATH."""
+    hint = "write a date such as 2025-06-01"
+    if not isinstance(value, str) or not DATE.fullmatch(value):
+        message = f"'{echo(value)}' is not a date written YYYY-MM-DD" if isinstance(value, str) \
+            else "a date is a string written YYYY-MM-DD"
+        raise CompanionError([Problem("bad-date", message, path=path, hint=hint)])
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        raise CompanionError([Problem("bad-date", f"'{value}' is not a calendar date", path=path,
+                                      hint=hint)]) from None
+    if not FIRST_DAY <= day <= LAST_DAY:  # as the engine's subscriptions and activations
+        raise CompanionError([Problem("bad-date", f"'{value}' is outside {FIRST_DAY} .. {LAST_DAY}", path=path,
+                                      hint=hint)])
+    return day
 
 def json_problem(data, max_depth: int, what: str = "the body", at: tuple = ()) -> Problem | None:
     """Return why parsed JSON (at path AT) cannot be taken: nested too deep, or holding a lone surrogate."""

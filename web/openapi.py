@@ -207,7 +207,8 @@ def _document() -> dict:
             "operationId": "activate", "summary": "Activate a configuration from your locker: Activation ID or shortfall",
             "requestBody": _body({"type": "object", "additionalProperties": False, "required": ["configuration"],
                                   "properties": {"configuration": ref("configuration"),
-                                                 "date": {"type": "string", "format": "date"},
+                                                 "date": {"type": "string", "format": "date",
+                                                          "description": "YYYY-MM-DD, years 2000 to 2999"},
                                                  "partner": {"description": "ignored"}}}),
             "responses": _responses(ref("ActivationOutcome"), *WRITE, 404, 409)}},
         "/api/v1/projects/{project_id}/bom.csv": {"get": {

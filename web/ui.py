@@ -185,7 +185,8 @@ def configure():
                            product=product, complete=is_complete(configuration), project=project,
                            query=query_of(configuration), configuration_json=json.dumps(configuration),
                            exports_offer=exports_offer,
-                           project_unchanged=project is not None and project.configuration == configuration)
+                           project_unchanged=project is not None and project.configuration == configuration), \
+        422 if problems else 200
 
 
 # --- Projects ----------------------------------------------------------------------------------------
@@ -373,10 +374,9 @@ def activate():
         configuration = _posted_configuration()
         on = None
         try:
-            on = dt.date.fromisoformat(request.form.get("date") or dt.date.today().isoformat())
-        except ValueError:
-            problems.append(Problem("bad-date", f"'{request.form.get('date')}' is not a date", path="date",
-                                    hint="write a date such as 2025-06-01"))
+            on = inputs.calendar_date(request.form.get("date") or dt.date.today().isoformat())
+        except CompanionError as error:
+            problems.extend(error.problems)
         if not problems:
             try:
                 outcome = services.activate(current, account.email, configuration, on)
@@ -401,7 +401,7 @@ def activate():
                            verdict=verdict, balances=view.balances, catalog=current.catalog,
                            complete=complete, query=query_of(configuration),
                            configuration_json=json.dumps(configuration), today=dt.date.today().isoformat(),
-                           date=request.form.get("date") or dt.date.today().isoformat())
+                           date=request.form.get("date") or dt.date.today().isoformat()), 422 if problems else 200
 
 
 # --- Subscriptions -----------------------------------------------------------------------------------
@@ -470,7 +470,7 @@ def change_subscription(activation_id: str, action: str):
                            outcome=outcome, activated=activated, problems=problems, catalog=current.catalog,
                            guides=guides,
                            subscription=services.subscription_of(activation), values=values,
-                           today=dt.date.today().isoformat())
+                           today=dt.date.today().isoformat()), 422 if problems else 200
 
 
 # --- Locker ------------------------------------------------------------------------------------------

@@ -171,22 +171,25 @@ ADVANCED = "/configure?product=epo&prev_product=epo&license=subscription&term_mo
 @pytest.mark.parametrize("quantity,code", [("-7", "below-minimum"), ("0", "below-minimum"), ("1_0", "not-a-number"),
                                            ("\u0661", "not-a-number"), ("99999999999", "above-maximum")])
 def test_configure_add_on_quantity_out_of_range_is_a_field_problem_not_1(partner, quantity, code):
-    page = partner.get(f"{ADVANCED}&addon=insulation-monitoring&qty-insulation-monitoring={quantity}").text
-    assert code in page and "configuration.addons[0].quantity" in page
+    response = partner.get(f"{ADVANCED}&addon=insulation-monitoring&qty-insulation-monitoring={quantity}")
+    page = response.text
+    assert response.status_code == 422 and code in page and "configuration.addons[0].quantity" in page
     assert "Valid configuration" not in page and "Save as project" not in page  # not the add-on with 1 instead
 
 
 @pytest.mark.parametrize("devices", ["1_50", "\u0661\u0665\u0660", "-5"])
 def test_configure_devices_other_than_ascii_digits_or_negative_is_a_field_problem(partner, devices):
-    page = partner.get(f"{ADVANCED}&devices={devices}").text
-    assert "configuration.devices" in page and 'class="problems"' in page
+    response = partner.get(f"{ADVANCED}&devices={devices}")
+    page = response.text
+    assert response.status_code == 422 and "configuration.devices" in page and 'class="problems"' in page
     assert "Valid configuration" not in page
 
 
 def test_activate_page_with_an_unreadable_quantity_offers_no_activation(partner):
-    page = partner.get("/activate?product=epo&license=subscription&term_months=36&tier=advanced"
-                       "&addon=insulation-monitoring&qty-insulation-monitoring=-7").text
-    assert "below-minimum" in page and "Activate from my locker" not in page
+    response = partner.get("/activate?product=epo&license=subscription&term_months=36&tier=advanced"
+                           "&addon=insulation-monitoring&qty-insulation-monitoring=-7")
+    assert response.status_code == 422
+    assert "below-minimum" in response.text and "Activate from my locker" not in response.text
 
 
 ESSENTIAL = {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36, "tier": "essential",
@@ -213,6 +216,26 @@ def test_amend_form_add_on_quantity_or_devices_out_of_range_is_a_field_problem(a
                                "below-minimum"),
                               ("&devices=1_50", "change.devices", "not-a-number"),
                               ("&devices=%D9%A1%D9%A5%D9%A0", "change.devices", "not-a-number")):
-        page = client.get(url + query).text
-        assert code in page and path in page, query
+        response = client.get(url + query)
+        page = response.text
+        assert response.status_code == 422 and code in page and path in page, query
         assert "EPO-IMS" not in page and "months</strong>" not in page, query  # no preview of something else
+
+
+@pytest.mark.parametrize("date", ["2025-W01-1", 20250601, "20250601", "2025-06-01T00:00", "2025-02-30", "1999-12-31",
+                                  "3000-01-01", "\u0662\u0660\u0662\u0665-06-01"])
+def test_api_activate_date_other_than_yyyy_mm_dd_in_2000_to_2999_is_a_422_at_date(client, bearer, date):
+    response = client.post("/api/v1/activate", json={"configuration": ESSENTIAL, "date": date}, headers=bearer)
+    assert response.status_code == 422
+    assert response.json["error"]["code"] == "bad-date" and response.json["error"]["path"] == "date"
+
+
+def test_activate_form_refuses_week_dates_and_far_years(app):
+    client = signed_in(app, "form-dates@integrator.example")
+    page = client.get("/activate?product=epo&license=subscription&term_months=36&tier=essential&devices=100").text
+    configuration = json.dumps(ESSENTIAL)
+    for date in ("2025-W01-1", "0001-01-01"):
+        response = client.post("/activate", data={"csrf_token": csrf_of(page), "configuration": configuration,
+                                                  "date": date})
+        assert response.status_code == 422 and "bad-date" in response.text, date
+        assert "short of vouchers" not in response.text  # the locker was not even asked
