@@ -5,6 +5,7 @@ Every unexpected exception becomes a 500 with an incident id; the traceback goes
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 
@@ -13,6 +14,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from engine.problem import CompanionError, Problem
+from web.inputs import echo_path
 
 log = logging.getLogger("companion.web")
 
@@ -29,11 +31,32 @@ BAD_INPUT = {"malformed-email", "malformed-code", "malformed-activation-id", "ma
 NOT_FOUND = {"unknown-code", "unknown-activation", "unknown-invitation", "unknown-project", "no-invitation"}
 FORBIDDEN = {"forbidden", "not-owner", "template-not-offered", "no-account", "bad-account"}
 UNAVAILABLE = {"no-cart-url", "bad-cart-url"}  # checkout is not configured on this server
+# An answer stays about as small as its request: 20,000 unknown keys were 20,000 problems (2 MB), a list of
+# 20,000 add-ons was echoed whole in one message (520 KB).
+MAX_PROBLEMS = 50
+MAX_MESSAGE = 200
 
 
 def wants_json() -> bool:
     """Return whether the response should be JSON (the API, or a client that asks for JSON only)."""
     return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def clip(text: str) -> str:
+    """Cut the middle out of a message over MAX_MESSAGE characters: only an echoed value makes one that long."""
+    if len(text) <= MAX_MESSAGE:
+        return text
+    return f"{text[:100]} … {text[-80:]}"  # the end often says what is wrong ("... is too long")
+
+
+def for_client(problems: list[Problem]) -> list[Problem]:
+    """Return at most MAX_PROBLEMS problems with long messages cut, then one that counts the rest."""
+    shown = [dataclasses.replace(problem, message=clip(problem.message), hint=clip(problem.hint),
+                                 path=echo_path(problem.path)) for problem in problems[:MAX_PROBLEMS]]
+    if len(problems) > MAX_PROBLEMS:
+        shown.append(Problem("more-problems", f"… and {len(problems) - MAX_PROBLEMS} more problems",
+                             hint="fix these and send it again"))
+    return shown
 
 
 def problem_json(problem: Problem) -> dict:
@@ -48,7 +71,8 @@ def problem_json(problem: Problem) -> dict:
 
 def error_body(status: int, code: str, message: str, problems: list[Problem] = (), **extra) -> dict:
     """Return the JSON error document every failing API call answers with."""
-    body = {"error": {"status": status, "code": code, "message": message}}
+    body = {"error": {"status": status, "code": code, "message": clip(message)}}
+    problems = for_client(problems)
     if problems:
         body["problems"] = [problem_json(problem) for problem in problems]
         paths = [problem.path for problem in problems if problem.path]
@@ -79,8 +103,8 @@ def respond(status: int, code: str, message: str, problems: list[Problem] = (), 
         response = jsonify(error_body(status, code, message, problems, **extra))
         response.status_code = status
         return response
-    return render_template("error.html", status=status, code=code, message=message, problems=problems,
-                           **extra), status
+    return render_template("error.html", status=status, code=code, message=clip(message),
+                           problems=for_client(problems), **extra), status
 
 
 def register(app: Flask) -> None:

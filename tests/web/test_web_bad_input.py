@@ -239,3 +239,35 @@ def test_activate_form_refuses_week_dates_and_far_years(app):
                                                   "date": date})
         assert response.status_code == 422 and "bad-date" in response.text, date
         assert "short of vouchers" not in response.text  # the locker was not even asked
+
+
+def test_api_error_for_20000_add_ons_does_not_echo_the_list(client, bearer):
+    body = {"configuration": {"product": "epo", "addons": [{"id": "x"}] * 20000}}  # just under 256 KiB
+    response = client.post("/api/v1/validate", json=body, headers=bearer)
+    assert response.status_code == 422 and response.json["error"]["path"] == "configuration.addons"
+    message = response.json["error"]["message"]
+    assert message.endswith("is too long") and " … " in message and len(message) < 250
+    assert len(response.data) < 2000  # was 520 KB
+
+
+def test_api_error_for_20000_unknown_keys_lists_50_and_counts_the_rest(client, bearer):
+    body = {"configuration": {"product": "epo"}, **{f"k{number}": 1 for number in range(20000)}}
+    response = client.post("/api/v1/validate", json=body, headers=bearer)
+    assert response.status_code == 422 and response.json["error"]["path"] == "k0"
+    problems = response.json["problems"]
+    assert len(problems) == 51 and problems[49]["path"] == "k49"
+    assert problems[50]["code"] == "more-problems" and "19950 more problems" in problems[50]["message"]
+    assert len(response.data) < 10_000  # was 2.1 MB
+
+
+def test_api_error_for_a_200000_character_key_is_short(client, bearer):
+    response = client.post("/api/v1/validate", json={"configuration": {}, "k" * 200_000: 1}, headers=bearer)
+    assert response.status_code == 422 and len(response.data) < 2000
+
+
+def test_form_error_page_does_not_echo_a_long_configuration(partner):
+    configuration = json.dumps({"product": "epo", "addons": [{"id": "insulation-monitoring"}] * 5000})
+    response = partner.post("/projects", data={"csrf_token": csrf_of(partner.get("/projects").text), "name": "Plant",
+                                               "configuration": configuration})
+    assert response.status_code == 422 and "is too long" in response.text
+    assert len(response.data) < 10_000
