@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -111,14 +111,31 @@ def _shown(text: str) -> str:
     return text if text.isprintable() else repr(text)
 
 
+def _text_or_exit(option: str, value: str | None, output_format: str) -> None:
+    """Exit 2 when an option's value is not UTF-8 text (the shell passed other bytes): it can be neither sent nor shown."""
+    try:
+        (value or "").encode("utf-8")
+    except UnicodeEncodeError:
+        print_problems([Problem("bad-option", f"{_shown(value)} is not UTF-8 text", Location(option),
+                                hint="check the terminal's or the script's character encoding")],
+                       output_format, sys.stdout if output_format == "json" else sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _json(data) -> str:
+    """Serialise for output like dump_json, escaping DEL and C1 controls too (JSON escapes only those below 0x20)."""
+    return re.sub("[\x7f-\x9f]", lambda found: f"\\u{ord(found.group()):04x}", dump_json(data))
+
+
 def _review_text(order, cart_url: str | None) -> str:
-    lines = [f"Order for purchasing account {order.account}" + (f", project {order.project}" if order.project else ""),
-             "Bill of materials:"]
+    """Format an order for the partner to review: who, what, the key, where it would go, the JSON document."""
+    lines = [f"Order for purchasing account {_shown(order.account)}" +
+             (f", project {_shown(order.project)}" if order.project else ""), "Bill of materials:"]
     for line in order.lines:
         lines.append(f"  {line['quantity']:>6} x {line['reference']:<20} {line['description']}")
     lines.append(f"Order key: {order.idempotency_key}")
     lines.append(f"Would be sent to: {cart_url or '(no cart URL configured)'}")
-    lines.append(json.dumps(order.payload, indent=2, ensure_ascii=False))
+    lines.append(_json(order.payload))
     return "\n".join(lines)
 
 
@@ -148,6 +165,7 @@ def checkout_command(request_file: Path, cart_url: str | None, confirm: bool, pr
     from engine.checkout import CheckoutFailed, CheckoutRefused, place_order, prepare_order
     from engine.exports import ExportRefused
 
+    _text_or_exit("--project", project, output_format)
     url = _cart_url_or_exit(cart_url, confirm, output_format)
     compiled = load_compiled_or_exit(rules_dir, output_format)
     [(name, request)] = read_requests((request_file,), compiled.catalog, output_format)
@@ -161,8 +179,8 @@ def checkout_command(request_file: Path, cart_url: str | None, confirm: bool, pr
         _refused(error, output_format)
     if not confirm:
         if output_format == "json":
-            click.echo(dump_json({"sent": False, "cart_url": url, "idempotency_key": order.idempotency_key,
-                                  "payload": order.payload}))
+            click.echo(_json({"sent": False, "cart_url": url, "idempotency_key": order.idempotency_key,
+                              "payload": order.payload}))
         else:
             click.echo(_review_text(order, url))
             click.echo("Nothing was sent. Check the order above, then run again with --confirm to place it.")
@@ -198,11 +216,14 @@ def update_guide_command(product: str, version: str | None, mode: str, event: st
     """Show the steps that update an installed system after an activation, amendment or renewal."""
     from engine.guidance import render_guide, update_guide
 
+    _text_or_exit("--activation-id", activation_id, output_format)
     catalog = load_or_exit(rules_dir, output_format)
+    if activation_id is not None and output_format == "text":
+        activation_id = _shown(activation_id)  # written into the steps: JSON escapes it itself
     try:
         guide = update_guide(catalog, product, version, mode, event, activation_id)
     except CompanionError as error:
         print_problems(error.problems, output_format, sys.stdout if output_format == "json" else sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
-    click.echo(dump_json(guide) if output_format == "json" else render_guide(guide))
+    click.echo(_json(guide) if output_format == "json" else render_guide(guide))
     sys.exit(EXIT_OK)

@@ -372,7 +372,7 @@ def template_for(catalog: Catalog, partner, template_id: str) -> Template:
     if template_id not in exports.templates:
         hint = did_you_mean(template_id, exports.templates) or ""
         hint = (hint + " " if hint else "") + "your templates: " + ", ".join(available)
-        raise TemplateNotAvailable([Problem("unknown-template", f"no export template '{template_id}'",
+        raise TemplateNotAvailable([Problem("unknown-template", f"no export template {template_id!r}",
                                             Location(exports.file), hint=hint)])
     if template_id not in available:
         template = exports.templates[template_id]

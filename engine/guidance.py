@@ -179,19 +179,19 @@ def update_guide(catalog: Catalog, product: str, version: str | None, mode: str,
     problems = []
     found = catalog.products.get(product)
     if found is None:
-        problems.append(Problem("unknown-ref", f"unknown product '{product}'", Location(guidance.file),
+        problems.append(Problem("unknown-ref", f"unknown product {product!r}", Location(guidance.file),
                                 hint=did_you_mean(product, catalog.products) or "products: " + ", ".join(catalog.products),
                                 path="product"))
     elif version is not None and version not in found.versions:
         versions = sorted(found.versions, key=version_key)
-        problems.append(Problem("unknown-version", f"{product} has no version '{version}'", Location(guidance.file),
+        problems.append(Problem("unknown-version", f"{product} has no version {version!r}", Location(guidance.file),
                                 hint=did_you_mean(version, versions) or "versions: " + ", ".join(versions),
                                 path="version"))
     if mode not in MODES:
-        problems.append(Problem("unknown-mode", f"unknown mode '{mode}'", Location(guidance.file),
+        problems.append(Problem("unknown-mode", f"unknown mode {mode!r}", Location(guidance.file),
                                 hint=did_you_mean(mode, MODES) or "modes: " + ", ".join(MODES), path="mode"))
     if event not in EVENTS:
-        problems.append(Problem("unknown-event", f"unknown event '{event}'", Location(guidance.file),
+        problems.append(Problem("unknown-event", f"unknown event {event!r}", Location(guidance.file),
                                 hint=did_you_mean(event, EVENTS) or "events: " + ", ".join(EVENTS), path="event"))
     if problems:
         raise CompanionError(problems)

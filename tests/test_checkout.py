@@ -416,3 +416,29 @@ def test_a_malformed_cart_url_is_refused_before_anything_is_sent(url, says, conf
 def test_a_malformed_cart_url_in_the_environment_is_located_there():
     result = run("checkout", str(GOLDEN / "epo-power-management-us.yaml"), env={"COMPANION_CART_URL": "http://[::1"})
     assert result.exit_code == 2 and result.stderr.startswith("$COMPANION_CART_URL: error[bad-cart-url]")
+
+
+# --- regression: control characters in --project reached the terminal raw -----------------------------------
+
+HOSTILE_PROJECT = "Wing B\x1b]0;owned\x07\r\u009b2J"
+
+
+def test_the_review_escapes_control_characters_of_the_project():
+    result = run("checkout", str(GOLDEN / "epo-power-management-us.yaml"), "--project", HOSTILE_PROJECT)
+    assert result.exit_code == 0
+    assert "Order for purchasing account 12345678, project 'Wing B\\x1b]0;owned\\x07\\r\\x9b2J'" in result.stdout
+    assert '"project": "Wing B\\u001b]0;owned\\u0007\\r\\u009b2J"' in result.stdout
+    assert not {"\x1b", "\x07", "\r", "\u009b"} & set(result.stdout)
+
+
+def test_the_json_review_escapes_c1_controls_of_the_project():
+    result = run("checkout", str(GOLDEN / "epo-power-management-us.yaml"), "--project", HOSTILE_PROJECT,
+                 "--format", "json")
+    assert result.exit_code == 0 and "\u009b" not in result.stdout
+    assert json.loads(result.stdout)["payload"]["project"] == HOSTILE_PROJECT
+
+
+def test_a_project_that_is_not_utf8_text_is_refused():
+    result = run("checkout", str(GOLDEN / "epo-power-management-us.yaml"), "--project", "Wing \udcff")
+    assert result.exit_code == 2 and not result.stdout
+    assert result.stderr.startswith("--project: error[bad-option]: 'Wing \\udcff' is not UTF-8 text")

@@ -465,3 +465,12 @@ def test_bom_keeps_the_permissions_of_the_file_it_replaces(tmp_path):
     result = run("bom", str(GOLDEN / "epo-power-management-us.yaml"), "--template", "generic", "-o", str(target))
     assert result.exit_code == 0 and target.read_bytes() == (GOLDEN / "generic-epo.csv").read_bytes()
     assert target.stat().st_mode & 0o777 == 0o640 and list(tmp_path.iterdir()) == [target]
+
+
+# --- regression: control characters in --template reached the terminal raw ---------------------------------
+
+def test_bom_escapes_control_characters_of_an_unknown_template():
+    result = run("bom", str(GOLDEN / "epo-power-management-us.yaml"), "--template", "generic\x1b]0;owned\x07\r")
+    assert result.exit_code == 2
+    assert "error[unknown-template]: no export template 'generic\\x1b]0;owned\\x07\\r'" in result.stderr
+    assert not {"\x1b", "\x07", "\r"} & set(result.stderr)

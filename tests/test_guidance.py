@@ -198,3 +198,32 @@ def test_check_refuses_a_placeholder_with_a_conversion_or_format_at_the_step(tmp
         checked.stderr
     assert "a placeholder is a plain {name}" in checked.stderr
     assert guide.exit_code == 1 and "error[bad-placeholder]" in guide.stderr and not guide.stdout
+
+
+# --- regression: control characters in --activation-id and the other options reached the terminal raw -----
+
+def test_update_guide_escapes_control_characters_of_the_activation_id():
+    result = run("update-guide", "--product", "epo", "--mode", "online", "--activation-id", "ACT-1\x1b]0;owned\x07\r")
+    assert result.exit_code == 0
+    assert "Select the licence of Activation ID 'ACT-1\\x1b]0;owned\\x07\\r' and choose Refresh." in result.stdout
+    assert not {"\x1b", "\x07", "\r"} & set(result.stdout)
+
+
+def test_update_guide_json_escapes_every_control_character_and_keeps_the_value():
+    result = run("update-guide", "--product", "epo", "--mode", "online", "--activation-id", "ACT-1\x1b\u009b2J",
+                 "--format", "json")
+    assert result.exit_code == 0 and not {"\x1b", "\u009b"} & set(result.stdout)
+    assert any("Activation ID ACT-1\x1b\u009b2J and" in step for step in json.loads(result.stdout)["steps"])
+
+
+def test_update_guide_refuses_an_activation_id_that_is_not_utf8_text():
+    result = run("update-guide", "--product", "epo", "--mode", "online", "--activation-id", "ACT-\udcff",
+                 "--format", "json")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["problems"][0]["where"] == "--activation-id"
+
+
+def test_update_guide_escapes_control_characters_of_unknown_input():
+    result = run("update-guide", "--product", "epo\x1b]0;owned\x07", "--mode", "online\r", "--event", "x\x07")
+    assert result.exit_code == 2 and not {"\x1b", "\x07", "\r"} & set(result.stderr)
+    assert "unknown product 'epo\\x1b]0;owned\\x07'" in result.stderr and "unknown mode 'online\\r'" in result.stderr
