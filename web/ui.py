@@ -23,7 +23,7 @@ from engine.options import options as list_options
 from engine.problem import CompanionError, Problem
 from engine.request import request_from_data
 from engine.source import MAX_DEPTH
-from web import auth, compiled, inputs, live, orders, services, store
+from web import auth, compiled, errors, inputs, live, orders, services, store
 from web.diagram import upgrade_diagram
 
 bp = Blueprint("ui", __name__)
@@ -492,7 +492,9 @@ def _locker_action(action, success) -> object:
     try:
         result = action()
     except CompanionError as error:
-        for problem in error.problems:
+        # Flashed messages live in the session cookie: one echoing a 20,000-character code made it too large
+        # for browsers, which then drop the cookie, and with it the message.
+        for problem in errors.for_client(error.problems):
             flash(f"{problem.message}" + (f" — {problem.hint}" if problem.hint else ""), "error")
     else:
         success(result)

@@ -6,6 +6,7 @@ Each test is a regression case of a bug a probe found; its name says what the us
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
@@ -271,3 +272,14 @@ def test_form_error_page_does_not_echo_a_long_configuration(partner):
                                                "configuration": configuration})
     assert response.status_code == 422 and "is too long" in response.text
     assert len(response.data) < 10_000
+
+
+@pytest.mark.parametrize("url,field", [("/locker/redeem", "code"), ("/locker/invite", "email"),
+                                       ("/locker/accept", "invitation")])
+def test_locker_form_with_a_20000_character_value_still_shows_its_error(partner, url, field):
+    rng = random.Random(7)  # a random value: the session cookie compresses a repeated one
+    value = "".join(rng.choice("ABCDEFGHJKMNPQRSTUVWXYZ23456789") for _ in range(20000))
+    response = partner.post(url, data={"csrf_token": csrf_of(partner.get("/locker").text), field: value})
+    assert response.status_code == 302
+    assert len(response.headers["Set-Cookie"]) < 4093  # browsers drop a larger cookie, and the message with it
+    assert 'class="flash error"' in partner.get("/locker").text
