@@ -65,6 +65,7 @@ def form_number(text: str, path: str, problems: list[Problem], minimum: int | No
         return None
     return number
 
+
 def calendar_date(value, path: str = "date") -> dt.date:
     """Read a date written YYYY-MM-DD from FIRST_DAY to LAST_DAY (2000 to 2999), or raise bad-date at PATH."""
     hint = "write a date such as 2025-06-01"
@@ -81,6 +82,7 @@ def calendar_date(value, path: str = "date") -> dt.date:
         raise CompanionError([Problem("bad-date", f"'{value}' is outside {FIRST_DAY} .. {LAST_DAY}", path=path,
                                       hint=hint)])
     return day
+
 
 def json_problem(data, max_depth: int, what: str = "the body", at: tuple = ()) -> Problem | None:
     """Return why parsed JSON (at path AT) cannot be taken: nested too deep, or holding a lone surrogate."""
