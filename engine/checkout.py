@@ -82,8 +82,8 @@ class CheckoutFailed(Exception):
         self.retryable = retryable
 
 
-def cart_url_from(explicit: str | None = None, option: str = "--cart-url") -> str:
-    """Return the cart URL given, else COMPANION_CART_URL; raise CompanionError if none or malformed."""
+def cart_url_from(explicit: str | None = None, option: str = "<checkout>") -> str:
+    """Return the cart URL given (from `option`), else COMPANION_CART_URL; raise CompanionError if none or malformed."""
     url = explicit or os.environ.get(CART_URL_VARIABLE, "")
     if not url:
         raise CompanionError([Problem("no-cart-url", "no cart URL is configured", Location("<checkout>"),

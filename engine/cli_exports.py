@@ -112,7 +112,7 @@ def _shown(text: str) -> str:
 
 
 def _text_or_exit(option: str, value: str | None, output_format: str) -> None:
-    """Exit 2 when an option's value is not UTF-8 text (the shell passed other bytes): it can be neither sent nor shown."""
+    """Exit 2 when an option's value is not UTF-8 text (the shell passed other bytes): it cannot be sent or shown."""
     try:
         (value or "").encode("utf-8")
     except UnicodeEncodeError:
@@ -144,7 +144,7 @@ def _cart_url_or_exit(explicit: str | None, confirm: bool, output_format: str) -
     from engine.checkout import cart_url_from
 
     try:
-        return cart_url_from(explicit)
+        return cart_url_from(explicit, "--cart-url")
     except CompanionError as error:
         if confirm or any(problem.code != "no-cart-url" for problem in error.problems):
             print_problems(error.problems, output_format, sys.stdout if output_format == "json" else sys.stderr)

@@ -450,8 +450,8 @@ def test_bom_that_fails_half_way_leaves_the_previous_file_whole(tmp_path):
         resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
 
     result = subprocess.run(
-        [sys.executable, "-c", "from engine.cli import main; main()", "bom", str(GOLDEN / "epo-power-management-us.yaml"),
-         "--template", "generic", "-o", str(target)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", "from engine.cli import main; main()", "bom",
+         str(GOLDEN / "epo-power-management-us.yaml"), "--template", "generic", "-o", str(target)], cwd=ROOT, capture_output=True, text=True, timeout=60,
         preexec_fn=small_files, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     assert result.returncode == 2, result.stderr
     assert result.stderr == f"{target}: error[file]: cannot write file: File too large\n"
