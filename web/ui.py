@@ -253,9 +253,9 @@ def open_project(project_id: str):
 @auth.login_required
 def copy_project(project_id: str):
     """Copy a project."""
-    email = auth.current_account().email
-    services.stored_configuration(accounts.get_project(store(), email, inputs.project_id(project_id)))
-    copy = accounts.copy_project(store(), email, inputs.project_id(project_id))
+    email, number = auth.current_account().email, inputs.project_id(project_id)
+    services.stored_configuration(accounts.get_project(store(), email, number))  # a malformed one is not copied
+    copy = accounts.copy_project(store(), email, number)
     flash(f"Copied as “{copy.name}”.")
     return redirect(url_for("ui.projects"))
 
