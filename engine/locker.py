@@ -778,6 +778,16 @@ def get_activation(store: Store, user_email: str, activation_id: str) -> Activat
         return _activation_view(session, _activation_row(session, locker, activation_id))
 
 
+def get_activation_to_change(store: Store, user_email: str, activation_id: str, kind: str) -> Activation:
+    """Return an activation of the acting user's locker that is the latest of its chain, ready to amend or renew."""
+    with store.transaction() as session:
+        user = _user_row(session, user_email, lock=True)
+        locker = _locker_row(session, user)
+        row = _activation_row(session, locker, activation_id)
+        _refuse_if_changed(session, row, kind)
+        return _activation_view(session, row)
+
+
 def list_activations(store: Store, user_email: str) -> list[Activation]:
     """Return the activations of the acting user's locker, oldest first."""
     with store.transaction() as session:

@@ -213,7 +213,7 @@ def _subscription_change(kind: str):
         if not isinstance(data["activation_id"], str):
             raise CompanionError([Problem("request-schema", "activation_id is a string such as ACT-XXXX-XXXX-XXXX-XXXX",
                                           path="activation_id")])
-        activation = services.find_activation(account.email, data["activation_id"], path="activation_id")
+        activation = services.find_activation(account.email, data["activation_id"], kind, path="activation_id")
         subscription = services.subscription_of(activation)
     else:
         subscription = data["subscription"]

@@ -54,10 +54,10 @@ def catalogue_json(catalog: Catalog, state: ReloadState) -> dict:
     return {"rules_version": catalog.rules_version, "products": products, "badges": badges, "reload": reload}
 
 
-def find_activation(email: str, activation_id: str, path: str = "activation_id") -> locker.Activation:
-    """Return one of the user's activations; a refusal points at PATH."""
+def find_activation(email: str, activation_id: str, kind: str, path: str = "activation_id") -> locker.Activation:
+    """Return one of the user's activations to amend or renew (the latest of its chain); a refusal points at PATH."""
     try:
-        return locker.get_activation(store(), email, activation_id)
+        return locker.get_activation_to_change(store(), email, activation_id, KINDS[kind])
     except CompanionError as error:
         raise CompanionError([dataclasses.replace(problem, path=problem.path or path)
                               for problem in error.problems]) from None

@@ -445,8 +445,8 @@ def change_subscription(activation_id: str, action: str):
     """Preview (GET) or activate (POST) an amendment or a renewal of one activation."""
     current = catalogue_or_error()
     account = auth.current_account()
-    activation = services.find_activation(account.email, activation_id)
     kind = "change" if action == "amend" else "renewal"
+    activation = services.find_activation(account.email, activation_id, kind)
     values = request.form if request.method == "POST" else request.args
     change, problems = _change_from(values, kind)
     document = {"partner": auth.partner_of(account, current.catalog),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from web_support import EBO_PARTNER, OTHER, PARTNER, PASSWORD, issue, token_for
@@ -274,6 +276,16 @@ def test_amend_and_activate_an_activation_of_the_locker(app, client):
     refused = client.post("/api/v1/amend", json={"activation_id": activation, "change": {"date": "2025-09-01"}},
                           headers=other_partner)
     assert refused.status_code == 403 and refused.json["error"]["path"] == "activation_id"
+    amended = result["activation"]["activation"]["id"]
+    for activate in (True, False):  # charging it again, or even quoting it: the subscription has moved on
+        again = client.post("/api/v1/amend", json={**body, "activate": activate}, headers=headers)
+        assert again.status_code == 409 and again.json["error"]["code"] == "already-changed"
+        assert again.json["error"]["path"] == "activation_id" and amended in again.json["error"]["message"]
+    renewal = client.post("/api/v1/renew", json={"activation_id": activation, "renewal": {"date": "2028-05-01"}},
+                          headers=headers)
+    assert renewal.status_code == 409 and renewal.json["error"]["code"] == "already-changed"
+    balances = client.get("/api/v1/locker", headers=headers).json
+    assert "EPO-AMD-ESS-ADV" not in json.dumps(balances)  # the 33 vouchers were debited once, all of them
 
 
 def test_whole_numbers_written_with_a_decimal_point_are_read_as_integers(client, bearer):

@@ -219,8 +219,10 @@ def test_activate_shows_the_shortfall_then_the_activation_id_and_amend_shows_33_
     assert amendment_id.startswith("ACT-") and amendment_id != activation_id
     listing = client.get("/subscriptions").text
     assert f"amendment of {activation_id}" in listing and "Superseded" in listing
-    renewal = client.get(f"/subscriptions/{activation_id}/renew?date=2028-05-01&term_months=12")
-    assert "New term" in renewal.text and "2028-06-01" in renewal.text
+    superseded = client.get(f"/subscriptions/{activation_id}/renew?date=2028-05-01&term_months=12")
+    assert superseded.status_code == 409 and amendment_id in superseded.text  # renew the amendment instead
+    renewal = client.get(f"/subscriptions/{amendment_id}/renew?date=2028-05-01&term_months=12")
+    assert "New term" in renewal.text and "2028-06-01" in renewal.text  # the amendment keeps the 2025-06-01 term
 
 
 def test_another_users_activation_is_refused(app, partner):
