@@ -69,10 +69,13 @@ def body() -> dict:
     if not request.is_json:
         refuse(415, "unsupported-media-type", "send the body as JSON (Content-Type: application/json)", path="$")
     try:
-        data = request.get_json(silent=True)
+        data = inputs.strict_json(request.get_data())
         problem = inputs.json_problem(data, MAX_DEPTH)
     except RecursionError:  # Python's JSON decoder recurses once per level of nesting
         data, problem = None, inputs.too_deep(MAX_DEPTH)
+    except inputs.DuplicateKey as error:
+        data, problem = None, Problem("duplicate-key", f"key '{inputs.echo(str(error))}' appears twice in one object",
+                                      path="$", hint="JSON parsers disagree on which copy counts: send it once")
     if problem is not None:
         refuse(400, problem.code, problem.message, path=problem.path, hint=problem.hint)
     if data is None:

@@ -8,6 +8,7 @@ that no response can encode. These readers take only what the pages and the API 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 
 from engine.model import FIRST_DAY, LAST_DAY
@@ -82,6 +83,33 @@ def calendar_date(value, path: str = "date") -> dt.date:
         raise CompanionError([Problem("bad-date", f"'{value}' is outside {FIRST_DAY} .. {LAST_DAY}", path=path,
                                       hint=hint)])
     return day
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names the same key twice."""
+
+
+def strict_json(text: str | bytes):
+    """Parse a JSON body, refusing NaN and Infinity and duplicate keys; None when it is not JSON."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except DuplicateKey:
+        raise
+    except ValueError:  # not JSON, NaN or Infinity, or an integer of over 4,300 digits
+        return None
+
+
+def _unique_keys(pairs: list) -> dict:
+    found: dict = {}
+    for key, value in pairs:
+        if key in found:
+            raise DuplicateKey(key)
+        found[key] = value
+    return found
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def json_problem(data, max_depth: int, what: str = "the body", at: tuple = ()) -> Problem | None:

@@ -300,3 +300,25 @@ def test_whole_numbers_written_with_a_decimal_point_are_read_as_integers(client,
     assert written.data == plain.data and b".0" not in written.data
     verdict = client.post("/api/v1/validate", json={"configuration": decimal}, headers=bearer).json
     assert verdict["valid"] and all(type(line["quantity"]) is int for line in verdict["bom"])
+
+
+def test_a_key_twice_in_one_json_object_is_refused_not_last_one_wins(client, bearer):
+    """The CLI refuses duplicate keys; the API took the last copy silently (`"tier"` twice: which one was meant?)."""
+    body = ('{"configuration": {"product": "epo", "license": "subscription", "term_months": 36, '
+            '"tier": "expert", "tier": "essential"}}')
+    response = client.post("/api/v1/validate", data=body, headers=bearer, content_type="application/json")
+    assert response.status_code == 400 and response.json["error"]["code"] == "duplicate-key"
+    assert response.json["error"]["message"] == "key 'tier' appears twice in one object"
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1" * 5000])
+def test_numbers_json_does_not_have_are_not_json(client, bearer, number):
+    body = '{"configuration": {"product": "epo", "devices": %s}}' % number
+    response = client.post("/api/v1/validate", data=body, headers=bearer, content_type="application/json")
+    assert response.status_code == 400 and response.json["error"]["code"] == "bad-json"
+
+
+def test_a_body_that_is_not_utf8_is_not_json(client, bearer):
+    body = b'{"configuration": {"product": "ep\xff"}}'
+    response = client.post("/api/v1/validate", data=body, headers=bearer, content_type="application/json")
+    assert response.status_code == 400 and response.json["error"]["code"] == "bad-json"
