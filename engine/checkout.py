@@ -122,8 +122,12 @@ def idempotency_key(account: str, project: str | None, lines) -> str:
     return "companion-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
-def prepare_order(compiled, request, project: str | None = None) -> Order:
-    """Check the purchasing account and the configuration; return the order to review and confirm."""
+def prepare_order(compiled, request, project: str | None = None, project_since: str = "") -> Order:
+    """Check the purchasing account and the configuration; return the order to review and confirm.
+
+    PROJECT_SINCE (when the project was created) goes into the order's key only: a database may give a deleted
+    project's id to a new one, whose order must not pass for the old one at the cart.
+    """
     from engine.evaluate import evaluate
 
     catalog = compiled.catalog
@@ -139,7 +143,7 @@ def prepare_order(compiled, request, project: str | None = None) -> Order:
     lines = tuple({"line": number, "reference": line["reference"], "description": line["description"],
                    "quantity": line["quantity"], "months": line["months"]}
                   for number, line in enumerate(verdict.bom, start=1))
-    key = idempotency_key(account, project, lines)
+    key = idempotency_key(account, f"{project} since {project_since}" if project_since else project, lines)
     payload = {
         "idempotency_key": key,
         "account": account,

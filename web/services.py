@@ -174,7 +174,8 @@ def prepare_checkout(current: CompiledCatalog, account, project):
     """
     request = partner_request(current, account, stored_configuration(project))
     try:
-        return checkout.prepare_order(current, request, project=order_reference(project))
+        return checkout.prepare_order(current, request, project=order_reference(project),
+                                      project_since=project.created_at.isoformat())
     except exports.ExportRefused as error:
         raise CompanionError([Problem("configuration-refused", f"project “{project.name}” is not a valid "
                                       "configuration under the current rules, so it cannot be ordered",

@@ -476,3 +476,23 @@ def test_deleting_an_ordered_project_keeps_its_order(shop, cart_url):
         with store().transaction() as session:
             row = session.scalar(select(OrderRow).where(OrderRow.project_name == "Ordered then deleted"))
             assert row.project_id is None and row.confirmation == "SO-000001"
+
+
+def test_a_new_project_with_a_deleted_projects_id_places_its_own_order(shop, cart_url):
+    """Regression: SQLite gives a deleted project's id to the next one; its order had the old key and the cart
+    answered with the old confirmation, so no order was placed."""
+    first = save(shop, BUYER, "Ordered, deleted, id reused")
+    client = client_of(shop, BUYER)
+    with Cart() as cart:
+        cart_url(cart.url)
+        review = client.get(f"/projects/{first.id}/checkout").text
+        assert client.post(f"/projects/{first.id}/checkout", data=confirm_form(review)).status_code == 303
+        page = client.get("/projects").text
+        assert client.post(f"/projects/{first.id}/delete", data={"csrf_token": csrf_of(page)}).status_code == 302
+        second = save(shop, BUYER, "Ordered, deleted, id reused")  # the same configuration, the same name
+        assert second.id == first.id  # the premise: SQLite reused the id
+        review = client.get(f"/projects/{second.id}/checkout").text
+        done = client.post(f"/projects/{second.id}/checkout", data=confirm_form(review))
+        page = client.get(done.headers["Location"]).text
+    assert len(cart.received) == 2 and cart.received[0]["key"] != cart.received[1]["key"]
+    assert len(cart.orders) == 2 and "Order placed: confirmation number SO-000002." in page
