@@ -121,6 +121,7 @@ def activate_change(store: Store, compiled: CompiledCatalog, user_email: str, ac
     block = CHANGE if kind == "amendment" else RENEWAL
     request = amendment_from_data({"partner": partner, "subscription": subscription, block: change},
                                   compiled.catalog, kind=block)
+    check_follows(parent, request.change.date, block)
     result = (amend if kind == "amendment" else renew)(compiled, request)
     document = result.to_json()
     configuration = {key: document["subscription"][key] for key in CONFIGURATION_KEYS
@@ -130,6 +131,14 @@ def activate_change(store: Store, compiled: CompiledCatalog, user_email: str, ac
     on = request.change.date if kind == "amendment" else date.fromisoformat(str(document["term"]["new_start"]))
     return activate_lines(store, compiled, user_email, configuration, document, lines, on=on, kind=kind,
                           parent=parent.id, notices=notices)
+
+
+def check_follows(parent: locker.Activation, day: date, block: str) -> None:
+    """Refuse a change dated before the activation it changes: its months were priced from that date on."""
+    if day < parent.activated_on:
+        raise CompanionError([Problem(
+            "before-parent", f"{day} is before {parent.id}, the {parent.kind} of {parent.activated_on} this changes",
+            path=f"{block}.date", hint=f"date the change on or after {parent.activated_on}")])
 
 
 def render_outcome(outcome: ActivationOutcome) -> str:

@@ -247,3 +247,26 @@ def test_an_activation_date_outside_the_business_calendar_is_refused(store, comp
                                on=day)
     assert [problem.code for problem in refused.value.problems] == ["bad-date"]
     assert locker.balances(store, "alice@acme.example") == {"EPO-ADV-SUB-1Y": 1}
+
+
+def test_a_change_dated_before_the_change_it_follows_is_refused(store, compiled):
+    """Regression: amending an amendment of 2026-01-01 as of 2025-07-01 charged Expert from month 2, while
+    Essential -> Advanced was paid only from 2026-01."""
+    fill(store, "alice@acme.example", ("EPO-ESS-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 75), ("EPO-AMD-ESS-ADV", 100),
+         ("EPO-AMD-ADV-EXP", 100))
+    first = activate_configuration(store, compiled, "alice@acme.example",
+                                   {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36,
+                                    "tier": "essential", "devices": 100}, on=JUNE)
+    amended = activate_change(store, compiled, "alice@acme.example", first.activation.id,
+                              {"date": "2026-01-01", "tier": "advanced"})
+    assert amended.activation.debits == {"EPO-AMD-ESS-ADV": 29}  # 2026-01-01 is anniversary 7: 36 - 7 = 29
+    with pytest.raises(CompanionError) as refused:
+        activate_change(store, compiled, "alice@acme.example", amended.activation.id,
+                        {"date": "2025-07-01", "tier": "expert"})
+    [problem] = refused.value.problems
+    assert (problem.code, problem.path) == ("before-parent", "change.date")
+    assert problem.hint == "date the change on or after 2026-01-01"
+    assert locker.balances(store, "alice@acme.example")["EPO-AMD-ADV-EXP"] == 100  # nothing debited
+    same_day = activate_change(store, compiled, "alice@acme.example", amended.activation.id,
+                               {"date": "2026-01-01", "tier": "expert"})
+    assert same_day.activation.debits == {"EPO-AMD-ADV-EXP": 29}

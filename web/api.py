@@ -226,7 +226,7 @@ def _subscription_change(kind: str):
     document = {"partner": auth.partner_of(account, current.catalog), "subscription": subscription}
     if kind in data:
         document[kind] = data[kind]
-    outcome = services.subscription_outcome(current, document, kind, explain_param())
+    outcome = services.subscription_outcome(current, document, kind, explain_param(), activation)
     if activate:
         outcome["activation"] = services.activate_subscription_change(current, account.email, activation, document, kind)
     return jsonify(outcome)

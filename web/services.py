@@ -71,9 +71,12 @@ def subscription_of(activation: locker.Activation) -> dict:
     return data
 
 
-def subscription_outcome(compiled: CompiledCatalog, document: dict, kind: str, explain: bool = False) -> dict:
-    """Work out an amendment (kind `change`) or a renewal (`renewal`) of a subscription."""
+def subscription_outcome(compiled: CompiledCatalog, document: dict, kind: str, explain: bool = False,
+                         activation: locker.Activation | None = None) -> dict:
+    """Work out an amendment (kind `change`) or a renewal (`renewal`) of a subscription (of ACTIVATION, if given)."""
     request = subscription.amendment_from_data(document, compiled.catalog, kind)
+    if activation is not None:
+        activations.check_follows(activation, request.change.date, kind)
     result = subscription.amend(compiled, request) if kind == "change" else subscription.renew(compiled, request)
     return result.to_json(explain)
 

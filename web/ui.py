@@ -454,7 +454,7 @@ def change_subscription(activation_id: str, action: str):
     outcome = activated = None
     if not problems:
         try:
-            outcome = services.subscription_outcome(current, document, kind, explain=True)
+            outcome = services.subscription_outcome(current, document, kind, explain=True, activation=activation)
             if request.method == "POST" and outcome["valid"]:
                 activated = services.activate_subscription_change(current, account.email, activation, document, kind)
         except CompanionError as error:

@@ -286,6 +286,11 @@ def test_amend_and_activate_an_activation_of_the_locker(app, client):
     assert renewal.status_code == 409 and renewal.json["error"]["code"] == "already-changed"
     balances = client.get("/api/v1/locker", headers=headers).json
     assert "EPO-AMD-ESS-ADV" not in json.dumps(balances)  # the 33 vouchers were debited once, all of them
+    earlier = client.post("/api/v1/amend", json={"activation_id": amended, "change": {"date": "2025-07-01",
+                                                                                    "tier": "expert"}},
+                          headers=headers)  # a quote of a change dated before the amendment it follows
+    assert earlier.status_code == 422 and earlier.json["error"]["code"] == "before-parent"
+    assert earlier.json["error"]["path"] == "change.date"
 
 
 def test_whole_numbers_written_with_a_decimal_point_are_read_as_integers(client, bearer):
