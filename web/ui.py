@@ -186,7 +186,7 @@ def configure():
                            query=query_of(configuration), configuration_json=json.dumps(configuration),
                            exports_offer=exports_offer,
                            project_unchanged=project is not None and project.configuration == configuration), \
-        422 if problems else 200
+        422 if problems or result["problems"] else 200
 
 
 # --- Projects ----------------------------------------------------------------------------------------
@@ -388,7 +388,10 @@ def activate():
     complete = is_complete(configuration) and not (request.method == "GET" and problems)
     verdict = None
     if complete and outcome is None:
-        verdict = guidance(current, account, configuration)["verdict"]
+        result = guidance(current, account, configuration)
+        verdict = result["verdict"]
+        if request.method == "GET" and result["problems"]:  # e.g. an unknown tier: say so, offer no button
+            problems, complete = problems + result["problems"], False
     view = locker.show_locker(store(), account.email)
     guides = None
     if outcome and outcome.get("activated"):

@@ -268,3 +268,13 @@ def test_the_account_cache_trusts_a_lookup_for_its_ttl_only(tmp_path):
     app.config["ACCOUNT_CACHE_SECONDS"] = 0
     app.extensions["companion.accounts"].clear()
     assert client.get("/locker").status_code == 302
+
+
+def test_activate_and_configure_with_an_unknown_tier_say_so_and_offer_no_button(partner):
+    """Regression: /activate?...&tier=advnced showed an Activate button and no problem; posting it was a 422."""
+    query = "product=epo&license=subscription&term_months=36&tier=advnced"
+    page = partner.get("/activate?" + query)
+    assert page.status_code == 422 and 'id="activate-button"' not in page.text
+    assert "did you mean &#39;advanced&#39;" in page.text or "did you mean 'advanced'" in page.text
+    configure = partner.get("/configure?" + query)
+    assert configure.status_code == 422 and "advnced" in configure.text
