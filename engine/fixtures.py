@@ -815,6 +815,13 @@ def extract_rules(revision: str, rules_dir: Path | str, into: Path) -> Path:
         raise CompanionError([Problem("git", f"{relative} does not exist at {revision}",
                                       Location(display_path(directory)), hint=said[-1] if said else "")])
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        links = [member.name for member in tar.getmembers() if member.issym() or member.islnk()]
+        if links:
+            # A link committed in the rules points outside what is read at REVISION (or nowhere): its file would
+            # be missing from the old rules, and diff would report edits nobody made.
+            raise CompanionError([Problem("git", f"the rules at {revision} hold a link, {links[0]}, which diff "
+                                          "cannot read as it was", Location(display_path(directory)),
+                                          hint="commit the rule file itself instead of a link to it")])
         tar.extractall(into, filter="data")
     return into / relative
 

@@ -119,3 +119,18 @@ def test_rules_outside_the_revision_are_bad_input(repo):
                                       "--rules", str(repo / "new-rules")])
     assert result.exit_code == 2
     assert "new-rules does not exist at HEAD" in result.stderr
+
+
+@pytest.mark.parametrize("target", ["/etc/hostname", "../shared/tiers.yaml"])
+def test_a_link_committed_in_the_rules_is_bad_input_not_invented_edits(repo, target):
+    """Regression: an absolute link was error[internal]; a relative one out of rules/ read as a missing file,
+    and diff reported every rule of it as added."""
+    (repo / "shared").mkdir()
+    (repo / "shared" / "tiers.yaml").write_text((repo / "rules" / "tiers.yaml").read_text())
+    git(repo, "rm", "-q", "rules/tiers.yaml")
+    (repo / "rules" / "tiers.yaml").symlink_to(target)
+    git(repo, "add", "rules", "shared")
+    git(repo, "commit", "-q", "-m", "link")
+    code, out, err = diff(repo)
+    assert code == 2 and out == ""
+    assert "error[git]: the rules at HEAD hold a link, rules/tiers.yaml" in err
