@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from engine.problem import CompanionError, Problem
+from engine.source import MAX_DEPTH, nesting_depth, no_json_constant
 
 FORMAT = "companion-licence/1"
 ALGORITHM = "Ed25519"
@@ -32,8 +33,6 @@ SIGNING_KEY_VARIABLE = "COMPANION_SIGNING_KEY"
 KEY_FILE = "signing-key.pem"
 PUBLIC_KEY_FILE = "signing-key.pub.pem"
 _FIELDS = ("algorithm", "format", "key_id", "licence", "signature")
-# A licence is a few levels deep; far deeper nesting is not a licence, and re-serialising it would exhaust the stack.
-MAX_DEPTH = 100
 
 
 def _refuse(code: str, message: str, hint: str = "") -> CompanionError:
@@ -175,32 +174,17 @@ def _parse(raw: bytes):
     """Return the JSON value of a licence file, or raise `malformed-licence`."""
     again = "export it again with: companion license export ACTIVATION_ID"
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        value = json.loads(raw.decode("utf-8"), parse_constant=no_json_constant)
     except RecursionError:
         raise _refuse("malformed-licence", f"the licence file is nested more than {MAX_DEPTH} levels deep",
                       again) from None
     except (UnicodeDecodeError, ValueError) as error:
         raise _refuse("malformed-licence", f"the licence file is not JSON: {error}", again) from None
-    if _too_deep(value):
+    # A licence is a few levels deep; far deeper nesting is not a licence, and re-serialising it would exhaust
+    # the stack.
+    if nesting_depth(value) > MAX_DEPTH:
         raise _refuse("malformed-licence", f"the licence file is nested more than {MAX_DEPTH} levels deep", again)
     return value
-
-
-def _no_constant(name: str):
-    # json.loads reads NaN and Infinity by default, which JSON does not have and the signed form cannot hold.
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _too_deep(value) -> bool:
-    """Return whether lists and objects nest more than MAX_DEPTH levels (walked without recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, (dict, list)):
-            if depth > MAX_DEPTH:
-                return True
-            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
-    return False
 
 
 def verify_licence(data: bytes | str, public_key: Ed25519PublicKey) -> dict:

@@ -222,6 +222,23 @@ def _location_at(text: str, offset: int, display: str) -> Location:
     return Location(display, line, offset - (text.rfind("\n", 0, offset) + 1) + 1)
 
 
+def nesting_depth(data: Any) -> int:
+    """Return how many levels of mappings and lists data nests (0 for a scalar), walked without recursion."""
+    deepest = 0
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return deepest
+
+
+def no_json_constant(name: str):
+    """Refuse NaN and Infinity, which json.loads reads by default and JSON does not have (parse_constant)."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def load_yaml(path: Path, display: str | None = None) -> Source:
     """Read and parse one YAML file."""
     display = display or str(path)

@@ -14,13 +14,13 @@ import re
 from engine.model import FIRST_DAY, LAST_DAY
 from engine.problem import CompanionError, Problem
 from engine.schema import json_path
+from engine.source import SURROGATE, no_json_constant
 
 MAX_ID = 2**31 - 1  # ids above this name nothing (and would overflow a database integer)
 DIGITS = re.compile(r"[0-9]+")
 NUMBER = re.compile(r"-?[0-9]+")
 DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 MAX_DIGITS = 9  # every maximum of the request schema has fewer digits (devices: 10,000,000)
-SURROGATE = re.compile("[\ud800-\udfff]")
 ECHO = 80  # characters of a user's value repeated in a message
 
 
@@ -92,7 +92,7 @@ class DuplicateKey(ValueError):
 def strict_json(text: str | bytes):
     """Parse a JSON body, refusing NaN and Infinity and duplicate keys; None when it is not JSON."""
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=no_json_constant)
     except DuplicateKey:
         raise
     except ValueError:  # not JSON, NaN or Infinity, or an integer of over 4,300 digits
@@ -106,10 +106,6 @@ def _unique_keys(pairs: list) -> dict:
             raise DuplicateKey(key)
         found[key] = value
     return found
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def json_problem(data, max_depth: int, what: str = "the body", at: tuple = ()) -> Problem | None:
