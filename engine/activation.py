@@ -8,12 +8,13 @@ Activation always uses the badges stored for the user, never badges claimed in a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from engine import locker
+from engine.clock import debit_date
 from engine.compile import CompiledCatalog
 from engine.evaluate import Verdict, evaluate
-from engine.model import Catalog
+from engine.model import FIRST_DAY, LAST_DAY, Catalog
 from engine.problem import CompanionError, Problem
 from engine.request import request_from_data
 from engine.source import Source
@@ -73,19 +74,32 @@ def stored_partner(store: Store, catalog: Catalog, user_email: str) -> tuple[dic
     return partner, notices
 
 
-def activate_configuration(store: Store, compiled: CompiledCatalog, user_email: str, configuration: dict,
-                           on: date | None = None) -> ActivationOutcome:
-    """Validate a configuration for the user's stored badges and, if valid, activate it from their locker."""
+def activate_configuration(store: Store, compiled: CompiledCatalog, user_email: str, configuration: dict, *,
+                           today: date, on: date | None = None, operator: str | None = None) -> ActivationOutcome:
+    """Validate a configuration for the user's stored badges and, if valid, activate it from their locker.
+
+    The activation is dated TODAY, the server's date; ON, another day, is refused unless an OPERATOR (the
+    command line's administrator) backdates it, which the journal records.
+    """
+    on, backdated = dated(on, today, operator, "date")
     partner, notices = stored_partner(store, compiled.catalog, user_email)
     request = request_from_data({"partner": partner, "configuration": configuration}, compiled.catalog)
     verdict = evaluate(compiled, request)
     return activate_lines(store, compiled, user_email, request.configuration.to_json(), verdict, verdict.bom,
-                          on=on, notices=notices)
+                          on=on, notices=notices, backdated=backdated)
+
+
+def dated(requested: date | None, today: date, operator: str | None, path: str) -> tuple[date, tuple | None]:
+    """Return the date of a debit and, when an operator backdates it, what the journal records of that."""
+    if operator is None or requested is None or requested == today:
+        return debit_date(requested, today, path), None
+    return requested, (operator, {"date": requested.isoformat(), "server_date": today.isoformat()})
 
 
 def activate_lines(store: Store, compiled: CompiledCatalog, user_email: str, configuration: dict,
                    verdict: Verdict | dict, lines: list[dict], on: date | None = None, kind: str = "activation",
-                   parent: str | None = None, notices: tuple[str, ...] = ()) -> ActivationOutcome:
+                   parent: str | None = None, notices: tuple[str, ...] = (),
+                   backdated: tuple[str, dict] | None = None) -> ActivationOutcome:
     """Activate already-evaluated lines (a configuration, an amendment or a renewal) unless refused."""
     verdict_json = verdict.to_json() if isinstance(verdict, Verdict) else verdict
     if not verdict_json["valid"]:
@@ -93,7 +107,7 @@ def activate_lines(store: Store, compiled: CompiledCatalog, user_email: str, con
     if not lines:
         raise CompanionError([Problem("nothing-to-activate", "the configuration has no bill-of-materials lines")])
     result = locker.activate(store, user_email, configuration, compiled.rules_version, requirements_of(lines),
-                             matching(compiled.catalog), on=on, kind=kind, parent=parent)
+                             matching(compiled.catalog), on=on, kind=kind, parent=parent, backdated=backdated)
     if isinstance(result, locker.Shortfall):
         return ActivationOutcome(verdict_json, shortfall=result, notices=notices)
     return ActivationOutcome(verdict_json, activation=result, notices=notices)
@@ -103,12 +117,13 @@ CONFIGURATION_KEYS = ("product", "version", "license", "term_months", "tier", "d
 
 
 def activate_change(store: Store, compiled: CompiledCatalog, user_email: str, activation_id: str, change: dict,
-                    kind: str = "amendment") -> ActivationOutcome:
+                    kind: str = "amendment", *, today: date, operator: str | None = None) -> ActivationOutcome:
     """Amend or renew an activation: work out the lines with the rules, then debit the locker for them.
 
     CHANGE is the `change` block of an amendment request or the `renewal` block of a renewal request; the
     running subscription is the parent activation's configuration and term, and the partner's stored badges
-    decide, as for any activation.
+    decide, as for any activation. The change is dated TODAY, the server's date (its months are counted
+    from it); a change block dated otherwise is refused unless an OPERATOR backdates it.
     """
     from engine.subscription import CHANGE, RENEWAL, amend, amendment_from_data, renew
 
@@ -119,6 +134,9 @@ def activate_change(store: Store, compiled: CompiledCatalog, user_email: str, ac
     subscription = {key: parent.configuration[key] for key in CONFIGURATION_KEYS if key in parent.configuration}
     subscription["start"] = parent.term_start.isoformat()
     block = CHANGE if kind == "amendment" else RENEWAL
+    requested = written_date(change.get("date"), f"{block}.date") if isinstance(change, dict) else None
+    day, backdated = dated(requested, today, operator, f"{block}.date")
+    change = {**change, "date": day.isoformat()} if isinstance(change, dict) else change
     request = amendment_from_data({"partner": partner, "subscription": subscription, block: change},
                                   compiled.catalog, kind=block)
     check_follows(parent, request.change.date, block)
@@ -130,7 +148,22 @@ def activate_change(store: Store, compiled: CompiledCatalog, user_email: str, ac
     # An amendment is recorded on its date and keeps its parent's term; a renewal's term starts where it says.
     on = request.change.date if kind == "amendment" else date.fromisoformat(str(document["term"]["new_start"]))
     return activate_lines(store, compiled, user_email, configuration, document, lines, on=on, kind=kind,
-                          parent=parent.id, notices=notices)
+                          parent=parent.id, notices=notices, backdated=backdated)
+
+
+def written_date(value, path: str) -> date | None:
+    """Return the date a request writes (YYYY-MM-DD or a YAML date), None when absent, or refuse `bad-date`."""
+    if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
+        return value
+    try:
+        day = date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else None
+    except ValueError:
+        day = None
+    if day is None or not FIRST_DAY <= day <= LAST_DAY:
+        raise CompanionError([Problem("bad-date", f"'{str(value)[:40]}' is not a date written YYYY-MM-DD from "
+                                      f"{FIRST_DAY} to {LAST_DAY}", path=path,
+                                      hint="write a date such as 2025-06-01")])
+    return day
 
 
 def check_follows(parent: locker.Activation, day: date, block: str) -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 import click
 
 from engine.activation import activate_change, activate_configuration, render_outcome
+from engine.clock import server_clock
 from engine.cli_locker import boundary, database_option, report, store_at, user_option
+from engine.journal import command_line_actor
 from engine.problem import CompanionError, Problem
 from engine.request import dump_json, load_request_text
 from engine.source import read_text
@@ -22,7 +24,8 @@ EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 @click.argument("request_file", metavar="REQUEST", type=click.Path(path_type=Path))
 @user_option
 @click.option("--date", "on", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="Activation date (default: today); a subscription's term starts on it.")
+              help="Backdate (or postdate) the activation, amendment or renewal to this day, as an operator; "
+                   "the journal records it. Default: today, the server's date.")
 @click.option("--amend", "amend_id", metavar="ACTIVATION_ID", default=None,
               help="Activate the request's `change:` block as an amendment of this activation.")
 @click.option("--renew", "renew_id", metavar="ACTIVATION_ID", default=None,
@@ -54,17 +57,21 @@ def activate(request_file: Path, user_email: str, on, amend_id, renew_id, rules_
         report(error.problems, output_format)
         sys.exit(EXIT_BAD_INPUT)
     store = store_at(database_url)
+    today = server_clock().today()
+    operator = command_line_actor() if on else None
     try:
         if amend_id or renew_id:
             kind = "amendment" if amend_id else "renewal"
-            outcome = activate_change(store, compiled, user_email, amend_id or renew_id, configuration, kind)
+            change = _dated_change(configuration, on.date() if on else None, block)
+            outcome = activate_change(store, compiled, user_email, amend_id or renew_id, change, kind,
+                                      today=today, operator=operator)
         else:
-            outcome = activate_configuration(store, compiled, user_email, configuration,
-                                             on=on.date() if on else datetime.date.today())
+            outcome = activate_configuration(store, compiled, user_email, configuration, today=today,
+                                             on=on.date() if on else None, operator=operator)
     except CompanionError as error:
         if not any(problem.path for problem in error.problems):
             raise  # a locker refusal (unknown user, ...): the boundary reports it
-        report([_located(problem, source) for problem in error.problems], output_format)
+        report([_located(_operator_hint(problem), source) for problem in error.problems], output_format)
         sys.exit(EXIT_BAD_INPUT)
     claimed = (source.data.get("partner") or {}).get("badges")
     notices = ["the partner block of the request is ignored: activation uses the badges stored for "
@@ -74,6 +81,25 @@ def activate(request_file: Path, user_email: str, on, amend_id, renew_id, rules_
     else:
         click.echo("\n".join([f"notice: {notice}" for notice in notices] + [render_outcome(outcome)]))
     sys.exit(EXIT_OK if outcome.activated else EXIT_REFUSED)
+
+
+def _dated_change(change: dict, on: datetime.date | None, block: str) -> dict:
+    """Return the change block dated ON (--date); a request dated otherwise than --date is refused."""
+    if on is None:
+        return change
+    written = change.get("date")
+    if written is not None and str(written) != on.isoformat():
+        raise CompanionError([Problem("date-conflict", f"the request dates the change {written}, --date says {on}",
+                                      path=f"{block}.date", hint="give the date once: in the request or with --date")])
+    return {**change, "date": on.isoformat()}
+
+
+def _operator_hint(problem: Problem) -> Problem:
+    """Tell the operator how to date a debit on another day: --date, which the journal records."""
+    if problem.code != "date-not-today":
+        return problem
+    return replace(problem, hint="leave the date out to use today, or, as an operator, pass --date with that day: "
+                                 "the journal records the backdated change")
 
 
 def _located(problem: Problem, source) -> Problem:

@@ -692,12 +692,13 @@ def _activation_row(session: Session, locker: db.Locker, activation_id: str) -> 
 
 def activate(store: Store, user_email: str, configuration: dict, rules_version: str, requirements,
              matching: Mapping[str, Sequence] | None = None, on: date | None = None, kind: str = "activation",
-             parent: str | None = None) -> Activation | Shortfall:
+             parent: str | None = None, backdated: tuple[str, dict] | None = None) -> Activation | Shortfall:
     """Debit the user's locker for a configuration and record its activation, or return the shortfall.
 
     One transaction locks the locker, re-reads its balances, checks coverage and, only when every line is
     covered, writes the activation and its debits. The user's stored badges go with the record. An
-    amendment keeps its parent's term start; an activation or a renewal starts a term on ON.
+    amendment keeps its parent's term start; an activation or a renewal starts a term on ON. BACKDATED,
+    an operator and what they dated otherwise than the server's date, goes to the journal with it.
     """
     if kind not in KINDS:
         raise _refuse("bad-kind", f"'{kind}' is not a kind of activation", f"use one of {', '.join(KINDS)}")
@@ -750,6 +751,10 @@ def activate(store: Store, user_email: str, configuration: dict, rules_version: 
         _audit(session, locker.id, user, "activation",
                {"activation": activation_id, "kind": kind, "parent": row.parent_id, "debits": debits,
                 "rules_version": row.rules_version, "before": before, "after": after})
+        if backdated is not None:
+            operator, details = backdated
+            journal.record(session, operator, "backdated-activation", activation_id,
+                           {**details, "kind": kind, "user": user.email, "debits": debits})
         session.flush()
         return Activation(id=activation_id, kind=kind, parent=row.parent_id, locker_id=locker.id, user=user.email,
                           configuration=stored_configuration, rules_version=row.rules_version,

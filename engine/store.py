@@ -269,6 +269,10 @@ class Store:
         with self.sessions() as session, session.begin():
             yield session
 
+    def joined(self, session: Session) -> "Store":
+        """Return a store whose transactions are SESSION's: what it does commits or rolls back with the caller."""
+        return JoinedStore(self, session)
+
     def close(self) -> None:
         """Release every pooled connection."""
         self.engine.dispose()
@@ -278,6 +282,24 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class JoinedStore(Store):
+    """A store inside a caller's transaction (engine.idempotency: an effect and its answer commit together)."""
+
+    def __init__(self, outer: Store, session: Session):
+        self.engine = outer.engine
+        self.sessions = outer.sessions
+        self._session = session
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Yield the caller's session; committing or rolling back is the caller's."""
+        yield self._session
+
+    def joined(self, session: Session) -> Store:
+        """Return this store (already inside one transaction)."""
+        return self
 
 
 def open_store(url: str | None = None, *, migrate: bool = True, **engine_options: Any) -> Store:

@@ -37,6 +37,12 @@ def compiled():
     return load(None)
 
 
+def change_on_its_date(store, compiled, user, activation_id, change, kind="amendment"):
+    """Amend or renew on a server whose date is the change's own (debits are dated by the server)."""
+    return activate_change(store, compiled, user, activation_id, change, kind,
+                           today=datetime.date.fromisoformat(change["date"]))
+
+
 def fill(store, user, *items):
     for reference, quantity in items:
         [code] = locker.issue_vouchers(store, reference, quantity)
@@ -54,7 +60,7 @@ def test_activation_debits_exactly_the_bill_of_materials(store, compiled):
     # 150 devices on advanced (50 included) need 100 device units: 3 packs of 25 + 25 single vouchers.
     fill(store, "alice@acme.example", ("EPO-ADV-SUB-3Y", 1), ("EPO-DEV-SUB-3Y-P25", 3), ("EPO-DEV-SUB-3Y", 30),
          ("EPO-IMS-SUB-3Y", 1))
-    outcome = activate_configuration(store, compiled, "alice@acme.example", EPO, on=JUNE)
+    outcome = activate_configuration(store, compiled, "alice@acme.example", EPO, today=JUNE)
     assert outcome.activated
     activation = outcome.activation
     assert activation.id.startswith("ACT-") and activation.term_start == JUNE
@@ -66,7 +72,7 @@ def test_activation_debits_exactly_the_bill_of_materials(store, compiled):
 
 def test_shortfall_names_what_is_missing_and_debits_nothing(store, compiled):
     fill(store, "alice@acme.example", ("EPO-ADV-SUB-3Y", 1), ("EPO-DEV-SUB-3Y-P25", 3))
-    outcome = activate_configuration(store, compiled, "alice@acme.example", EPO, on=JUNE)
+    outcome = activate_configuration(store, compiled, "alice@acme.example", EPO, today=JUNE)
     assert not outcome.activated
     # 100 device units less 75 from packs = 25 missing, exactly one more pack of 25 (packs are preferred);
     # insulation monitoring is missing entirely.
@@ -76,7 +82,7 @@ def test_shortfall_names_what_is_missing_and_debits_nothing(store, compiled):
 
 def test_stored_badges_decide_not_the_request(store, compiled):
     fill(store, "bob@acme.example", ("EPO-ADV-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 100), ("EPO-IMS-SUB-3Y", 1))
-    outcome = activate_configuration(store, compiled, "bob@acme.example", EPO, on=JUNE)
+    outcome = activate_configuration(store, compiled, "bob@acme.example", EPO, today=JUNE)
     assert not outcome.activated and outcome.shortfall is None
     assert [item["code"] for item in outcome.verdict["violations"]] == ["not-entitled"]
     assert locker.balances(store, "bob@acme.example") == {"EPO-ADV-SUB-3Y": 1, "EPO-DEV-SUB-3Y": 100,
@@ -85,7 +91,7 @@ def test_stored_badges_decide_not_the_request(store, compiled):
 
 def test_malformed_configuration_is_a_request_error(store, compiled):
     with pytest.raises(CompanionError) as raised:
-        activate_configuration(store, compiled, "alice@acme.example", {**EPO, "tier": "advnced"}, on=JUNE)
+        activate_configuration(store, compiled, "alice@acme.example", {**EPO, "tier": "advnced"}, today=JUNE)
     assert [(problem.code, problem.path) for problem in raised.value.problems] == [
         ("unknown-ref", "configuration.tier")]
 
@@ -146,14 +152,14 @@ def test_the_vendor_amendment_is_activated_for_33_months_of_vouchers(store, comp
     start = {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36,
              "tier": "essential", "devices": 100}
     fill(store, "alice@acme.example", ("EPO-ESS-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 75))
-    first = activate_configuration(store, compiled, "alice@acme.example", start, on=JUNE)
+    first = activate_configuration(store, compiled, "alice@acme.example", start, today=JUNE)
     assert first.activated
     change = {"date": "2025-09-01", "tier": "advanced"}
-    short = activate_change(store, compiled, "alice@acme.example", first.activation.id, change)
+    short = change_on_its_date(store, compiled, "alice@acme.example", first.activation.id, change)
     # 36-month term from 2025-06-01, amended 2025-09-01: 36 - 3 = 33 months of essential->advanced.
     assert short.shortfall.missing == {"EPO-AMD-ESS-ADV": 33}
     fill(store, "alice@acme.example", ("EPO-AMD-ESS-ADV", 33))
-    amended = activate_change(store, compiled, "alice@acme.example", first.activation.id, change)
+    amended = change_on_its_date(store, compiled, "alice@acme.example", first.activation.id, change)
     assert amended.activated
     assert (amended.activation.kind, amended.activation.parent) == ("amendment", first.activation.id)
     assert amended.activation.term_start == JUNE and amended.activation.activated_on == datetime.date(2025, 9, 1)
@@ -165,8 +171,8 @@ def test_a_renewal_starts_a_new_term_at_the_old_end(store, compiled):
     start = {"product": "epo", "version": "2024", "license": "subscription", "term_months": 12,
              "tier": "advanced", "devices": 50}
     fill(store, "alice@acme.example", ("EPO-ADV-SUB-1Y", 2))
-    first = activate_configuration(store, compiled, "alice@acme.example", start, on=JUNE)
-    renewal = activate_change(store, compiled, "alice@acme.example", first.activation.id,
+    first = activate_configuration(store, compiled, "alice@acme.example", start, today=JUNE)
+    renewal = change_on_its_date(store, compiled, "alice@acme.example", first.activation.id,
                               {"date": "2026-05-15", "term_months": 12}, kind="renewal")
     assert renewal.activated and renewal.activation.kind == "renewal"
     # The 12-month term from 2025-06-01 ends on 2026-06-01: the renewed term starts there.
@@ -179,9 +185,9 @@ def test_someone_else_cannot_amend_my_activation(store, compiled):
     fill(store, "alice@acme.example", ("EPO-ADV-SUB-1Y", 1))
     first = activate_configuration(store, compiled, "alice@acme.example",
                                    {"product": "epo", "license": "subscription", "term_months": 12,
-                                    "tier": "advanced"}, on=JUNE)
+                                    "tier": "advanced"}, today=JUNE)
     with pytest.raises(CompanionError) as raised:
-        activate_change(store, compiled, "bob@acme.example", first.activation.id, {"date": "2025-09-01",
+        change_on_its_date(store, compiled, "bob@acme.example", first.activation.id, {"date": "2025-09-01",
                                                                                    "tier": "expert"})
     assert [problem.code for problem in raised.value.problems] == ["forbidden"]
 
@@ -192,23 +198,23 @@ def test_an_activation_is_changed_once_then_its_latest_change_is_amended(store, 
              "tier": "essential", "devices": 100}
     fill(store, "alice@acme.example", ("EPO-ESS-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 75), ("EPO-AMD-ESS-ADV", 100),
          ("EPO-AMD-ADV-EXP", 100), ("EPO-ESS-SUB-3Y", 1))
-    first = activate_configuration(store, compiled, "alice@acme.example", start, on=JUNE)
+    first = activate_configuration(store, compiled, "alice@acme.example", start, today=JUNE)
     change = {"date": "2025-09-01", "tier": "advanced"}
-    amended = activate_change(store, compiled, "alice@acme.example", first.activation.id, change)
+    amended = change_on_its_date(store, compiled, "alice@acme.example", first.activation.id, change)
     assert amended.activation.debits == {"EPO-AMD-ESS-ADV": 33}
     for kind, again in (("amendment", change), ("renewal", {"date": "2028-05-01", "term_months": 36})):
         with pytest.raises(CompanionError) as refused:
-            activate_change(store, compiled, "alice@acme.example", first.activation.id, again, kind=kind)
+            change_on_its_date(store, compiled, "alice@acme.example", first.activation.id, again, kind=kind)
         [problem] = refused.value.problems
         assert problem.code == "already-changed" and amended.activation.id in problem.message
         assert problem.hint.endswith(f"{amended.activation.id}, the subscription as it stands now")
     assert locker.balances(store, "alice@acme.example")["EPO-AMD-ESS-ADV"] == 100 - 33  # debited once
     # The amendment itself is the subscription as it stands: advanced -> expert from 2026-06-01, 24 months left.
-    later = activate_change(store, compiled, "alice@acme.example", amended.activation.id,
+    later = change_on_its_date(store, compiled, "alice@acme.example", amended.activation.id,
                             {"date": "2026-06-01", "tier": "expert"})
     assert later.activated and later.activation.debits == {"EPO-AMD-ADV-EXP": 24}
     with pytest.raises(CompanionError) as refused:
-        activate_change(store, compiled, "alice@acme.example", amended.activation.id, {"date": "2026-07-01",
+        change_on_its_date(store, compiled, "alice@acme.example", amended.activation.id, {"date": "2026-07-01",
                                                                                        "devices": 200})
     assert later.activation.id in refused.value.problems[0].message  # the latest in the chain is named
 
@@ -222,11 +228,11 @@ def test_racing_amendments_of_one_activation_debit_once(tmp_path, compiled):
     fill(store, "alice@acme.example", ("EPO-ESS-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 75), ("EPO-AMD-ESS-ADV", 330))
     first = activate_configuration(store, compiled, "alice@acme.example",
                                    {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36,
-                                    "tier": "essential", "devices": 100}, on=JUNE)
+                                    "tier": "essential", "devices": 100}, today=JUNE)
 
     def amend_once(_):
         try:
-            return activate_change(store, compiled, "alice@acme.example", first.activation.id,
+            return change_on_its_date(store, compiled, "alice@acme.example", first.activation.id,
                                    {"date": "2025-09-01", "tier": "advanced"}).activated
         except CompanionError as error:
             return error.problems[0].code
@@ -244,7 +250,7 @@ def test_an_activation_date_outside_the_business_calendar_is_refused(store, comp
     with pytest.raises(CompanionError) as refused:
         activate_configuration(store, compiled, "alice@acme.example",
                                {"product": "epo", "license": "subscription", "term_months": 12, "tier": "advanced"},
-                               on=day)
+                               today=JUNE, on=day, operator="cli:test")  # even an operator cannot date it so
     assert [problem.code for problem in refused.value.problems] == ["bad-date"]
     assert locker.balances(store, "alice@acme.example") == {"EPO-ADV-SUB-1Y": 1}
 
@@ -256,17 +262,17 @@ def test_a_change_dated_before_the_change_it_follows_is_refused(store, compiled)
          ("EPO-AMD-ADV-EXP", 100))
     first = activate_configuration(store, compiled, "alice@acme.example",
                                    {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36,
-                                    "tier": "essential", "devices": 100}, on=JUNE)
-    amended = activate_change(store, compiled, "alice@acme.example", first.activation.id,
+                                    "tier": "essential", "devices": 100}, today=JUNE)
+    amended = change_on_its_date(store, compiled, "alice@acme.example", first.activation.id,
                               {"date": "2026-01-01", "tier": "advanced"})
     assert amended.activation.debits == {"EPO-AMD-ESS-ADV": 29}  # 2026-01-01 is anniversary 7: 36 - 7 = 29
     with pytest.raises(CompanionError) as refused:
-        activate_change(store, compiled, "alice@acme.example", amended.activation.id,
+        change_on_its_date(store, compiled, "alice@acme.example", amended.activation.id,
                         {"date": "2025-07-01", "tier": "expert"})
     [problem] = refused.value.problems
     assert (problem.code, problem.path) == ("before-parent", "change.date")
     assert problem.hint == "date the change on or after 2026-01-01"
     assert locker.balances(store, "alice@acme.example")["EPO-AMD-ADV-EXP"] == 100  # nothing debited
-    same_day = activate_change(store, compiled, "alice@acme.example", amended.activation.id,
+    same_day = change_on_its_date(store, compiled, "alice@acme.example", amended.activation.id,
                                {"date": "2026-01-01", "tier": "expert"})
     assert same_day.activation.debits == {"EPO-AMD-ADV-EXP": 29}
