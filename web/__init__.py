@@ -1,8 +1,9 @@
 """The Companion web app: a JSON API (`api`) and server-rendered pages (`ui`) over the engine's public API.
 
 `create_app(config)` reads its settings from CONFIG (a mapping), then the environment
-(COMPANION_DATABASE_URL, COMPANION_RULES_DIR, COMPANION_SECRET_KEY, COMPANION_SECURE_COOKIES, COMPANION_CART_URL),
-then defaults: the bundled rules, an SQLite file and a generated secret key, both in the instance folder.
+(COMPANION_DATABASE_URL, COMPANION_RULES_DIR, COMPANION_SECRET_KEY, COMPANION_SECURE_COOKIES, COMPANION_CART_URL,
+COMPANION_TIME_ZONE), then defaults: the bundled rules, an SQLite file and a generated secret key, both in the
+instance folder, and UTC. `CLOCK` (an engine.clock.Clock) gives the server's date, which dates every debit.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -19,6 +20,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 
+from engine.clock import DEFAULT_ZONE, TIME_ZONE_VARIABLE, Clock, zone
 from engine.store import Store, open_store
 from web.live import LiveCatalog
 
@@ -85,8 +87,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         JSON_SORT_KEYS=False,
         CART_URL=os.environ.get("COMPANION_CART_URL", "").strip() or None,  # checkout's cart (engine.checkout)
         CHECKOUT_RETRY={},  # keyword arguments of engine.checkout.place_order (attempts, timeout, total, ...)
+        TIME_ZONE=os.environ.get(TIME_ZONE_VARIABLE, "").strip() or DEFAULT_ZONE,  # the vendor's calendar day
     )
     app.config.update(config)
+    app.config.setdefault("CLOCK", Clock(zone(app.config["TIME_ZONE"])))
     app.json.sort_keys = False
 
     app.extensions["companion.rules"] = LiveCatalog(app.config["RULES_DIR"], app.config["RELOAD_INTERVAL"])
@@ -133,6 +137,11 @@ def store() -> Store:
                 opened = (os.getpid(), open_store(app.config["DATABASE_URL"]))
                 app.extensions["companion.store"] = opened
     return opened[1]
+
+
+def today() -> date:
+    """Return the server's date (the vendor's time zone): the day every debit takes effect."""
+    return current_app.config["CLOCK"].today()
 
 
 def live() -> LiveCatalog:

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 
 from flask import Blueprint, Response, abort, jsonify, request, session
 
-from engine import accounts, locker
+from engine import accounts, idempotency, locker
 from engine.exports import CSV_MEDIA_TYPE
 from engine.evaluate import evaluate
 from engine.options import options as list_options
 from engine.problem import CompanionError, Problem, did_you_mean
 from engine.request import request_from_data
 from engine.source import MAX_DEPTH
+from engine.store import Store
 from web import auth, compiled, csrf, inputs, live, store
 from web import errors as web_errors
 from web import services
@@ -202,6 +204,32 @@ def catalogue_view():
 # --- subscriptions -----------------------------------------------------------------------------------
 
 
+def once(data: dict, work: Callable[[Store], dict], unchanged: Callable[[dict], bool] = lambda answer: False):
+    """Answer a state-changing call, once per `Idempotency-Key` header when the client sends one.
+
+    The same key with the same request replays the first answer (header `Idempotent-Replayed: true`) and
+    changes nothing; with another request it is refused. An answer UNCHANGED says changed nothing (a
+    shortfall) is not remembered, like a refusal: the same key tries again.
+    """
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return jsonify(work(store()))
+    asked = idempotency.fingerprint(request.method, request.path, request.query_string.decode("latin-1"), data)
+
+    def effect(database: Store) -> idempotency.Answer:
+        answer = idempotency.Answer(200, work(database))
+        if unchanged(answer.body):
+            raise idempotency.Unchanged(answer)
+        return answer
+
+    answer = idempotency.once(store(), auth.current_account().email, key, asked, effect)
+    response = jsonify(answer.body)
+    response.status_code = answer.status
+    if answer.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
 def _subscription_change(kind: str):
     data = body()
     only_keys(data, ("activation_id", "subscription", kind, "partner", "activate"))
@@ -211,25 +239,33 @@ def _subscription_change(kind: str):
     if ("activation_id" in data) == ("subscription" in data):
         raise CompanionError([Problem("request-shape", "give either 'activation_id' (one of your activations) or "
                                       "'subscription' (its configuration and start)", path="activation_id")])
-    activation = None
-    if "activation_id" in data:
-        if not isinstance(data["activation_id"], str):
-            raise CompanionError([Problem("request-schema", "activation_id is a string such as ACT-XXXX-XXXX-XXXX-XXXX",
-                                          path="activation_id")])
-        activation = services.find_activation(account.email, data["activation_id"], kind, path="activation_id")
-        subscription = services.subscription_of(activation)
-    else:
-        subscription = data["subscription"]
+    if "activation_id" in data and not isinstance(data["activation_id"], str):
+        raise CompanionError([Problem("request-schema", "activation_id is a string such as ACT-XXXX-XXXX-XXXX-XXXX",
+                                      path="activation_id")])
+    if "subscription" in data and activate:
+        raise CompanionError([Problem("request-shape", "only an activation of your locker can be activated",
+                                      path="activate", hint="send activation_id instead of subscription")])
+    change = services.dated_today(data[kind], kind) if activate and kind in data else data.get(kind)
+
+    def work(database: Store) -> dict:
+        activation = None
+        if "activation_id" in data:
+            activation = services.find_activation(account.email, data["activation_id"], kind, path="activation_id",
+                                                  database=database)
+            subscription = services.subscription_of(activation)
+        else:
+            subscription = data["subscription"]
+        document = {"partner": auth.partner_of(account, current.catalog), "subscription": subscription}
+        if change is not None:
+            document[kind] = change
+        outcome = services.subscription_outcome(current, document, kind, explain_param(), activation)
         if activate:
-            raise CompanionError([Problem("request-shape", "only an activation of your locker can be activated",
-                                          path="activate", hint="send activation_id instead of subscription")])
-    document = {"partner": auth.partner_of(account, current.catalog), "subscription": subscription}
-    if kind in data:
-        document[kind] = data[kind]
-    outcome = services.subscription_outcome(current, document, kind, explain_param(), activation)
-    if activate:
-        outcome["activation"] = services.activate_subscription_change(current, account.email, activation, document, kind)
-    return jsonify(outcome)
+            outcome["activation"] = services.activate_subscription_change(database, current, account.email,
+                                                                          activation, document, kind)
+        return outcome
+
+    # A quote changes nothing; an activation that did not happen (refused, short) is not remembered either.
+    return once(data, work, lambda answer: not (answer.get("activation") or {}).get("activated"))
 
 
 @bp.post("/amend")
@@ -279,12 +315,16 @@ def redeem():
     code = data.get("code")
     if not isinstance(code, str):
         raise CompanionError([Problem("request-schema", "send the voucher code as a string", path="code")])
-    try:
-        redemption = locker.redeem(store(), auth.current_account().email, code)
-    except CompanionError as error:
-        raise CompanionError([problem if problem.path else dataclasses.replace(problem, path="code")
-                              for problem in error.problems]) from None
-    return jsonify(redemption.to_json())
+    email = auth.current_account().email
+
+    def work(database: Store) -> dict:
+        try:
+            return locker.redeem(database, email, code).to_json()
+        except CompanionError as error:
+            raise CompanionError([problem if problem.path else dataclasses.replace(problem, path="code")
+                                  for problem in error.problems]) from None
+
+    return once(data, work)
 
 
 @bp.post("/activate")
@@ -296,8 +336,9 @@ def activate():
     if not isinstance(data.get("configuration"), dict):
         raise CompanionError([Problem("missing", "the body needs a 'configuration' object", path="configuration")])
     on = date_field(data)
-    outcome = services.activate(current, auth.current_account().email, data["configuration"], on)
-    return jsonify(outcome)
+    email = auth.current_account().email
+    return once(data, lambda database: services.activate(database, current, email, data["configuration"], on),
+                lambda answer: not answer.get("activated"))
 
 
 @bp.get("/session")

@@ -85,6 +85,8 @@ def error_body(status: int, code: str, message: str, problems: list[Problem] = (
 def status_of(error: CompanionError) -> int:
     """Map a refusal to an HTTP status by its first problem's code."""
     codes = {problem.code for problem in error.problems}
+    if "bad-idempotency-key" in codes:  # the header itself is malformed
+        return 400
     if codes & FORBIDDEN:
         return 403
     if codes & UNAVAILABLE:

@@ -7,12 +7,14 @@ import datetime as dt
 
 from engine import activation as activations
 from engine import checkout, exports, guidance, locker, subscription
+from engine.clock import debit_date
 from engine.compile import CompiledCatalog
 from engine.model import Catalog
 from engine.problem import CompanionError, Problem
 from engine.request import request_from_data, schema_problems
 from engine.source import MAX_DEPTH, Source
-from web import inputs, store
+from engine.store import Store
+from web import inputs, store, today
 from web.live import ReloadState
 
 KINDS = {"change": "amendment", "renewal": "renewal"}
@@ -54,10 +56,11 @@ def catalogue_json(catalog: Catalog, state: ReloadState) -> dict:
     return {"rules_version": catalog.rules_version, "products": products, "badges": badges, "reload": reload}
 
 
-def find_activation(email: str, activation_id: str, kind: str, path: str = "activation_id") -> locker.Activation:
+def find_activation(email: str, activation_id: str, kind: str, path: str = "activation_id",
+                    database: Store | None = None) -> locker.Activation:
     """Return one of the user's activations to amend or renew (the latest of its chain); a refusal points at PATH."""
     try:
-        return locker.get_activation_to_change(store(), email, activation_id, KINDS[kind])
+        return locker.get_activation_to_change(database or store(), email, activation_id, KINDS[kind])
     except CompanionError as error:
         raise CompanionError([dataclasses.replace(problem, path=problem.path or path)
                               for problem in error.problems]) from None
@@ -81,16 +84,29 @@ def subscription_outcome(compiled: CompiledCatalog, document: dict, kind: str, e
     return result.to_json(explain)
 
 
-def activate(compiled: CompiledCatalog, email: str, configuration: dict, on: dt.date | None = None) -> dict:
-    """Activate a configuration from the user's locker; return the outcome (Activation ID or shortfall)."""
-    return activations.activate_configuration(store(), compiled, email, configuration, on=on).to_json()
+def activate(database: Store, compiled: CompiledCatalog, email: str, configuration: dict,
+             on: dt.date | None = None) -> dict:
+    """Activate a configuration from the user's locker today; return the outcome (Activation ID or shortfall)."""
+    return activations.activate_configuration(database, compiled, email, configuration, today=today(),
+                                              on=on).to_json()
 
 
-def activate_subscription_change(compiled: CompiledCatalog, email: str, activation: locker.Activation, document: dict,
-                                 kind: str) -> dict:
-    """Activate an amendment (kind `change`) or a renewal (`renewal`) of one of the user's activations."""
-    outcome = activations.activate_change(store(), compiled, email, activation.id, document[kind], kind=KINDS[kind])
+def activate_subscription_change(database: Store, compiled: CompiledCatalog, email: str, activation: locker.Activation,
+                                 document: dict, kind: str) -> dict:
+    """Activate today an amendment (kind `change`) or a renewal (`renewal`) of one of the user's activations."""
+    outcome = activations.activate_change(database, compiled, email, activation.id, document[kind],
+                                          kind=KINDS[kind], today=today())
     return outcome.to_json()
+
+
+def dated_today(change: dict | None, kind: str) -> dict:
+    """Return the change block of an activated amendment or renewal dated today; another day is refused."""
+    if not isinstance(change, dict):
+        return change  # not a change block at all: the request's schema says where
+    change = dict(change)
+    requested = activations.written_date(change.get("date"), f"{kind}.date")
+    change["date"] = debit_date(requested, today(), f"{kind}.date").isoformat()
+    return change
 
 
 # --- bills of materials, checkout, licence-update guidance -------------------------------------------------

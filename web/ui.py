@@ -2,19 +2,23 @@
 
 Pages are server-rendered; a configuration travels in the query string (`?product=epo&tier=advanced&addon=...`)
 so that every state of the Configure page is a link, and every change is a GET that the engine answers
-again. Writes are POST forms with a CSRF token.
+again. Writes are POST forms with a CSRF token and an idempotency key; each answers with a redirect to a page
+that shows the stored result (POST, redirect, GET), so a refresh never sends the form again, and a form sent
+twice (back, then submit) has one effect and shows the first result.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
+import secrets
+from collections.abc import Callable
 from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
-from engine import accounts, locker
+from engine import accounts, idempotency, locker
+from engine.activation import matching, requirements_of
 from engine.checkout import CheckoutFailed, CheckoutRefused, cart_url_from
 from engine.exports import CSV_MEDIA_TYPE
 from engine.evaluate import evaluate
@@ -23,7 +27,8 @@ from engine.options import options as list_options
 from engine.problem import CompanionError, Problem
 from engine.request import request_from_data
 from engine.source import MAX_DEPTH
-from web import auth, compiled, errors, inputs, live, orders, services, store
+from engine.store import Store
+from web import auth, compiled, errors, inputs, live, orders, services, store, today
 from web.diagram import upgrade_diagram
 
 bp = Blueprint("ui", __name__)
@@ -39,8 +44,49 @@ def limit(app, limiter) -> None:
 
 @bp.app_context_processor
 def globals_for_templates():
-    """Give every template the signed-in account."""
-    return {"account": auth.current_account()}
+    """Give every template the signed-in account, a maker of form keys and the server's date."""
+    return {"account": auth.current_account(), "form_key": new_form_key, "today": today().isoformat()}
+
+
+# --- forms that change state: once, then a redirect ----------------------------------------------------
+
+UNSIGNED_FIELDS = ("csrf_token", "idempotency_key")
+Messages = list[tuple[str, str]]
+
+
+def new_form_key() -> str:
+    """Return a fresh idempotency key for a form being rendered."""
+    return secrets.token_urlsafe(18)
+
+
+def unchanged(location: str, messages: Messages) -> idempotency.Unchanged:
+    """Return the signal that a form changed nothing (short of vouchers, say): go to LOCATION, keep nothing."""
+    return idempotency.Unchanged(idempotency.Answer(303, {"location": location, "messages": messages}))
+
+
+def once_for_form(work: Callable[[Store], tuple[str, Messages]]):
+    """Run a form's effect once per rendered form and answer with a redirect to its result.
+
+    WORK returns the result page and the messages to show there. The same form sent again (a resubmission
+    after Back, a double click) finds the stored result and changes nothing; a form sent back with other
+    values is a new request. Refusals raise CompanionError and are not stored.
+    """
+    fields = sorted((name, value) for name, value in request.form.items(multi=True) if name not in UNSIGNED_FIELDS)
+    asked = idempotency.fingerprint("form", request.path, fields)
+    key = request.form.get("idempotency_key") or ""
+    if not idempotency.KEY_PATTERN.match(key) or len(key) > 200:
+        key = new_form_key()  # a form rendered before keys existed: it still works, once
+
+    def effect(database: Store) -> idempotency.Answer:
+        location, messages = work(database)
+        return idempotency.Answer(303, {"location": location, "messages": messages})
+
+    answer = idempotency.once(store(), auth.current_account().email, f"form:{asked[:16]}:{key}", asked, effect)
+    if answer.replayed:
+        flash("You had sent this form already: nothing was done a second time. This is its result.", "info")
+    for category, text in answer.body["messages"]:
+        flash(text, category)
+    return redirect(answer.body["location"], code=303)
 
 
 def catalogue_or_error():
@@ -234,10 +280,14 @@ def save_project():
     configuration = _posted_configuration()
     project_id = inputs.project_id(request.form.get("project"), "project") if request.form.get("action") == "update" \
         else None
-    project = accounts.save_project(store(), auth.current_account().email, request.form.get("name", ""),
-                                    configuration, project_id)
-    flash(f"Project “{project.name}” saved.")
-    return redirect(url_for("ui.configure") + "?" + query_of(project.configuration, project=project.id))
+
+    def work(database: Store) -> tuple[str, Messages]:
+        project = accounts.save_project(database, auth.current_account().email, request.form.get("name", ""),
+                                        configuration, project_id)
+        return url_for("ui.configure") + "?" + query_of(project.configuration, project=project.id), \
+            [("message", f"Project “{project.name}” saved.")]
+
+    return once_for_form(work)
 
 
 @bp.get("/projects/<project_id>")
@@ -254,19 +304,26 @@ def open_project(project_id: str):
 def copy_project(project_id: str):
     """Copy a project."""
     email, number = auth.current_account().email, inputs.project_id(project_id)
-    services.stored_configuration(accounts.get_project(store(), email, number))  # a malformed one is not copied
-    copy = accounts.copy_project(store(), email, number)
-    flash(f"Copied as “{copy.name}”.")
-    return redirect(url_for("ui.projects"))
+
+    def work(database: Store) -> tuple[str, Messages]:
+        services.stored_configuration(accounts.get_project(database, email, number))  # a malformed one is not copied
+        copy = accounts.copy_project(database, email, number)
+        return url_for("ui.projects"), [("message", f"Copied as “{copy.name}”.")]
+
+    return once_for_form(work)
 
 
 @bp.post("/projects/<project_id>/delete")
 @auth.login_required
 def delete_project(project_id: str):
     """Delete a project."""
-    accounts.delete_project(store(), auth.current_account().email, inputs.project_id(project_id))
-    flash("Project deleted.")
-    return redirect(url_for("ui.projects"))
+    email, number = auth.current_account().email, inputs.project_id(project_id)
+
+    def work(database: Store) -> tuple[str, Messages]:
+        accounts.delete_project(database, email, number)
+        return url_for("ui.projects"), [("message", "Project deleted.")]
+
+    return once_for_form(work)
 
 
 @bp.get("/projects/<project_id>/bom.csv")
@@ -359,52 +416,87 @@ def checkout_confirm(project_id: str):
     return redirect(url_for("ui.checkout_review", project_id=project.id), code=303)
 
 
-# --- Activate ----------------------------------------------------------------------------------------
+# --- Activate ---------------------------------------------------------------------------------------
 
 
-@bp.route("/activate", methods=["GET", "POST"])
+def coverage_preview(current, email: str, verdict: dict | None, balances: dict) -> dict | None:
+    """Return how the locker would cover a valid configuration now (nothing is debited), or None."""
+    if not verdict or not verdict["valid"] or not verdict.get("bom"):
+        return None
+    return locker.cover(requirements_of(verdict["bom"]), balances, matching(current.catalog)).to_json()
+
+
+@bp.get("/activate")
 @auth.login_required
 def activate():
-    """Match a configuration against the locker: an Activation ID, or what is missing and what to do."""
+    """Show what activating a configuration from the locker would use, with the button that does it."""
     current = catalogue_or_error()
     account = auth.current_account()
-    outcome = None
-    problems: list[Problem] = []
-    if request.method == "POST":
-        configuration = _posted_configuration()
-        on = None
-        try:
-            on = inputs.calendar_date(request.form.get("date") or dt.date.today().isoformat())
-        except CompanionError as error:
-            problems.extend(error.problems)
-        if not problems:
-            try:
-                outcome = services.activate(current, account.email, configuration, on)
-            except CompanionError as error:
-                problems = error.problems
-    else:
-        configuration, problems = configuration_from(request.args)
+    configuration, problems = configuration_from(request.args)
+    return _activate_page(current, account, configuration, problems)
+
+
+def _activate_page(current, account, configuration: dict, problems: list[Problem]):
     # A field of the query that could not be read leaves nothing to activate, as on Configure.
-    complete = is_complete(configuration) and not (request.method == "GET" and problems)
+    complete = is_complete(configuration) and not problems
     verdict = None
-    if complete and outcome is None:
+    if complete:
         result = guidance(current, account, configuration)
         verdict = result["verdict"]
-        if request.method == "GET" and result["problems"]:  # e.g. an unknown tier: say so, offer no button
+        if result["problems"]:  # e.g. an unknown tier: say so, offer no button
             problems, complete = problems + result["problems"], False
     view = locker.show_locker(store(), account.email)
-    guides = None
-    if outcome and outcome.get("activated"):
-        activated_configuration = outcome["activation"]["configuration"]
-        guides = services.update_guides(current.catalog, activated_configuration.get("product"),
-                                        activated_configuration.get("version"), "activation",
-                                        outcome["activation"]["id"])
-    return render_template("activate.html", configuration=configuration, outcome=outcome, problems=problems,
-                           guides=guides,
-                           verdict=verdict, balances=view.balances, catalog=current.catalog,
-                           complete=complete, query=query_of(configuration),
-                           configuration_json=json.dumps(configuration), today=dt.date.today().isoformat(),
-                           date=request.form.get("date") or dt.date.today().isoformat()), 422 if problems else 200
+    return render_template("activate.html", configuration=configuration, problems=problems, verdict=verdict,
+                           coverage=coverage_preview(current, account.email, verdict, view.balances),
+                           balances=view.balances, catalog=current.catalog, complete=complete,
+                           query=query_of(configuration), configuration_json=json.dumps(configuration)), \
+        422 if problems else 200
+
+
+@bp.post("/activate")
+@auth.login_required
+def activate_from_locker():
+    """Activate a configuration from the locker today: to its Activation ID's page, or back with what is missing."""
+    current = catalogue_or_error()
+    account = auth.current_account()
+    configuration = _posted_configuration()
+    back = url_for("ui.activate") + "?" + query_of(configuration)
+
+    def work(database: Store) -> tuple[str, Messages]:
+        requested = inputs.calendar_date(request.form["date"]) if request.form.get("date") else None
+        outcome = services.activate(database, current, account.email, configuration, requested)
+        if outcome["activated"]:
+            activation_id = outcome["activation"]["id"]
+            return url_for("ui.activation_page", activation_id=activation_id), \
+                [("message", f"Activated: your Activation ID is {activation_id}.")]
+        if outcome.get("shortfall"):
+            raise unchanged(back, [("error", "Not activated: your locker is short of " + missing_text(
+                outcome["shortfall"]["missing"]) + ". Nothing was used.")])
+        raise unchanged(back, [("error", "Not activated: the rules refuse this configuration. Nothing was used.")])
+
+    try:
+        return once_for_form(work)
+    except CompanionError as error:
+        return _activate_page(current, account, configuration, error.problems)
+
+
+def missing_text(missing: dict) -> str:
+    """Say which vouchers are missing: `3 × EPO-ESS-SUB-36, 1 × EPO-IMS`."""
+    return ", ".join(f"{count} × {reference}" for reference, count in missing.items())
+
+
+@bp.get("/activations/<activation_id>")
+@auth.login_required
+def activation_page(activation_id: str):
+    """The page of one Activation ID: what it activated, the vouchers it used, and how to update the licence."""
+    current = catalogue_or_error()
+    account = auth.current_account()
+    activation = locker.get_activation(store(), account.email, activation_id)
+    configuration = dict(activation.configuration)
+    # An amendment or a renewal updates the licence the installed system already holds: its steps name it.
+    guides = services.update_guides(current.catalog, configuration.get("product"), configuration.get("version"),
+                                    activation.kind, activation.parent or activation.id)
+    return render_template("activation.html", activation=activation, configuration=configuration, guides=guides)
 
 
 # --- Subscriptions -----------------------------------------------------------------------------------
@@ -413,7 +505,7 @@ def activate():
 def _change_from(args: MultiDict, kind: str) -> tuple[dict, list[Problem]]:
     change: dict = {}
     problems: list[Problem] = []
-    change["date"] = (args.get("date") or dt.date.today().isoformat()).strip()
+    change["date"] = (args.get("date") or today().isoformat()).strip()
     if args.get("tier"):
         change["tier"] = args["tier"]
     for key, minimum in (("devices", 0), ("term_months", 1)) if kind == "renewal" else (("devices", 0),):
@@ -439,41 +531,74 @@ def subscriptions():
     activations = locker.list_activations(store(), account.email)
     parents = {item.parent for item in activations if item.parent}
     return render_template("subscriptions.html", activations=activations, parents=parents, catalog=current.catalog,
-                           today=dt.date.today().isoformat(), subscription_of=services.subscription_of)
+                           subscription_of=services.subscription_of)
 
 
-@bp.route("/subscriptions/<activation_id>/<any(amend, renew):action>", methods=["GET", "POST"])
+@bp.get("/subscriptions/<activation_id>/<any(amend, renew):action>")
 @auth.login_required
 def change_subscription(activation_id: str, action: str):
-    """Preview (GET) or activate (POST) an amendment or a renewal of one activation."""
+    """Preview an amendment or a renewal of one activation, at any date of its term."""
     current = catalogue_or_error()
     account = auth.current_account()
     kind = "change" if action == "amend" else "renewal"
     activation = services.find_activation(account.email, activation_id, kind)
-    values = request.form if request.method == "POST" else request.args
-    change, problems = _change_from(values, kind)
+    return _change_page(current, account, activation, action, request.args)
+
+
+def _change_page(current, account, activation: locker.Activation, action: str, values: MultiDict,
+                 problems: list[Problem] = ()):
+    kind = "change" if action == "amend" else "renewal"
+    change, unread = _change_from(values, kind)
+    problems = list(problems) + unread
     document = {"partner": auth.partner_of(account, current.catalog),
                 "subscription": services.subscription_of(activation), kind: change}
-    outcome = activated = None
+    outcome = None
     if not problems:
         try:
             outcome = services.subscription_outcome(current, document, kind, explain=True, activation=activation)
-            if request.method == "POST" and outcome["valid"]:
-                activated = services.activate_subscription_change(current, account.email, activation, document, kind)
         except CompanionError as error:
             problems = error.problems
-    guides = None
-    if activated and activated.get("activated"):
-        # The installed system holds the licence of the activation that was amended or renewed: its steps
-        # ("refresh the licence of Activation ID ...", "activate again with the same Activation ID") name it.
-        configuration = dict(activation.configuration)
-        guides = services.update_guides(current.catalog, configuration.get("product"), configuration.get("version"),
-                                        services.KINDS[kind], activation.id)
     return render_template("change.html", activation=activation, action=action, kind=kind, change=change,
-                           outcome=outcome, activated=activated, problems=problems, catalog=current.catalog,
-                           guides=guides,
-                           subscription=services.subscription_of(activation), values=values,
-                           today=dt.date.today().isoformat()), 422 if problems else 200
+                           outcome=outcome, problems=problems, catalog=current.catalog,
+                           subscription=services.subscription_of(activation), values=values), \
+        422 if problems else 200
+
+
+@bp.post("/subscriptions/<activation_id>/<any(amend, renew):action>")
+@auth.login_required
+def activate_subscription_change(activation_id: str, action: str):
+    """Activate an amendment or a renewal today: to the new Activation ID's page, or back with what is missing."""
+    current = catalogue_or_error()
+    account = auth.current_account()
+    kind = "change" if action == "amend" else "renewal"
+    fields = [(name, value) for name, value in request.form.items(multi=True) if name not in UNSIGNED_FIELDS]
+    back = url_for("ui.change_subscription", activation_id=activation_id, action=action) + "?" + urlencode(fields)
+    what = "amendment" if action == "amend" else "renewal"
+
+    def work(database: Store) -> tuple[str, Messages]:
+        activation = services.find_activation(account.email, activation_id, kind, database=database)
+        change, problems = _change_from(request.form, kind)
+        if problems:
+            raise CompanionError(problems)
+        document = {"partner": auth.partner_of(account, current.catalog),
+                    "subscription": services.subscription_of(activation), kind: services.dated_today(change, kind)}
+        outcome = services.subscription_outcome(current, document, kind, activation=activation)
+        if not outcome["valid"]:
+            raise unchanged(back, [("error", f"Not activated: the rules refuse this {what}. Nothing was used.")])
+        activated = services.activate_subscription_change(database, current, account.email, activation, document,
+                                                          kind)
+        if not activated["activated"]:
+            raise unchanged(back, [("error", "Not activated: your locker is short of " + missing_text(
+                activated["shortfall"]["missing"]) + ". Nothing was used.")])
+        new_id = activated["activation"]["id"]
+        return url_for("ui.activation_page", activation_id=new_id), \
+            [("message", f"{what.capitalize()} activated: the new Activation ID is {new_id}.")]
+
+    try:
+        return once_for_form(work)
+    except CompanionError as error:
+        activation = services.find_activation(account.email, activation_id, kind)
+        return _change_page(current, account, activation, action, request.form, error.problems)
 
 
 # --- Locker ------------------------------------------------------------------------------------------
@@ -491,17 +616,16 @@ def locker_page():
     return render_template("locker.html", view=view, invitations=invitations, references=references)
 
 
-def _locker_action(action, success) -> object:
+def _locker_action(action: Callable[[Store], object], success: Callable[[object], Messages]):
+    """Run a locker form once (see once_for_form) and go back to the Locker page, flashing a refusal there."""
     try:
-        result = action()
+        return once_for_form(lambda database: (url_for("ui.locker_page"), success(action(database))))
     except CompanionError as error:
         # Flashed messages live in the session cookie: one echoing a 20,000-character code made it too large
         # for browsers, which then drop the cookie, and with it the message.
         for problem in errors.for_client(error.problems):
             flash(f"{problem.message}" + (f" — {problem.hint}" if problem.hint else ""), "error")
-    else:
-        success(result)
-    return redirect(url_for("ui.locker_page"))
+        return redirect(url_for("ui.locker_page"), code=303)
 
 
 @bp.post("/locker/redeem")
@@ -509,9 +633,9 @@ def _locker_action(action, success) -> object:
 def redeem():
     """Redeem a voucher code."""
     email = auth.current_account().email
-    return _locker_action(lambda: locker.redeem(store(), email, request.form.get("code", "")),
-                          lambda item: flash(f"Voucher {item.code} redeemed: {item.quantity} x {item.reference} "
-                                             f"(balance {item.balance})."))
+    return _locker_action(lambda database: locker.redeem(database, email, request.form.get("code", "")),
+                          lambda item: [("message", f"Voucher {item.code} redeemed: {item.quantity} x {item.reference} "
+                                                 f"(balance {item.balance}).")])
 
 
 @bp.post("/locker/invite")
@@ -520,12 +644,11 @@ def invite():
     """Invite a user to share the locker."""
     email = auth.current_account().email
 
-    def done(invitation):
-        flash(f"Invitation {invitation.id} sent to {invitation.invitee}.")
-        for warning in invitation.warnings:
-            flash(f"Warning: {warning}", "warning")
+    def done(invitation) -> Messages:
+        return [("message", f"Invitation {invitation.id} sent to {invitation.invitee}.")] + \
+            [("warning", f"Warning: {warning}") for warning in invitation.warnings]
 
-    return _locker_action(lambda: locker.invite(store(), email, request.form.get("email", "")), done)
+    return _locker_action(lambda database: locker.invite(database, email, request.form.get("email", "")), done)
 
 
 @bp.post("/locker/accept")
@@ -533,8 +656,8 @@ def invite():
 def accept():
     """Accept an invitation to a shared locker."""
     email = auth.current_account().email
-    return _locker_action(lambda: locker.accept(store(), email, request.form.get("invitation") or None),
-                          lambda result: flash(f"You now share locker {result.locker.id}."))
+    return _locker_action(lambda database: locker.accept(database, email, request.form.get("invitation") or None),
+                          lambda result: [("message", f"You now share locker {result.locker.id}.")])
 
 
 # --- Catalogue (product managers) --------------------------------------------------------------------

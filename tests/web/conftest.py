@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+from datetime import date
 
 import pytest
 
+from engine.clock import Clock
 from engine.schema import BUNDLED_RULES
 from web_support import MANAGER, make_app, seed_users, sign_in, token_for
 
@@ -16,6 +18,18 @@ def app(tmp_path_factory):
     application = make_app(tmp_path_factory.mktemp("web"))
     seed_users(application)
     return application
+
+
+@pytest.fixture
+def clock(app):
+    """Set the server's date of the shared app for one test: clock("2025-06-01"); the real clock comes back after."""
+    saved = app.config["CLOCK"]
+
+    def set_day(day: str) -> None:
+        app.config["CLOCK"] = Clock(fixed=date.fromisoformat(day))
+
+    yield set_day
+    app.config["CLOCK"] = saved
 
 
 @pytest.fixture

@@ -171,7 +171,7 @@ def test_redeem_errors_point_at_the_code(client, bearer):
     assert response.status_code == 422 and response.json["error"]["path"] == "code"
 
 
-def test_activate_shortfall_then_activation_id(app, client):
+def test_activate_shortfall_then_activation_id(app, client, clock):
     headers = token_for(client, OTHER)
     configuration = {"product": "epo", "license": "subscription", "term_months": 12, "tier": "essential"}
     short = client.post("/api/v1/activate", json={"configuration": configuration}, headers=headers)
@@ -179,6 +179,7 @@ def test_activate_shortfall_then_activation_id(app, client):
     assert short.json["shortfall"]["missing"] == {"EPO-ESS-SUB-1Y": 1}
     [code] = issue(app, "EPO-ESS-SUB-1Y", 1)
     client.post("/api/v1/redeem", json={"code": code}, headers=headers)
+    clock("2025-06-01")
     done = client.post("/api/v1/activate", json={"configuration": configuration, "date": "2025-06-01"},
                        headers=headers)
     assert done.json["activated"] is True and done.json["activation"]["id"].startswith("ACT-")
@@ -259,14 +260,16 @@ def test_an_unexpected_failure_is_a_500_with_an_incident_and_no_trace(app, clien
     assert "secret internals" not in response.text and "Traceback" not in response.text
 
 
-def test_amend_and_activate_an_activation_of_the_locker(app, client):
+def test_amend_and_activate_an_activation_of_the_locker(app, client, clock):
     headers = token_for(client, OTHER)
     configuration = {"product": "epo", "license": "subscription", "term_months": 36, "tier": "essential"}
     for reference, quantity in (("EPO-ESS-SUB-3Y", 1), ("EPO-AMD-ESS-ADV", 33)):
         [code] = issue(app, reference, quantity)
         assert client.post("/api/v1/redeem", json={"code": code}, headers=headers).status_code == 200
+    clock("2025-06-01")
     activation = client.post("/api/v1/activate", json={"configuration": configuration, "date": "2025-06-01"},
                              headers=headers).json["activation"]["id"]
+    clock("2025-09-01")
     body = {"activation_id": activation, "change": {"date": "2025-09-01", "tier": "advanced"}, "activate": True}
     result = client.post("/api/v1/amend", json=body, headers=headers).json
     assert result["term"]["months"] == 33

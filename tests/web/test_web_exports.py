@@ -11,12 +11,14 @@ import json
 import re
 import threading
 import time
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import func, select
 
 from engine import accounts, locker
+from engine.clock import Clock
 from engine.exports import export_csv
 from engine.request import request_from_data
 from web import compiled, store
@@ -423,7 +425,7 @@ def guide_panel(page: str) -> str:
     return html.unescape(re.search(r'<section class="update-guide".*?</section>', page, re.S).group(0))
 
 
-def test_the_guidance_panel_follows_activation_amendment_and_renewal(shop):
+def test_the_guidance_panel_follows_activation_amendment_and_renewal(shop, monkeypatch):
     email = "guided@integrator.example"
     with shop.app_context():
         locker.add_user(store(), email, company="T", badges=["power-management"], country="US")
@@ -437,8 +439,9 @@ def test_the_guidance_panel_follows_activation_amendment_and_renewal(shop):
         [code] = issue(shop, reference, quantity)
         client.post("/locker/redeem", data={"csrf_token": csrf_of(page), "code": code})
     configuration = html.unescape(re.search(r'name="configuration" value="([^"]+)"', page).group(1))
-    done = client.post("/activate", data={"csrf_token": csrf_of(page), "configuration": configuration,
-                                          "date": "2025-06-01"}).text
+    monkeypatch.setitem(shop.config, "CLOCK", Clock(fixed=date(2025, 6, 1)))
+    done = client.post("/activate", data={"csrf_token": csrf_of(page), "configuration": configuration},
+                       follow_redirects=True).text
     activation_id = re.search(r'<output id="activation-id">([^<]+)</output>', done).group(1)
     panel = guide_panel(done)
     assert "EcoStruxure Power Operation 2022" in panel
@@ -446,16 +449,19 @@ def test_the_guidance_panel_follows_activation_amendment_and_renewal(shop):
     assert "Offline system: activate the licence offline" in panel
     assert f"enter the Activation ID {activation_id}" in panel and "sample text" in panel
 
+    monkeypatch.setitem(shop.config, "CLOCK", Clock(fixed=date(2025, 9, 1)))
     amended = client.post(f"/subscriptions/{activation_id}/amend", data={
-        "csrf_token": csrf_of(page), "date": "2025-09-01", "tier": "advanced", "devices": "100"}).text
+        "csrf_token": csrf_of(page), "date": "2025-09-01", "tier": "advanced", "devices": "100"},
+        follow_redirects=True).text
     panel = guide_panel(amended)
     assert "Online system: refresh the licence" in panel
     assert "Offline system: return the licence and activate it again" in panel
     assert f"Activation ID {activation_id}" in panel and "2022" in panel
 
     amendment_id = re.search(r'<output id="activation-id">([^<]+)</output>', amended).group(1)
+    monkeypatch.setitem(shop.config, "CLOCK", Clock(fixed=date(2028, 5, 1)))
     renewed = client.post(f"/subscriptions/{amendment_id}/renew", data={
-        "csrf_token": csrf_of(page), "date": "2028-05-01", "term_months": "12"}).text
+        "csrf_token": csrf_of(page), "date": "2028-05-01", "term_months": "12"}, follow_redirects=True).text
     panel = guide_panel(renewed)
     assert "Renewal activated" in renewed
     assert "Online system: refresh the licence" in panel and f"Activation ID {amendment_id}" in panel
@@ -470,7 +476,7 @@ def test_deleting_an_ordered_project_keeps_its_order(shop, cart_url):
         assert client.post(f"/projects/{project.id}/checkout", data=confirm_form(review)).status_code == 303
     before = stored_orders(shop)
     page = client.get("/projects").text
-    assert client.post(f"/projects/{project.id}/delete", data={"csrf_token": csrf_of(page)}).status_code == 302
+    assert client.post(f"/projects/{project.id}/delete", data={"csrf_token": csrf_of(page)}).status_code == 303
     assert stored_orders(shop) == before
     with shop.app_context():
         with store().transaction() as session:
@@ -488,7 +494,7 @@ def test_a_new_project_with_a_deleted_projects_id_places_its_own_order(shop, car
         review = client.get(f"/projects/{first.id}/checkout").text
         assert client.post(f"/projects/{first.id}/checkout", data=confirm_form(review)).status_code == 303
         page = client.get("/projects").text
-        assert client.post(f"/projects/{first.id}/delete", data={"csrf_token": csrf_of(page)}).status_code == 302
+        assert client.post(f"/projects/{first.id}/delete", data={"csrf_token": csrf_of(page)}).status_code == 303
         second = save(shop, BUYER, "Ordered, deleted, id reused")  # the same configuration, the same name
         assert second.id == first.id  # the premise: SQLite reused the id
         review = client.get(f"/projects/{second.id}/checkout").text

@@ -130,20 +130,20 @@ def test_projects_save_open_copy_delete_and_privacy(app, partner):
     token = csrf_of(page)
     saved = partner.post("/projects", data={"csrf_token": token, "name": "Plant A", "configuration": configuration,
                                             "action": "new"})
-    assert saved.status_code == 302 and "project=" in saved.location
+    assert saved.status_code == 303 and "project=" in saved.location
     listing = partner.get("/projects").text
     assert "Plant A" in listing
     project_id = int(re.search(r"/projects/(\d+)\"", listing).group(1))
     reopened = partner.get(f"/projects/{project_id}")
     assert reopened.status_code == 302 and "tier=advanced" in reopened.location
-    assert partner.post(f"/projects/{project_id}/copy", data={"csrf_token": token}).status_code == 302
+    assert partner.post(f"/projects/{project_id}/copy", data={"csrf_token": token}).status_code == 303
     assert "Plant A (copy)" in partner.get("/projects").text
     other = app.test_client()
     sign_in(other, OTHER)
     assert other.get(f"/projects/{project_id}").status_code == 404
     assert other.post(f"/projects/{project_id}/delete", data={"csrf_token": csrf_of(other.get("/projects").text)}
                       ).status_code == 404
-    assert partner.post(f"/projects/{project_id}/delete", data={"csrf_token": token}).status_code == 302
+    assert partner.post(f"/projects/{project_id}/delete", data={"csrf_token": token}).status_code == 303
     assert partner.get(f"/projects/{project_id}").status_code == 404
 
 
@@ -182,7 +182,7 @@ def test_locker_redeem_invite_and_accept(app):
     assert "You now share locker" in response.text and "EPO-DEV-SUB-3Y" in response.text
 
 
-def test_activate_shows_the_shortfall_then_the_activation_id_and_amend_shows_33_months(app):
+def test_activate_shows_the_shortfall_then_the_activation_id_and_amend_shows_33_months(app, clock):
     client = app.test_client()
     email = "activator@integrator.example"
     from engine import accounts, locker
@@ -196,14 +196,17 @@ def test_activate_shows_the_shortfall_then_the_activation_id_and_amend_shows_33_
     page = client.get("/activate?" + query).text
     assert "Activate from my locker" in page
     configuration = re.search(r'name="configuration" value="([^"]+)"', page).group(1).replace("&#34;", '"')
-    short = client.post("/activate", data={"csrf_token": csrf_of(page), "configuration": configuration,
-                                           "date": "2025-06-01"})
+    assert "short of vouchers" in page and "EPO-ESS-SUB-3Y" in page  # before pressing anything
+    clock("2025-06-01")
+    short = client.post("/activate", data={"csrf_token": csrf_of(page), "configuration": configuration},
+                        follow_redirects=True)
+    assert "Not activated: your locker is short of" in short.text and "1 × EPO-ESS-SUB-3Y" in short.text
     assert "short of vouchers" in short.text and "EPO-ESS-SUB-3Y" in short.text
     for reference, quantity in (("EPO-ESS-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 75)):
         [code] = issue(app, reference, quantity)
         client.post("/locker/redeem", data={"csrf_token": csrf_of(page), "code": code})
-    done = client.post("/activate", data={"csrf_token": csrf_of(page), "configuration": configuration,
-                                          "date": "2025-06-01"})
+    done = client.post("/activate", data={"csrf_token": csrf_of(page), "configuration": configuration},
+                       follow_redirects=True)
     activation_id = re.search(r'<output id="activation-id">([^<]+)</output>', done.text).group(1)
     assert activation_id.startswith("ACT-")
     listing = client.get("/subscriptions").text
@@ -213,8 +216,10 @@ def test_activate_shows_the_shortfall_then_the_activation_id_and_amend_shows_33_
     assert "<strong>33 months</strong>" in preview.text and "EPO-AMD-ESS-ADV" in preview.text
     [code] = issue(app, "EPO-AMD-ESS-ADV", 33)
     client.post("/locker/redeem", data={"csrf_token": csrf_of(page), "code": code})
+    clock("2025-09-01")
     amended = client.post(f"/subscriptions/{activation_id}/amend", data={
-        "csrf_token": csrf_of(page), "date": "2025-09-01", "tier": "advanced", "devices": "100"})
+        "csrf_token": csrf_of(page), "date": "2025-09-01", "tier": "advanced", "devices": "100"},
+        follow_redirects=True)
     amendment_id = re.search(r'<output id="activation-id">([^<]+)</output>', amended.text).group(1)
     assert amendment_id.startswith("ACT-") and amendment_id != activation_id
     listing = client.get("/subscriptions").text
