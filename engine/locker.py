@@ -236,6 +236,13 @@ def _balances(session: Session, locker_id: int) -> dict[str, int]:
     return {reference: int(total) for reference, total in sorted(rows) if int(total) != 0}
 
 
+def _live_locker(session: Session, locker: db.Locker) -> db.Locker:
+    """Return the live locker that LOCKER was merged into, directly or not (LOCKER itself when live)."""
+    while locker.merged_into is not None:
+        locker = session.get(db.Locker, locker.merged_into)
+    return locker
+
+
 def _emails(session: Session, user_ids) -> dict[int, str]:
     ids = set(user_ids)
     if not ids:
@@ -943,8 +950,12 @@ def accept(store: Store, invitee_email: str, invitation_id: str | None = None) -
                               "a shared locker cannot be merged into another one")
         target = locked[invitation.locker_id]
         if target.merged_into is not None:
-            raise _refuse("invitation-expired", f"invitation {invitation.id} is for a locker that no longer exists",
-                          "ask for a new invitation")
+            # Not followed: the owner of the locker it went into never invited this user.
+            live = _live_locker(session, target)
+            owner_of = _emails(session, [live.owner_id])[live.owner_id]
+            raise _refuse("invitation-expired",
+                          f"invitation {invitation.id} is for locker {target.id}, which has since been merged "
+                          f"into locker {live.id}", f"ask {owner_of}, the owner of locker {live.id}, to invite you")
         now = utcnow()
         before = _balances(session, target.id)
         merged: dict[str, int] = {}
