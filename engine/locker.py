@@ -236,6 +236,13 @@ def _balances(session: Session, locker_id: int) -> dict[str, int]:
     return {reference: int(total) for reference, total in sorted(rows) if int(total) != 0}
 
 
+def _live_locker(session: Session, locker: db.Locker) -> db.Locker:
+    """Return the live locker that LOCKER was merged into, directly or not (LOCKER itself when live)."""
+    while locker.merged_into is not None:
+        locker = session.get(db.Locker, locker.merged_into)
+    return locker
+
+
 def _emails(session: Session, user_ids) -> dict[int, str]:
     ids = set(user_ids)
     if not ids:
@@ -924,23 +931,31 @@ def accept(store: Store, invitee_email: str, invitation_id: str | None = None) -
     with store.transaction() as session:
         user = _user_row(session, invitee_email, lock=True)
         invitation = _pick_invitation(session, user, invitation_id)
+        # Only the user's own transactions move their membership, and they wait for the user's row lock.
         own_id = session.scalar(select(db.Membership.locker_id).where(db.Membership.user_id == user.id))
         if own_id == invitation.locker_id:
             raise _refuse("already-member", "you already share this locker")
+        # Lock both lockers, by id so that two accepts cannot deadlock, before reading what decides the merge:
+        # under PostgreSQL's READ COMMITTED a member who joined the own locker while we waited for its lock
+        # would be missed, and left in a locker merged away.
+        locked = {}
+        for locker_id in sorted({invitation.locker_id, own_id} - {None}):
+            locked[locker_id] = session.scalar(select(db.Locker).where(db.Locker.id == locker_id)
+                                               .with_for_update().execution_options(populate_existing=True))
         if own_id is not None:
             others = session.scalar(select(func.count()).select_from(db.Membership).where(
                 db.Membership.locker_id == own_id, db.Membership.user_id != user.id))
             if others:
                 raise _refuse("already-shared", "your locker is already shared with other users",
                               "a shared locker cannot be merged into another one")
-        locked = {}
-        for locker_id in sorted({invitation.locker_id, own_id} - {None}):
-            locked[locker_id] = session.scalar(select(db.Locker).where(db.Locker.id == locker_id)
-                                               .with_for_update().execution_options(populate_existing=True))
         target = locked[invitation.locker_id]
         if target.merged_into is not None:
-            raise _refuse("invitation-expired", f"invitation {invitation.id} is for a locker that no longer exists",
-                          "ask for a new invitation")
+            # Not followed: the owner of the locker it went into never invited this user.
+            live = _live_locker(session, target)
+            owner_of = _emails(session, [live.owner_id])[live.owner_id]
+            raise _refuse("invitation-expired",
+                          f"invitation {invitation.id} is for locker {target.id}, which has since been merged "
+                          f"into locker {live.id}", f"ask {owner_of}, the owner of locker {live.id}, to invite you")
         now = utcnow()
         before = _balances(session, target.id)
         merged: dict[str, int] = {}

@@ -105,3 +105,15 @@ def test_audit_adds_up(store, make_user, fund, tag):
         assert all(quantity >= 0 for quantity in after.values())
     assert +total == Counter(locker.balances(store, ann)) == Counter({f"EPO-{tag}": 4})
     assert locker.audit(store, ann) == events
+
+
+def test_invitation_to_a_merged_locker_names_whom_to_ask(store, make_user, fund, tag):
+    ann, bob, cat = make_user("ann"), make_user("bob"), make_user("cat")
+    fund(cat, f"EPO-{tag}", 1)
+    invitation = locker.invite(store, bob, cat)
+    locker.invite(store, ann, bob)
+    locker.accept(store, bob)  # bob's locker, the one cat was invited to, is merged into ann's
+    problem = refused(locker.accept, store, cat, invitation.id)
+    assert problem.code == "invitation-expired"
+    assert "merged" in problem.message and ann in problem.hint
+    assert locker.show_locker(store, cat).balances == {f"EPO-{tag}": 1}
