@@ -17,6 +17,7 @@ import click
 
 from engine import accounts
 from engine import locker as service
+from engine.clock import TIME_ZONE_VARIABLE
 from engine.problem import CompanionError
 from engine.store import DATABASE_URL_VARIABLE, open_store
 
@@ -37,7 +38,8 @@ def _fail(error: CompanionError) -> None:
     for problem in error.problems:
         text = f"error[{problem.code}]: {problem.message}"
         click.echo(text + (f"; {problem.hint}" if problem.hint else ""), err=True)
-    sys.exit(2 if any(problem.code in ("malformed-email", "weak-password", "bad-role") for problem in error.problems)
+    sys.exit(2 if any(problem.code in ("malformed-email", "weak-password", "bad-role", "bad-time-zone")
+                      for problem in error.problems)
              else 1)
 
 
@@ -149,8 +151,11 @@ def gunicorn_application(app, options: dict):
               help="Threads per worker (gunicorn's gthread worker, which keeps connections alive; 1: sync "
                    "workers, a new connection per request). Rule evaluation is serialised per process.")
 @click.option("--access-log", is_flag=True, help="Log every request to standard output.")
+@click.option("--time-zone", envvar=TIME_ZONE_VARIABLE, default=None, metavar="ZONE",
+              help=f"The vendor's time zone, whose calendar day dates every debit (default: ${TIME_ZONE_VARIABLE}, "
+                   "else UTC), e.g. Europe/Paris.")
 def serve(host: str, port: int, workers: int, rules_dir: Path | None, database_url: str | None,
-          instance: Path | None, demo: bool, threads: int, access_log: bool) -> None:
+          instance: Path | None, demo: bool, threads: int, access_log: bool, time_zone: str | None) -> None:
     """Serve the web app and the JSON API with gunicorn."""
     from web import create_app
 
@@ -160,7 +165,12 @@ def serve(host: str, port: int, workers: int, rules_dir: Path | None, database_u
         config["RULES_DIR"] = str(rules_dir.resolve())
     if database_url:
         config["DATABASE_URL"] = database_url
-    app = create_app(config)
+    if time_zone:
+        config["TIME_ZONE"] = time_zone
+    try:
+        app = create_app(config)
+    except CompanionError as error:  # a setting is wrong (the time zone)
+        _fail(error)
     if app.extensions["companion.rules"].current() is None:
         for problem in app.extensions["companion.rules"].state.problems:
             click.echo(problem.render(), err=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from engine.problem import CompanionError, Problem
+from engine.problem import CompanionError, Problem, did_you_mean
 
 DEFAULT_ZONE = "UTC"
 TIME_ZONE_VARIABLE = "COMPANION_TIME_ZONE"
@@ -24,12 +24,9 @@ def zone(name: str | None) -> ZoneInfo:
     try:
         return ZoneInfo(text)
     except (ZoneInfoNotFoundError, ValueError):
-        suggestions = sorted(candidate for candidate in available_timezones()
-                             if candidate.lower().endswith(text.lower().rsplit("/", 1)[-1]))[:3]
-        hint = "name an IANA time zone such as Europe/Paris or America/New_York"
-        if suggestions:
-            hint += "; did you mean " + " or ".join(suggestions) + "?"
-        raise CompanionError([Problem("bad-time-zone", f"'{text}' is not a time zone", hint=hint)]) from None
+        hint = did_you_mean(text, sorted(available_timezones())) or \
+            "name an IANA time zone such as Europe/Paris or America/New_York"
+        raise CompanionError([Problem("bad-time-zone", f"'{text[:80]}' is not a time zone", hint=hint)]) from None
 
 
 @dataclass(frozen=True)

@@ -760,8 +760,8 @@ def activate(store: Store, user_email: str, configuration: dict, rules_version: 
                 "rules_version": row.rules_version, "before": before, "after": after})
         if backdated is not None:
             operator, details = backdated
-            journal.record(session, operator, "backdated-activation", activation_id,
-                           {**details, "kind": kind, "user": user.email, "debits": debits})
+            journal.record(session, operator, "backdated-activation", user.email,
+                           {**details, "activation": activation_id, "kind": kind, "debits": debits})
         session.flush()
         return Activation(id=activation_id, kind=kind, parent=row.parent_id, locker_id=locker.id, user=user.email,
                           configuration=stored_configuration, rules_version=row.rules_version,

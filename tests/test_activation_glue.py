@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import shutil
 import subprocess
@@ -276,3 +277,40 @@ def test_a_change_dated_before_the_change_it_follows_is_refused(store, compiled)
     same_day = change_on_its_date(store, compiled, "alice@acme.example", amended.activation.id,
                                {"date": "2026-01-01", "tier": "expert"})
     assert same_day.activation.debits == {"EPO-AMD-ADV-EXP": 29}
+
+
+def test_the_command_line_dates_debits_today_and_journals_an_operators_backdating(tmp_path):
+    """Finding 2 of the money-safety issue, on the command line: a change block's own date never sets a charge."""
+    env = {**os.environ, "COMPANION_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}", "COMPANION_TIME_ZONE": "UTC"}
+    companion("users", "add", "dora@acme.example", "--company", "Acme", "--badges", "power-management",
+              "--country", "US", env=env)
+    for reference, quantity in (("EPO-ESS-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 75), ("EPO-AMD-ESS-ADV", 40)):
+        code = companion("vouchers", "issue", "--reference", reference, "--quantity", str(quantity), env=env)
+        companion("locker", "redeem", code.stdout.strip(), "--user", "dora@acme.example", env=env)
+    start = tmp_path / "start.yaml"
+    start.write_text('configuration: {product: epo, version: "2024", license: subscription, term_months: 36,'
+                     ' tier: essential, devices: 100}\n')
+    first = companion("activate", str(start), "--user", "dora@acme.example", "--date", "2025-06-01",
+                      "--format", "json", env=env)
+    assert first.returncode == 0, first.stderr
+    parent = json.loads(first.stdout)["activation"]
+    assert parent["term_start"] == "2025-06-01"
+    future = tmp_path / "future.yaml"
+    future.write_text("change: {date: 2028-05-31, tier: advanced}\n")
+    refused = companion("activate", str(future), "--user", "dora@acme.example", "--amend", parent["id"], env=env)
+    assert refused.returncode == 2 and "future.yaml:1:16: error[date-not-today] at change.date" in refused.stderr
+    assert "pass --date" in refused.stderr
+    conflict = companion("activate", str(future), "--user", "dora@acme.example", "--amend", parent["id"],
+                         "--date", "2025-09-01", env=env)
+    assert conflict.returncode == 2 and "date-conflict" in conflict.stderr
+    undated = tmp_path / "undated.yaml"
+    undated.write_text("change: {tier: advanced}\n")
+    backdated = companion("activate", str(undated), "--user", "dora@acme.example", "--amend", parent["id"],
+                          "--date", "2025-09-01", env=env)
+    assert backdated.returncode == 0 and "debited 33 x EPO-AMD-ESS-ADV" in backdated.stdout
+    audit = companion("users", "audit", "dora@acme.example", "--format", "json", env=env)
+    entries = [entry for entry in json.loads(audit.stdout) if entry["action"] == "backdated-activation"]
+    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    assert [(entry["details"]["date"], entry["details"]["kind"], entry["details"]["server_date"])
+            for entry in entries] == [("2025-06-01", "activation", today), ("2025-09-01", "amendment", today)]
+    assert all(entry["actor"].startswith("cli:") for entry in entries)

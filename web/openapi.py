@@ -67,6 +67,11 @@ READ = (401, 429, 503)
 WRITE = (400, 401, 403, 413, 415, 422, 429, 503)
 EXPLAIN = {"name": "explain", "in": "query", "required": False, "schema": {"type": "boolean"},
            "description": "add the rules that fired and why"}
+IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False,
+                   "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+                   "description": "a new random key per request (a UUID): sending the same request again with it "
+                                  "returns the first answer (header Idempotent-Replayed: true) and changes nothing; "
+                                  "the key with another request is 422 idempotency-key-reused"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -183,11 +188,11 @@ def _document() -> dict:
             "requestBody": _body(ref("ConfigurationBody")), "responses": _responses(ref("Options"), *WRITE)}},
         "/api/v1/amend": {"post": {
             "operationId": "amend", "summary": "A mid-term amendment: lines charged for the remaining months",
-            "parameters": [EXPLAIN], "requestBody": _body(ref("SubscriptionBody")),
+            "parameters": [EXPLAIN, IDEMPOTENCY_KEY], "requestBody": _body(ref("SubscriptionBody")),
             "responses": _responses(ref("SubscriptionOutcome"), *WRITE, 404, 409, 501)}},
         "/api/v1/renew": {"post": {
             "operationId": "renew", "summary": "A renewal: the new term and its bill of materials",
-            "parameters": [EXPLAIN], "requestBody": _body(ref("SubscriptionBody")),
+            "parameters": [EXPLAIN, IDEMPOTENCY_KEY], "requestBody": _body(ref("SubscriptionBody")),
             "responses": _responses(ref("SubscriptionOutcome"), *WRITE, 404, 409, 501)}},
         "/api/v1/catalogue": {"get": {
             "operationId": "catalogue", "summary": "Products, tiers, upgrades, add-ons, badges with rule ids and places",
@@ -200,15 +205,17 @@ def _document() -> dict:
             "responses": _responses(ref("Locker"), 401, 403, 422, 429)}},
         "/api/v1/redeem": {"post": {
             "operationId": "redeem", "summary": "Redeem a voucher code into your locker",
-            "requestBody": _body({"type": "object", "additionalProperties": False, "required": ["code"],
+            "parameters": [IDEMPOTENCY_KEY], "requestBody": _body({"type": "object", "additionalProperties": False, "required": ["code"],
                                   "properties": {"code": {"type": "string"}}}),
             "responses": _responses(ref("Redemption"), *WRITE, 404, 409)}},
         "/api/v1/activate": {"post": {
             "operationId": "activate", "summary": "Activate a configuration from your locker: Activation ID or shortfall",
+            "parameters": [IDEMPOTENCY_KEY],
             "requestBody": _body({"type": "object", "additionalProperties": False, "required": ["configuration"],
                                   "properties": {"configuration": ref("configuration"),
                                                  "date": {"type": "string", "format": "date",
-                                                          "description": "YYYY-MM-DD, years 2000 to 2999"},
+                                                          "description": "optional; if given it must be the server's "
+                                                                         "date (422 date-not-today otherwise)"},
                                                  "partner": {"description": "ignored"}}}),
             "responses": _responses(ref("ActivationOutcome"), *WRITE, 404, 409)}},
         "/api/v1/projects/{project_id}/bom.csv": {"get": {
