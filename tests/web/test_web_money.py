@@ -377,3 +377,39 @@ def test_the_servers_date_is_the_vendors_calendar_day():
     with pytest.raises(CompanionError) as refused:
         zone("Europe/Pariss")
     assert refused.value.problems[0].code == "bad-time-zone" and "Europe/Paris" in refused.value.problems[0].hint
+
+
+# --- finding 5: the renewal and amendment forms start from the subscription as it stands -----------------------
+
+
+def default_query(page: str, action: str) -> str:
+    """Return the query string the GET form posting to ACTION would send untouched (its defaults)."""
+    form = re.search(rf'<form method="get" action="{re.escape(action)}".*?</form>', page, re.S).group(0)
+    pairs = re.findall(r'<input type="(?:date|number)" [^>]*name="([^"]+)" value="([^"]*)"', form)
+    for name, options in re.findall(r'<select name="([^"]+)">(.*?)</select>', form, re.S):
+        chosen = re.search(r'<option value="([^"]*)" selected', options) or re.search(r'<option value="([^"]*)"',
+                                                                                       options)
+        pairs.append((name, chosen.group(1)))
+    return "&".join(f"{name}={value}" for name, value in pairs if value)
+
+
+def test_after_an_upgrade_to_105_devices_the_renewal_form_proposes_the_current_valid_configuration(app, clock):
+    clock("2025-06-01")
+    client, email = new_partner(app, "renew-defaults", *ESSENTIAL_VOUCHERS, ("EPO-AMD-ESS-ADV", 33),
+                                ("EPO-AMD-DEV", 10_000))
+    bearer = token_for(app.test_client(), email)
+    parent = client.post("/api/v1/activate", json={"configuration": ESSENTIAL}, headers=bearer).json["activation"]
+    clock("2025-09-01")
+    amended = client.post("/api/v1/amend", json={"activation_id": parent["id"], "activate": True,
+                                                 "change": {"tier": "advanced", "devices": 105}},
+                          headers=bearer).json["activation"]["activation"]
+    stands = amended["configuration"]
+    assert stands["tier"] == "advanced"
+    listing = client.get("/subscriptions").text
+    for action in ("renew", "amend"):
+        url = f"/subscriptions/{amended['id']}/{action}"
+        query = default_query(listing, url)
+        assert f"tier={stands['tier']}" in query and f"devices={stands['devices']}" in query, query
+    renewal = client.get(f"/subscriptions/{amended['id']}/renew?" + default_query(listing, url.replace("amend",
+                                                                                                     "renew")))
+    assert renewal.status_code == 200 and "The renewal is possible" in renewal.text, renewal.text[-2000:]
