@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine import locker
-from engine.activation import activate_change, activate_configuration, matching
+from engine.activation import activate_change, activate_configuration, activate_lines, matching
 from engine.catalog import load_catalog
 from engine.compile import load
 from engine.problem import CompanionError
@@ -333,3 +333,43 @@ def test_an_upgrade_in_the_last_month_is_refused_when_the_policy_says_refuse(tmp
     assert "error[last-month] policy.last-month" in refused.stdout and "renew" in refused.stdout
     shown = companion("locker", "show", "--user", "dan@acme.example", env=env).stdout
     assert "amendment" not in shown  # no Activation ID was issued
+
+
+def test_an_upgrade_in_the_last_month_the_policy_makes_free_says_no_voucher_is_debited(tmp_path):
+    rules = last_month_rules(tmp_path, "free")
+    env, first = activated_essential(tmp_path, rules)
+    free = amend_in_the_last_month(tmp_path, rules, env, first)
+    assert free.returncode == 0 and "ACTIVATED: ACT-" in free.stdout
+    assert "notice: no voucher is debited" in free.stdout and "last_month free" in free.stdout
+    assert "debited nothing" in free.stdout
+    assert "debited 1" not in free.stdout
+
+
+def zero_unit_amendment(notices: list[dict]) -> dict:
+    """An amendment document whose only line is 0 units, as the rules would answer it."""
+    return {"kind": "amendment", "valid": True, "violations": [], "notices": notices,
+            "lines": [{"reference": "EPO-AMD-ESS-ADV", "description": "EPO: amendment Essential to Advanced",
+                       "quantity": 1, "months": 0, "units": 0, "derivation": "0 months x epo essential->advanced"}]}
+
+
+def test_an_amendment_that_debits_nothing_is_refused_unless_the_policy_made_it_free(store, compiled):
+    fill(store, "alice@acme.example", ("EPO-ESS-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 75))
+    first = activate_configuration(store, compiled, "alice@acme.example",
+                                   {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36,
+                                    "tier": "essential", "devices": 100}, on=JUNE)
+    document = zero_unit_amendment([])
+    configuration = {**first.activation.configuration, "tier": "advanced"}
+    with pytest.raises(CompanionError) as refused:
+        activate_lines(store, compiled, "alice@acme.example", configuration, document, document["lines"],
+                       on=datetime.date(2028, 5, 15), kind="amendment", parent=first.activation.id)
+    [problem] = refused.value.problems
+    assert problem.code == "nothing-to-activate" and "debits nothing" in problem.message
+    assert [item["id"] for item in locker.show_locker(store, "alice@acme.example").activations] == [
+        first.activation.id]  # no Activation ID was issued
+    notice = {"rule": "policy.last-month", "code": "last-month-free", "where": "rules/subscriptions.yaml:21:15",
+              "message": "2028-05-15 is inside the last month of the term: last_month free, nothing is charged"}
+    free = activate_lines(store, compiled, "alice@acme.example", configuration, zero_unit_amendment([notice]),
+                          document["lines"], on=datetime.date(2028, 5, 15), kind="amendment",
+                          parent=first.activation.id)
+    assert free.activated and free.activation.debits == {}
+    assert any(text.startswith("no voucher is debited") for text in free.notices)
