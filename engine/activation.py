@@ -104,6 +104,15 @@ def activate_lines(store: Store, compiled: CompiledCatalog, user_email: str, con
     verdict_json = verdict.to_json() if isinstance(verdict, Verdict) else verdict
     if not verdict_json["valid"]:
         return ActivationOutcome(verdict_json, notices=notices)  # refused by the rules: nothing is debited
+    # A new Activation ID that debits nothing is a free change: only the subscription policy may grant one.
+    free = tuple(f"no voucher is debited: {item['message']} ({item['rule']} at {item['where']})"
+                 for item in verdict_json.get("notices", ()) if item.get("code") == "last-month-free")
+    if lines and not any(int(line.get("units", line["quantity"])) for line in lines) and not free:
+        raise CompanionError([Problem("nothing-to-activate", f"every line of this {kind} is 0 units: it would "
+                                      "issue an Activation ID that debits nothing",
+                                      hint="only a change the subscription policy makes free (last_month: free in "
+                                           "subscriptions.yaml) is activated without a debit")])
+    notices = notices + free
     if not lines:
         raise CompanionError([Problem("nothing-to-activate", "the configuration has no bill-of-materials lines")])
     result = locker.activate(store, user_email, configuration, compiled.rules_version, requirements_of(lines),
@@ -182,6 +191,8 @@ def render_outcome(outcome: ActivationOutcome) -> str:
         lines.append(f"ACTIVATED: {activation.id} ({activation.kind}, term starts {activation.term_start})")
         for reference, count in activation.debits.items():
             lines.append(f"  debited {count} x {reference}")
+        if not activation.debits:
+            lines.append("  debited nothing")
     elif outcome.shortfall:
         lines.append("NOT ACTIVATED: the locker does not cover this configuration; nothing was debited")
         for line in outcome.shortfall.coverage.lines:

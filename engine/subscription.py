@@ -15,6 +15,10 @@ Months are calendar months counted from the start date (its activation date):
   started month counts) the amendment is charged N - k months: month k in full, and every later one.
   With `free`, month k is charged only when D is its first day (anniversary(k) == D): N - k months if so,
   else N - k - 1.
+- The last month (k = N - 1) once begun (D after its first day) has its own policy key, `last_month`,
+  because `free` would leave nothing to charge there: `charge` (the default) charges it, 1 month, whatever
+  partial_month says; `free` charges 0 months and the answer says so in a notice; `refuse` refuses the
+  amendment (renew instead). A change is never silently free.
 - So, with `charge`: on the start date N months; on the day before the end 1 month; on or after the end
   date, or before the start, the amendment is refused. The vendor's example: 36 months from 2025-06-01,
   amended on 2025-09-01 = anniversary 3, so 36 - 3 = 33 months.
@@ -87,6 +91,7 @@ class Proration:
     term: int
     date: dt.date
     partial_month: str  # charge | free
+    last_month: str = "charge"  # charge | free | refuse: a change inside the last month, after its first day
 
     @property
     def end(self) -> dt.date:
@@ -114,8 +119,15 @@ class Proration:
         return self.date > self.month_start
 
     @property
+    def in_last_month(self) -> bool:
+        """Tell whether the date is inside the last month of the term, after its first day."""
+        return self.started and self.index == self.term - 1
+
+    @property
     def months(self) -> int:
         """Return the months charged: the current month (per policy) and every later one."""
+        if self.in_last_month and self.last_month != "refuse":
+            return 0 if self.last_month == "free" else 1  # the last month's own key decides, not partial_month
         free = self.partial_month == "free" and self.started
         return self.term - self.index - (1 if free else 0)
 
@@ -138,11 +150,18 @@ class Proration:
                          f"{last}, {days} days): charged in full{clamp}")
         else:
             left = (self.month_next - self.date).days
-            treatment = ("a started month counts: charged in full" if self.partial_month == "charge"
-                         else "a started month is free: not charged")
+            if self.in_last_month:
+                treatment = {"charge": "the last month, begun: charged in full",
+                             "free": "the last month, begun: free, not charged",
+                             "refuse": "the last month, begun: no change is accepted"}[self.last_month]
+                decided = f"{policy.last_month.rule}: {self.last_month}"
+            else:
+                treatment = ("a started month counts: charged in full" if self.partial_month == "charge"
+                             else "a started month is free: not charged")
+                decided = f"{policy.partial_month.rule}: {self.partial_month}"
             lines.append(f"amendment date {self.date}: inside month {index + 1} ({self.month_start} .. {last}, "
                          f"{days} days), {left} day{'s' if left != 1 else ''} of it left; {treatment} "
-                         f"[{policy.partial_month.rule}: {self.partial_month}]{clamp}")
+                         f"[{decided}]{clamp}")
         later = self.term - index - 1
         if later:
             lines.append(f"still to come: month{'s ' + str(index + 2) + '-' if later > 1 else ' '}{self.term}, "
@@ -202,6 +221,7 @@ class SubscriptionPolicy:
     file: str
     unit: PolicyRule
     partial_month: PolicyRule
+    last_month: PolicyRule
     mid_term: Mapping[str, PolicyRule]
     perpetual: PolicyRule
     renewal: PolicyRule
@@ -213,8 +233,8 @@ class SubscriptionPolicy:
 
     def rules(self) -> dict[str, Location]:
         """Return the rule ids this file defines (tier changes reuse tiers.yaml's `upgrade.*` ids)."""
-        found = {rule.rule: rule.where for rule in (self.unit, self.partial_month, self.perpetual, self.renewal,
-                                                    self.late, *self.mid_term.values())}
+        found = {rule.rule: rule.where for rule in (self.unit, self.partial_month, self.last_month, self.perpetual,
+                                                    self.renewal, self.late, *self.mid_term.values())}
         for entry in self.entries:
             if entry.kind != "tier":
                 found.setdefault(entry.rule, entry.where)
@@ -272,6 +292,7 @@ def build_policy(source: Source, catalog: Catalog) -> SubscriptionPolicy:
         file=source.file,
         unit=setting("policy.unit", ("unit",), "calendar-month"),
         partial_month=setting("policy.partial-month", ("partial_month",), "charge"),
+        last_month=setting("policy.last-month", ("last_month",), "charge"),  # never free unless the rules say so
         mid_term=frozen({key: setting(rule, ("mid_term", key), default) for key, (rule, default) in MID_TERM.items()}),
         perpetual=setting("policy.perpetual", ("perpetual",), "refused"),
         renewal=setting("policy.renewal", ("renewal", "start"), "old-end"),
@@ -719,7 +740,8 @@ def amend(compiled, request: AmendmentRequest) -> Amendment:
                    "subscription", "license")
         return Amendment(False, out.violations, out.notices, [], _state(sub, request.start, None), {},
                          catalog.rules_version, [], out.fired, sub)
-    proration = Proration(request.start, sub.term_months, change.date, policy.partial_month.value)
+    proration = Proration(request.start, sub.term_months, change.date, policy.partial_month.value,
+                          policy.last_month.value)
     end = out.end = proration.end
     term = {"start": str(request.start), "term_months": sub.term_months, "end": str(end),
             "last_day": str(end - dt.timedelta(days=1)), "date": str(change.date)}
@@ -736,14 +758,18 @@ def amend(compiled, request: AmendmentRequest) -> Amendment:
         steps = proration.steps(policy)
         term.update(month=proration.index + 1, month_start=str(proration.month_start),
                     month_last_day=str(proration.month_next - dt.timedelta(days=1)), started=proration.started,
-                    partial_month=policy.partial_month.value, months=proration.months)
+                    partial_month=policy.partial_month.value, last_month=policy.last_month.value,
+                    months=proration.months)
         out.fire(policy.unit.rule, policy.unit.where,
                  f"{sub.term_months} calendar months from {request.start}: ends {end}; {change.date} is in month "
                  f"{proration.index + 1}")
-        out.fire(policy.partial_month.rule, policy.partial_month.where,
-                 (f"{change.date} is inside month {proration.index + 1}, begun on {proration.month_start}: "
-                  if proration.started else f"{change.date} is the first day of month {proration.index + 1}: ")
-                 + f"partial_month {policy.partial_month.value}, {proration.months} months charged")
+        if proration.in_last_month:
+            _last_month(out, policy, proration)
+        else:
+            out.fire(policy.partial_month.rule, policy.partial_month.where,
+                     (f"{change.date} is inside month {proration.index + 1}, begun on {proration.month_start}: "
+                      if proration.started else f"{change.date} is the first day of month {proration.index + 1}: ")
+                     + f"partial_month {policy.partial_month.value}, {proration.months} months charged")
     months = proration.months if not out.violations else 0
     amendments = policy.products.get(product.id)
     lines: list[dict] = []
@@ -764,6 +790,24 @@ def amend(compiled, request: AmendmentRequest) -> Amendment:
     return Amendment(valid, out.violations, out.notices, lines if valid else [],
                      _state(configuration, request.start, end), term, catalog.rules_version, steps, out.fired,
                      configuration)
+
+
+def _last_month(out: _Outcome, policy: SubscriptionPolicy, proration: Proration) -> None:
+    """Apply policy.last-month to a change dated inside the last month of the term, after its first day."""
+    rule, value = policy.last_month, policy.last_month.value
+    month = (f"{proration.date} is inside the last month of the term (month {proration.term} of {proration.term}, "
+             f"{proration.month_start} .. {proration.end - dt.timedelta(days=1)})")
+    if value == "refuse":
+        out.refuse(rule.rule, rule.where, "last-month", f"{month}; the policy accepts no change once the last month "
+                   "has begun (last_month: refuse)",
+                   f"renew instead: companion renew with the change; the new term starts on {proration.end}",
+                   "@", "date")
+        return
+    out.fire(rule.rule, rule.where, f"{month}: last_month {value}, "
+             f"{proration.months} month{'' if proration.months == 1 else 's'} charged")
+    if value == "free":
+        out.notice(rule.rule, rule.where, "last-month-free",
+                   f"{month}: last_month free, nothing is charged for this change")
 
 
 def _line(ref: AmendmentRef, policy: SubscriptionPolicy, quantity: int, months: int) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine import locker
-from engine.activation import activate_change, activate_configuration, matching
+from engine.activation import activate_change, activate_configuration, activate_lines, matching
 from engine.catalog import load_catalog
 from engine.compile import load
 from engine.problem import CompanionError
@@ -314,3 +314,106 @@ def test_the_command_line_dates_debits_today_and_journals_an_operators_backdatin
     assert [(entry["details"]["date"], entry["details"]["kind"], entry["details"]["server_date"])
             for entry in entries] == [("2025-06-01", "activation", today), ("2025-09-01", "amendment", today)]
     assert all(entry["actor"].startswith("cli:") for entry in entries)
+
+
+LAST_MONTH_CHANGE = "change: {date: 2028-05-15, tier: advanced}\n"  # inside month 36 of 36 from 2025-06-01
+
+
+def last_month_rules(tmp_path, last_month: str | None) -> Path:
+    """The bundled rules with partial_month free and LAST_MONTH as the policy's last_month (None: no such key)."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    path = rules / "subscriptions.yaml"
+    lines = [line for line in path.read_text().splitlines(keepends=True) if not line.startswith("  last_month:")]
+    text = "".join(lines).replace("  partial_month: charge\n", "  partial_month: free\n"
+                                  + (f"  last_month: {last_month}\n" if last_month else ""))
+    path.write_text(text)
+    return rules
+
+
+def activated_essential(tmp_path, rules: Path) -> tuple[dict, str]:
+    """A user with EPO Essential, 100 devices, activated on 2025-06-01 from their locker: (env, Activation ID)."""
+    env = {**os.environ, "COMPANION_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}"}
+    assert companion("users", "add", "dan@acme.example", "--company", "Acme", "--badges", "power-management",
+                     "--country", "US", env=env).returncode == 0
+    for reference, quantity in (("EPO-ESS-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 75)):
+        code = companion("vouchers", "issue", "--reference", reference, "--quantity", str(quantity), env=env)
+        assert companion("locker", "redeem", code.stdout.strip(), "--user", "dan@acme.example", env=env).returncode == 0
+    request = tmp_path / "essential.yaml"
+    request.write_text('configuration: {product: epo, version: "2024", license: subscription, term_months: 36, '
+                       "tier: essential, devices: 100}\n")
+    first = companion("activate", str(request), "--user", "dan@acme.example", "--date", "2025-06-01",
+                      "--rules", str(rules), env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    return env, first.stdout.split("ACTIVATED: ")[1].split()[0]
+
+
+def amend_in_the_last_month(tmp_path, rules: Path, env: dict, activation_id: str):
+    request = tmp_path / "amend.yaml"
+    request.write_text(LAST_MONTH_CHANGE)
+    # --date says the same day as the request: how an operator dates a change that is not today's.
+    return companion("activate", str(request), "--amend", activation_id, "--user", "dan@acme.example",
+                     "--date", "2028-05-15", "--rules", str(rules), env=env)
+
+
+def test_an_upgrade_in_the_last_month_is_not_a_free_activation_by_default(tmp_path):
+    """Regression: with partial_month free, `activate --amend` in the last month issued an ID that debited nothing."""
+    rules = last_month_rules(tmp_path, None)
+    env, first = activated_essential(tmp_path, rules)
+    short = amend_in_the_last_month(tmp_path, rules, env, first)
+    assert short.returncode == 1 and "ACTIVATED" not in short.stdout.replace("NOT ACTIVATED", "")
+    assert "short: 1 x EPO-AMD-ESS-ADV" in short.stdout  # one month of Essential to Advanced is charged
+    code = companion("vouchers", "issue", "--reference", "EPO-AMD-ESS-ADV", "--quantity", "1", env=env)
+    assert companion("locker", "redeem", code.stdout.strip(), "--user", "dan@acme.example", env=env).returncode == 0
+    done = amend_in_the_last_month(tmp_path, rules, env, first)
+    assert done.returncode == 0 and "ACTIVATED: ACT-" in done.stdout and "debited 1 x EPO-AMD-ESS-ADV" in done.stdout
+
+
+def test_an_upgrade_in_the_last_month_is_refused_when_the_policy_says_refuse(tmp_path):
+    rules = last_month_rules(tmp_path, "refuse")
+    env, first = activated_essential(tmp_path, rules)
+    refused = amend_in_the_last_month(tmp_path, rules, env, first)
+    assert refused.returncode == 1 and "NOT ACTIVATED: the rules refuse" in refused.stdout
+    assert "error[last-month] policy.last-month" in refused.stdout and "renew" in refused.stdout
+    shown = companion("locker", "show", "--user", "dan@acme.example", env=env).stdout
+    assert "amendment" not in shown  # no Activation ID was issued
+
+
+def test_an_upgrade_in_the_last_month_the_policy_makes_free_says_no_voucher_is_debited(tmp_path):
+    rules = last_month_rules(tmp_path, "free")
+    env, first = activated_essential(tmp_path, rules)
+    free = amend_in_the_last_month(tmp_path, rules, env, first)
+    assert free.returncode == 0 and "ACTIVATED: ACT-" in free.stdout
+    assert "notice: no voucher is debited" in free.stdout and "last_month free" in free.stdout
+    assert "debited nothing" in free.stdout
+    assert "debited 1" not in free.stdout
+
+
+def zero_unit_amendment(notices: list[dict]) -> dict:
+    """An amendment document whose only line is 0 units, as the rules would answer it."""
+    return {"kind": "amendment", "valid": True, "violations": [], "notices": notices,
+            "lines": [{"reference": "EPO-AMD-ESS-ADV", "description": "EPO: amendment Essential to Advanced",
+                       "quantity": 1, "months": 0, "units": 0, "derivation": "0 months x epo essential->advanced"}]}
+
+
+def test_an_amendment_that_debits_nothing_is_refused_unless_the_policy_made_it_free(store, compiled):
+    fill(store, "alice@acme.example", ("EPO-ESS-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 75))
+    first = activate_configuration(store, compiled, "alice@acme.example",
+                                   {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36,
+                                    "tier": "essential", "devices": 100}, today=JUNE)
+    document = zero_unit_amendment([])
+    configuration = {**first.activation.configuration, "tier": "advanced"}
+    with pytest.raises(CompanionError) as refused:
+        activate_lines(store, compiled, "alice@acme.example", configuration, document, document["lines"],
+                       on=datetime.date(2028, 5, 15), kind="amendment", parent=first.activation.id)
+    [problem] = refused.value.problems
+    assert problem.code == "nothing-to-activate" and "debits nothing" in problem.message
+    assert [item["id"] for item in locker.show_locker(store, "alice@acme.example").activations] == [
+        first.activation.id]  # no Activation ID was issued
+    notice = {"rule": "policy.last-month", "code": "last-month-free", "where": "rules/subscriptions.yaml:21:15",
+              "message": "2028-05-15 is inside the last month of the term: last_month free, nothing is charged"}
+    free = activate_lines(store, compiled, "alice@acme.example", configuration, zero_unit_amendment([notice]),
+                          document["lines"], on=datetime.date(2028, 5, 15), kind="amendment",
+                          parent=first.activation.id)
+    assert free.activated and free.activation.debits == {}
+    assert any(text.startswith("no voucher is debited") for text in free.notices)

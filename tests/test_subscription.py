@@ -113,10 +113,25 @@ def test_proration_with_a_started_month_charged(date, index, months):
     ("2025-06-02", 35),  # month 1 has started: free, 36 - 0 - 1 = 35
     ("2025-09-01", 33),  # the first day of month 4: 36 - 3 = 33
     ("2025-09-15", 32),  # month 4 has started: 36 - 3 - 1 = 32
-    ("2028-05-31", 0),   # month 36 has started: 36 - 35 - 1 = 0
+    ("2028-05-01", 1),   # the first day of month 36, the last: 36 - 35 = 1
+    ("2028-05-31", 1),   # month 36, the last, has started: free would leave 0; the last month is charged
 ])
 def test_proration_with_a_started_month_free(date, months):
     assert Proration(D("2025-06-01"), 36, D(date), "free").months == months
+
+
+@pytest.mark.parametrize("partial_month, last_month, date, months", [
+    ("free", "charge", "2028-05-15", 1),    # inside month 36 of 36: one month, whatever partial_month says
+    ("free", "free", "2028-05-15", 0),      # the policy makes it free: 36 - 35 - 1 = 0
+    ("charge", "free", "2028-05-15", 0),    # the last month's own key decides, not partial_month
+    ("charge", "charge", "2028-05-15", 1),  # 36 - 35 = 1
+    ("free", "free", "2028-05-01", 1),      # the first day of month 36: a whole month is left, 36 - 35 = 1
+    ("free", "free", "2028-04-15", 1),      # inside month 35: partial_month free, 36 - 34 - 1 = 1
+])
+def test_proration_in_the_last_month(partial_month, last_month, date, months):
+    proration = Proration(D("2025-06-01"), 36, D(date), partial_month, last_month)
+    assert proration.months == months
+    assert proration.in_last_month == (date == "2028-05-15")
 
 
 # ------------------------------------------------------------------------------------------ amendments
@@ -345,6 +360,73 @@ def test_partial_month_free_policy(tmp_path):
     # 2025-09-15 is inside month 4: free, so 36 - 3 - 1 = 32; on 2025-09-01 (its first day) 36 - 3 = 33
     assert units(run_amend(compiled, request({"date": "2025-09-15", "tier": "advanced"}))) == {"EPO-AMD-ESS-ADV": 32}
     assert units(run_amend(compiled, request({"date": "2025-09-01", "tier": "advanced"}))) == {"EPO-AMD-ESS-ADV": 33}
+
+
+# ------------------------------------------------------------------------------------------ the last month
+
+LAST_MONTH = {"date": "2028-05-15", "tier": "advanced"}  # inside month 36 of 36, 2028-05-01 .. 2028-05-31
+FREE_PARTIAL = ("partial_month: charge", "partial_month: free")
+
+
+def without_last_month(rules: Path) -> Path:
+    """Drop the last_month key from the policy, so that its default decides."""
+    path = rules / "subscriptions.yaml"
+    path.write_text("".join(line for line in path.read_text().splitlines(keepends=True)
+                            if not line.lstrip().startswith("last_month:")))
+    return rules
+
+
+def test_a_change_in_a_started_last_month_is_charged_a_month_by_default(tmp_path):
+    """Regression: with partial_month free an upgrade in the last month was charged 0 months, silently."""
+    compiled = load_compiled(without_last_month(copy_rules(tmp_path, {"subscriptions.yaml": [FREE_PARTIAL]})))
+    result = run_amend(compiled, request(LAST_MONTH))
+    assert result.valid, result.violations
+    # 2028-05-15 is in month 36 (anniversary 35 = 2028-05-01): partial_month free would charge 36 - 35 - 1 = 0
+    assert units(result) == {"EPO-AMD-ESS-ADV": 1} and result.term["months"] == 1
+    assert [item["code"] for item in result.notices] == ["devices-kept"]  # nothing said to be free
+    assert "policy.last-month" in [item["rule"] for item in result.fired]
+    assert any("[policy.last-month: charge]" in step for step in result.steps)
+
+
+@pytest.mark.parametrize("partial_month", ["charge", "free"])
+def test_a_policy_that_refuses_changes_in_the_last_month(tmp_path, partial_month):
+    compiled = load_compiled(copy_rules(tmp_path, {"subscriptions.yaml": [
+        ("partial_month: charge", f"partial_month: {partial_month}"), ("last_month: charge", "last_month: refuse")]}))
+    result = run_amend(compiled, request(LAST_MONTH))
+    assert not result.valid and result.lines == []
+    [violation] = result.violations
+    assert (violation["code"], violation["rule"], violation["path"]) == ("last-month", "policy.last-month",
+                                                                         "change.date")
+    assert "last month" in violation["message"] and "renew" in violation["hint"] and "2028-06-01" in violation["hint"]
+    assert "subscriptions.yaml:" in violation["where"]
+    # On the first day of the last month a whole month is left: not a partial month, charged 36 - 35 = 1.
+    whole_month = run_amend(compiled, request({"date": "2028-05-01", "tier": "advanced"}))
+    assert whole_month.valid and units(whole_month) == {"EPO-AMD-ESS-ADV": 1}
+
+
+def test_a_policy_that_makes_the_last_month_free_says_so(tmp_path):
+    rules = copy_rules(tmp_path, {"subscriptions.yaml": [FREE_PARTIAL, ("last_month: charge", "last_month: free")]})
+    compiled = load_compiled(rules)
+    result = run_amend(compiled, request(LAST_MONTH))
+    assert result.valid and units(result) == {"EPO-AMD-ESS-ADV": 0} and result.term["months"] == 0
+    [notice] = [item for item in result.notices if item["rule"] == "policy.last-month"]
+    assert notice["code"] == "last-month-free" and "nothing is charged" in notice["message"]
+    request_file = tmp_path / "amend.yaml"
+    request_file.write_text(json.dumps(request(LAST_MONTH)))
+    text = invoke("amend", str(request_file), "--rules", str(rules)).output
+    assert "0 months charged" in text and "notice[last-month-free] policy.last-month" in text
+
+
+def test_the_last_month_key_is_a_located_rule():
+    rules = rules_of(load_catalog())
+    text = (BUNDLED_RULES / "subscriptions.yaml").read_text()
+    assert rules["policy.last-month"].line == line_of(text, "last_month: charge")
+
+
+def test_a_last_month_value_the_schema_does_not_know_is_located(tmp_path):
+    rules = copy_rules(tmp_path, {"subscriptions.yaml": [("last_month: charge", "last_month: prorate")]})
+    text = (rules / "subscriptions.yaml").read_text()
+    assert ("schema", "subscriptions.yaml", line_of(text, "last_month: prorate"), 15, "") in problems_of(rules)
 
 
 # ------------------------------------------------------------------------------------------ request errors

@@ -126,6 +126,15 @@ cases:
       {EPO}tier: essential, devices: 25}}
       change: {{date: 2028-06-01, tier: advanced}}
     expect: {{valid: false, violations: [{{rule: policy.unit, code: after-end}}]}}
+  - name: inside the last month, one month is charged
+    kind: amend
+    request:
+      {EPO}tier: essential, devices: 25}}
+      change: {{date: 2028-05-15, devices: 35}}
+    expect:  # 2028-05-15 is in month 36 of 36, begun 2028-05-01: last_month charge, 1 month of 10 licences
+      valid: true
+      notices: []
+      bom: [{{reference: EPO-AMD-DEV, quantity: 10, months: 1, units: 10}}]
   - name: unknown tier in a change is a request error
     kind: amend
     request:

@@ -27,6 +27,15 @@ def test_months_charged_never_exceed_the_term(start, term, offset, policy):
         assert months >= 1  # a started month counts: something is always charged inside the term
 
 
+@given(starts, terms, st.integers(min_value=0, max_value=1200), policies, st.sampled_from(["charge", "refuse"]))
+def test_only_a_free_last_month_charges_nothing(start, term, offset, policy, last_month):
+    """No day of the term is charged 0 months unless last_month is free (refuse refuses those days instead)."""
+    date = start + dt.timedelta(days=offset % (add_months(start, term) - start).days)
+    proration = Proration(start, term, date, policy, last_month)
+    assert proration.months >= 1 or (last_month == "refuse" and proration.in_last_month)
+    assert Proration(start, term, date, policy, "free").months == (0 if proration.in_last_month else proration.months)
+
+
 @given(starts, terms, st.integers(min_value=0, max_value=1200), st.integers(min_value=0, max_value=1200), policies)
 def test_months_charged_never_increase_as_the_date_moves_later(start, term, first, second, policy):
     days = (add_months(start, term) - start).days

@@ -5,6 +5,9 @@ Each worker process holds one `LiveCatalog`. `current()` is called on every requ
 (a few `stat` calls). When they changed it loads and compiles the directory again: on success the new
 catalogue replaces the old one in a single assignment (requests already running keep the one they took); on
 failure the last good catalogue stays and the problems are kept for the Catalogue page and /api/v1/health.
+A rule file of the catalogue in use that is no longer there is such a failure too: an optional file deleted
+by mistake must not quietly switch off what it declares (subscriptions.yaml: every amendment). Only a new
+LiveCatalog (a restart) accepts its removal.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from engine.catalog import display_path, load_catalog
 from engine.compile import CompiledCatalog, compile_catalog, load
 from engine.problem import CompanionError, Location, Problem
+from engine.schema import RULE_FILES
 
 log = logging.getLogger("companion.web")
 RETIRE_AFTER = 60.0  # seconds a replaced catalogue stays registered for requests that still use it
@@ -105,30 +109,56 @@ class LiveCatalog:
         self._next_check = 0.0
         return self.current()
 
+    def _vanished(self) -> list[Problem]:
+        """Return a missing-rule-file problem for each rule file of the catalogue in use that is gone."""
+        if self._compiled is None:
+            return []
+        directory = self._compiled.catalog.directory
+        problems = []
+        for name in self._compiled.catalog.sources:
+            path = directory / name
+            if path.exists():
+                continue
+            if RULE_FILES.get(name, ("", False))[1]:
+                hint = f"restore {name}: the rules cannot load without it"
+            else:
+                hint = f"restore {name}, or restart the server to serve the rules without it"
+            problems.append(Problem("missing-rule-file", f"{name} was loaded and is now missing; the rules loaded "
+                                    "before it went are still served", Location(display_path(path)), hint=hint))
+        return problems
+
+    def _broken(self, problems: list[Problem]) -> None:
+        """Keep the catalogue in use and report why the files on disk are not served."""
+        self.state.ok = False
+        self.state.problems = problems
+
     def _reload(self, signature: tuple) -> None:
         self._signature = signature
         self.state.checked_at = _now()
+        vanished = self._vanished()
         try:
             if self._compiled is None:
                 compiled = load(self.directory)  # the process-wide cache: apps on the same rules share it
             else:
                 catalog = load_catalog(self.directory)
+                if vanished:  # the rest loads: still not an edit to serve
+                    self._broken(vanished)
+                    return
                 if catalog.rules_version == self._compiled.rules_version:
                     compiled = self._compiled  # touched, not changed
                 else:
                     compiled = compile_catalog(catalog)
                     self._owned.add(id(compiled))
         except CompanionError as error:
-            self.state.ok = False
-            self.state.problems = list(error.problems)
+            gone = {problem.where.file for problem in vanished}  # the loader's missing-file says it again
+            self._broken(vanished + [problem for problem in error.problems if problem.where.file not in gone])
             return
         except Exception:  # noqa: BLE001 - a bug must not take the app down nor pass for a good reload
             incident = uuid.uuid4().hex[:12]
             log.error("incident %s: reloading %s", incident, self.rules_dir, exc_info=True)
-            self.state.ok = False
-            self.state.problems = [Problem(
+            self._broken([Problem(
                 "internal", f"the rules could not be loaded (unexpected failure; incident {incident})",
-                Location(display_path(self.rules_dir)), hint="the server log has the details under the incident id")]
+                Location(display_path(self.rules_dir)), hint="the server log has the details under the incident id")])
             return
         if compiled is not self._compiled:
             if self._compiled is not None:

@@ -120,3 +120,72 @@ def test_an_edit_that_trips_a_bug_is_reported_not_served_as_good(live_app, rules
     verdict = client.post("/api/v1/validate", json={"configuration": EPO}, headers=headers)
     assert verdict.status_code == 200 and verdict.json["rules_version"] == before
     assert client.get("/api/v1/health").json["status"] == "degraded"  # still reported on the next check
+
+
+AMEND = {"subscription": {"product": "epo", "license": "subscription", "term_months": 36, "start": "2025-06-01",
+                          "tier": "essential", "devices": 100, "addons": []},
+         "change": {"date": "2025-09-01", "tier": "advanced"}}
+
+
+@pytest.mark.parametrize("name", ["subscriptions.yaml", "exports.yaml"])
+def test_an_optional_rule_file_that_vanishes_is_a_broken_edit_until_it_returns(live_app, rules_copy, name):
+    """Regression: deleting subscriptions.yaml was a good edit; every amendment then failed with no-policy."""
+    client = live_app.test_client()
+    headers = token_for(client)
+    before = client.get("/api/v1/health").json["rules_version"]
+    path = rules_copy / name
+    text = path.read_text()
+    path.unlink()
+    health = client.get("/api/v1/health")
+    assert health.status_code == 200 and health.json["status"] == "degraded"
+    assert health.json["rules_version"] == before
+    [problem] = health.json["reload"]["problems"]
+    assert problem["code"] == "missing-rule-file" and problem["where"] == str(path)
+    assert name in problem["message"] and "restore" in problem["hint"] and "restart" in problem["hint"]
+    amended = client.post("/api/v1/amend", json=AMEND, headers=headers)  # the last good catalogue still amends
+    assert amended.status_code == 200 and amended.json["term"]["months"] == 33
+    assert amended.json["rules_version"] == before
+    template = client.post("/api/v1/bom", json={"configuration": EPO, "template": "se-advantage"}, headers=headers)
+    assert template.status_code == 200 and template.text.startswith("\ufeffCatalog Number")
+    assert client.get("/api/v1/health").json["status"] == "degraded"  # still reported on the next check
+    path.write_text(text)
+    touch_later(path)
+    health = client.get("/api/v1/health").json
+    assert health["status"] == "ok" and health["rules_version"] == before and health["reload"]["problems"] == []
+
+
+def test_a_required_rule_file_that_vanishes_is_reported_as_vanished(live_app, rules_copy):
+    client = live_app.test_client()
+    headers = token_for(client)
+    before = client.get("/api/v1/health").json["rules_version"]
+    tiers = rules_copy / "tiers.yaml"
+    tiers.unlink()
+    health = client.get("/api/v1/health").json
+    assert health["status"] == "degraded" and health["rules_version"] == before
+    [problem] = health["reload"]["problems"]  # one problem: not also the loader's missing-file for it
+    assert problem["code"] == "missing-rule-file" and problem["where"] == str(tiers)
+    assert "restore" in problem["hint"] and "cannot load without it" in problem["hint"]
+    verdict = client.post("/api/v1/validate", json={"configuration": EPO}, headers=headers).json
+    assert verdict["valid"] is True and verdict["rules_version"] == before
+
+
+def test_a_vanished_file_and_a_broken_edit_are_both_reported(live_app, rules_copy):
+    client = live_app.test_client()
+    (rules_copy / "subscriptions.yaml").unlink()
+    tiers = rules_copy / "tiers.yaml"
+    tiers.write_text(tiers.read_text().replace("      - {from: essential, to: advanced}",
+                                               "      - {from: essentail, to: advanced}", 1))
+    touch_later(tiers)
+    problems = client.get("/api/v1/health").json["reload"]["problems"]
+    assert {"missing-rule-file", "unknown-ref"} <= {problem["code"] for problem in problems}
+
+
+def test_a_restart_serves_the_rules_without_the_removed_file(tmp_path, rules_copy):
+    (rules_copy / "subscriptions.yaml").unlink()
+    application = make_app(tmp_path, RULES_DIR=str(rules_copy))
+    seed_users(application)
+    client = application.test_client()
+    health = client.get("/api/v1/health").json
+    assert health["status"] == "ok" and health["reload"]["problems"] == []
+    response = client.post("/api/v1/amend", json=AMEND, headers=token_for(client))
+    assert response.status_code != 200 and response.json["error"]["code"] == "no-policy"
