@@ -51,6 +51,7 @@ def globals_for_templates():
 # --- forms that change state: once, then a redirect ----------------------------------------------------
 
 UNSIGNED_FIELDS = ("csrf_token", "idempotency_key")
+KIND_OF = {"amend": "change", "renew": "renewal"}  # a page's action, and the request block it fills
 Messages = list[tuple[str, str]]
 
 
@@ -540,14 +541,14 @@ def change_subscription(activation_id: str, action: str):
     """Preview an amendment or a renewal of one activation, at any date of its term."""
     current = catalogue_or_error()
     account = auth.current_account()
-    kind = "change" if action == "amend" else "renewal"
+    kind = KIND_OF[action]
     activation = services.find_activation(account.email, activation_id, kind)
     return _change_page(current, account, activation, action, request.args)
 
 
 def _change_page(current, account, activation: locker.Activation, action: str, values: MultiDict,
                  problems: list[Problem] = ()):
-    kind = "change" if action == "amend" else "renewal"
+    kind = KIND_OF[action]
     change, unread = _change_from(values, kind)
     problems = list(problems) + unread
     document = {"partner": auth.partner_of(account, current.catalog),
@@ -570,7 +571,7 @@ def activate_subscription_change(activation_id: str, action: str):
     """Activate an amendment or a renewal today: to the new Activation ID's page, or back with what is missing."""
     current = catalogue_or_error()
     account = auth.current_account()
-    kind = "change" if action == "amend" else "renewal"
+    kind = KIND_OF[action]
     fields = [(name, value) for name, value in request.form.items(multi=True) if name not in UNSIGNED_FIELDS]
     back = url_for("ui.change_subscription", activation_id=activation_id, action=action) + "?" + urlencode(fields)
     what = "amendment" if action == "amend" else "renewal"

@@ -59,6 +59,15 @@ def flashes(page: str) -> list[str]:
     return [html.unescape(text) for text in re.findall(r'<p class="flash [^"]*" role="status">([^<]*)</p>', page)]
 
 
+def essential_from_the_form(app, clock, name: str, *extra_vouchers):
+    """A new partner who activated Essential on 2025-06-01 through the Activate page: client, email, activation."""
+    clock("2025-06-01")
+    client, email = new_partner(app, name, *ESSENTIAL_VOUCHERS, *extra_vouchers)
+    client.post("/activate", data=form_of(client.get("/activate?" + ESSENTIAL_QUERY).text, "/activate"))
+    [parent] = activations_of(app, email)
+    return client, email, parent
+
+
 def activation_id_of(page: str) -> str:
     return re.search(r'<output id="activation-id">([^<]+)</output>', page).group(1)
 
@@ -138,10 +147,7 @@ def test_invitation_and_acceptance_forms_sent_twice_have_one_effect(app):
 
 
 def test_amending_with_activation_then_resubmitting_debits_once(app, clock):
-    clock("2025-06-01")
-    client, email = new_partner(app, "amender", *ESSENTIAL_VOUCHERS, ("EPO-AMD-ESS-ADV", 33))
-    client.post("/activate", data=form_of(client.get("/activate?" + ESSENTIAL_QUERY).text, "/activate"))
-    [parent] = activations_of(app, email)
+    client, email, parent = essential_from_the_form(app, clock, "amender", ("EPO-AMD-ESS-ADV", 33))
     clock("2025-09-01")
     url = f"/subscriptions/{parent.id}/amend"
     preview = client.get(url + "?tier=advanced&devices=100").text
@@ -320,10 +326,7 @@ def test_a_renewal_activated_with_another_date_is_refused_but_quoted_at_any_date
 
 
 def test_the_amend_page_quotes_any_date_but_activates_only_today(app, clock):
-    clock("2025-06-01")
-    client, email = new_partner(app, "page-dates", *ESSENTIAL_VOUCHERS, ("EPO-AMD-ESS-ADV", 36))
-    client.post("/activate", data=form_of(client.get("/activate?" + ESSENTIAL_QUERY).text, "/activate"))
-    [parent] = activations_of(app, email)
+    client, email, parent = essential_from_the_form(app, clock, "page-dates", ("EPO-AMD-ESS-ADV", 36))
     clock("2026-12-02")
     url = f"/subscriptions/{parent.id}/amend"
     beyond = client.get(url + "?date=2029-11-30&tier=advanced").text
