@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Index, Integer, String, UniqueConstraint, delete, select
+from sqlalchemy import Index, Integer, String, Text, UniqueConstraint, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -46,7 +46,7 @@ class IdempotencyKey(db.Base):
     key: Mapped[str] = mapped_column(String(255))
     fingerprint: Mapped[str] = mapped_column(String(64))
     status: Mapped[int] = mapped_column(Integer)
-    answer: Mapped[dict] = mapped_column(db.JSONType)
+    answer: Mapped[str] = mapped_column(Text)  # JSON text: PostgreSQL's JSONB would reorder the keys of a replay
     created_at: Mapped[datetime] = mapped_column(db.UTCDateTime())
 
 
@@ -97,15 +97,14 @@ def _once(store: Store, owner: str, key: str, asked: str, work: Callable[[Store]
         earlier = _find(session, owner, key)
         if earlier is not None:
             return _replay(earlier, asked)
-        row = IdempotencyKey(owner=owner, key=key, fingerprint=asked, status=0, answer={}, created_at=utcnow())
+        row = IdempotencyKey(owner=owner, key=key, fingerprint=asked, status=0, answer="", created_at=utcnow())
         try:
             with session.begin_nested():  # a savepoint: losing the race must not abort the transaction
                 session.add(row)
         except IntegrityError:  # a twin with this key committed while this insert waited (PostgreSQL)
-            session.expunge(row)
-            return _replay(_find(session, owner, key), asked)
+            return _replay(_find(session, owner, key), asked)  # the savepoint's rollback dropped ROW
         answer = work(store.joined(session))
-        row.status, row.answer = answer.status, answer.body
+        row.status, row.answer = answer.status, json.dumps(answer.body, ensure_ascii=False)
         session.flush()
         return answer
 
@@ -120,7 +119,7 @@ def _replay(row: IdempotencyKey, asked: str) -> Answer:
             "idempotency-key-reused", "this idempotency key was already used for a different request",
             path="Idempotency-Key", hint="send a new key for a new request; the same key only repeats the "
                                          f"request it was first sent with (on {row.created_at:%Y-%m-%d %H:%M} UTC)")])
-    return Answer(row.status, dict(row.answer), replayed=True)
+    return Answer(row.status, json.loads(row.answer), replayed=True)
 
 
 _last_purge = [0.0]

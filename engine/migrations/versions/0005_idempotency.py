@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0005_idempotency"
 down_revision = "0004_journal"
 branch_labels = None
 depends_on = None
 
-JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 WHEN = sa.DateTime(timezone=True)
 
 
@@ -28,7 +26,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(255), nullable=False),
         sa.Column("fingerprint", sa.String(64), nullable=False),
         sa.Column("status", sa.Integer, nullable=False),
-        sa.Column("answer", JSON, nullable=False),
+        sa.Column("answer", sa.Text, nullable=False),  # JSON text, replayed byte for byte
         sa.Column("created_at", WHEN, nullable=False),
         sa.UniqueConstraint("owner", "key", name="uq_idempotency_owner_key"),
     )
