@@ -2,7 +2,8 @@
 
 The race: c joined b's locker while b's accept, which had counted b's locker as not shared, merged it into a's.
 b moved with the merge; c stayed a member of the merged locker: no balances, every redeem and activation `busy`.
-Migration 0006 repairs the databases holding such members.
+Migration 0006 repairs the databases holding such members; until it has run (or should one appear again) the
+engine moves a stranded user on their next action, and accept() never merges a merged locker a second time.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from scratch_databases import create_database, drop_database
 from engine import journal, locker, migrations
 from engine import store as db
 from engine.locker import Activation, Requirement
+from engine.problem import CompanionError
 from engine.store import open_store
 
 # Distinct powers of two: any sum of them tells which users' units it holds.
@@ -221,3 +223,73 @@ def test_the_migration_leaves_a_healthy_database_as_it_is(fresh_url, tag):
     migrations.upgrade(fresh_url)
     assert migrations.current(fresh_url) == migrations.head()
     assert every_row(fresh_url) == before
+
+
+# --- the engine, on a database at head ----------------------------------------------------------------
+
+
+def _point_membership(store, email: str, locker_id: int) -> None:
+    with store.transaction() as session:
+        user_id = session.scalar(select(db.User.id).where(db.User.email == email))
+        session.execute(update(db.Membership).where(db.Membership.user_id == user_id).values(locker_id=locker_id))
+
+
+def _merged_into(store, locker_id: int) -> int | None:
+    with store.transaction() as session:
+        return session.scalar(select(db.Locker.merged_into).where(db.Locker.id == locker_id))
+
+
+@pytest.fixture
+def stranded(store, make_user, fund, tag):
+    """Users a, b, c as the race left them: c a member of b's locker, merged into a's with c's units."""
+    users = {name: make_user(name) for name in ("a", "b", "c")}
+    references = {name: f"{name.upper()}-{tag}" for name in users}
+    for name, email in users.items():
+        fund(email, references[name], UNITS[name])
+    lockers = {name: locker.show_locker(store, email).id for name, email in users.items()}
+    locker.invite(store, users["b"], users["c"])
+    locker.accept(store, users["c"])
+    # What b's accept saw under the race: nobody else in b's locker.
+    _point_membership(store, users["c"], lockers["c"])
+    locker.invite(store, users["a"], users["b"])
+    locker.accept(store, users["b"])
+    _point_membership(store, users["c"], lockers["b"])
+    pool = {references[name]: UNITS[name] for name in users}
+    assert locker.balances(store, users["a"]) == pool
+    return users, references, lockers, pool
+
+
+def test_a_stranded_user_never_merges_their_merged_locker_again(store, stranded, make_user, fund, tag):
+    users, _references, lockers, _pool = stranded
+    dan = make_user("dan")
+    fund(dan, f"DAN-{tag}", 16)
+    locker.invite(store, dan, users["c"])
+    with pytest.raises(CompanionError) as refused:
+        locker.accept(store, users["c"])
+    assert refused.value.problems[0].code == "locker-merged"
+    assert _merged_into(store, lockers["b"]) == lockers["a"]  # b's and c's history stay in a's family
+    assert locker.balances(store, dan) == {f"DAN-{tag}": 16}
+    assert locker.show_locker(store, dan).members == (dan,)
+
+
+@pytest.mark.parametrize("first", ["show", "redeem"])
+def test_a_stranded_user_is_moved_into_the_live_locker_on_their_next_action(store, stranded, first):
+    users, references, lockers, pool = stranded
+    if first == "show":
+        view = locker.show_locker(store, users["c"])
+    else:
+        locker.redeem(store, users["c"], locker.issue_vouchers(store, references["c"], 1)[0])
+        pool = {**pool, references["c"]: pool[references["c"]] + 1}
+        view = locker.show_locker(store, users["c"])
+    assert view == locker.show_locker(store, users["a"])
+    assert view.id == lockers["a"] and view.balances == pool
+    assert view.members == tuple(sorted(users.values()))
+    assert repairs(store, users["c"]) == [
+        ("engine:locker-repair", {"from_locker": lockers["b"], "to_locker": lockers["a"]})]
+    events = locker.audit(store, users["c"])
+    [repaired] = [event for event in events if event.action == "membership-repaired"]
+    assert repaired.locker_id == lockers["a"] and repaired.actor == users["c"]
+    assert_each_lockers_audit_chains(events)
+    assert_redeem_and_activate_work(store, users["c"], references["c"], pool)
+    assert len(repairs(store, users["c"])) == 1
+    assert _merged_into(store, lockers["b"]) == lockers["a"]
