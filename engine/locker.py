@@ -37,6 +37,8 @@ REFERENCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
 MAX_VOUCHERS_PER_ISSUE = 10_000
 # Units one voucher holds: a balance summed over many such vouchers must stay a 64-bit database integer.
 MAX_VOUCHER_QUANTITY = 1_000_000
+# The journal's actor of a membership moved out of a merged locker (see `_rejoin_live_locker`).
+REPAIR_ACTOR = "engine:locker-repair"
 _UNSET: Any = object()
 
 
@@ -192,7 +194,8 @@ def list_users(store: Store) -> list[User]:
 def _locker_row(session: Session, user: db.User, *, lock: bool = False) -> db.Locker:
     """Return the user's live locker, created on first use; with LOCK, hold its row until commit.
 
-    The caller must hold the user's row lock when the locker may have to be created.
+    The caller must hold the user's row lock: the locker may have to be created, or the user moved out of a
+    merged locker (`_rejoin_live_locker`).
     """
     for _attempt in range(8):
         locker_id = session.scalar(select(db.Membership.locker_id).where(db.Membership.user_id == user.id))
@@ -208,13 +211,37 @@ def _locker_row(session: Session, user: db.User, *, lock: bool = False) -> db.Lo
         if lock:
             query = query.with_for_update()
         locker = session.scalar(query)
-        if not lock:
+        if not lock and locker.merged_into is None:
             return locker
         # A merge may have moved the user while we waited for the lock: read the membership again.
         again = session.scalar(select(db.Membership.locker_id).where(db.Membership.user_id == user.id))
         if again == locker_id and locker.merged_into is None:
             return locker
+        if again == locker_id:  # still a member of a merged locker: nothing else will ever move the user
+            return _rejoin_live_locker(session, user, locker)
     raise _refuse("busy", "the locker kept changing while it was being locked", "try again")
+
+
+def _rejoin_live_locker(session: Session, user: db.User, merged: db.Locker) -> db.Locker:
+    """Move a member of the merged locker MERGED into the live locker it went into, journaled and audited.
+
+    Only the accept race fixed in 851ac72 left users there (migration 0006 repairs the ones it finds); their
+    vouchers went with the merge, so balances do not change. The live locker stays locked until commit.
+    """
+    live = merged
+    while live.merged_into is not None:
+        live = session.scalar(select(db.Locker).where(db.Locker.id == live.merged_into)
+                              .with_for_update().execution_options(populate_existing=True))
+    membership = session.get(db.Membership, user.id, populate_existing=True)
+    membership.locker_id = live.id  # joined_at kept, as migration 0006 does
+    current = _balances(session, live.id)
+    _audit(session, live.id, user, "membership-repaired",
+           {"member": user.email, "from_locker": merged.id, "to_locker": live.id, "by": REPAIR_ACTOR,
+            "before": current, "after": current})
+    journal.record(session, REPAIR_ACTOR, "membership-repaired", user.email,
+                   {"from_locker": merged.id, "to_locker": live.id})
+    session.flush()
+    return live
 
 
 def _family(session: Session, locker_id: int) -> set[int]:
@@ -942,6 +969,13 @@ def accept(store: Store, invitee_email: str, invitation_id: str | None = None) -
         for locker_id in sorted({invitation.locker_id, own_id} - {None}):
             locked[locker_id] = session.scalar(select(db.Locker).where(db.Locker.id == locker_id)
                                                .with_for_update().execution_options(populate_existing=True))
+        if own_id is not None and locked[own_id].merged_into is not None:
+            # Left in a merged locker (the race fixed in 851ac72): merging it again would overwrite merged_into
+            # and move its history (audit events, activations) into another family.
+            raise _refuse("locker-merged", f"your locker {own_id} was merged into locker "
+                          f"{locked[own_id].merged_into} already and cannot be merged again",
+                          "open your locker first (companion locker show): that moves you into the locker "
+                          "your vouchers went to")
         if own_id is not None:
             others = session.scalar(select(func.count()).select_from(db.Membership).where(
                 db.Membership.locker_id == own_id, db.Membership.user_id != user.id))

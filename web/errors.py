@@ -94,7 +94,7 @@ def status_of(error: CompanionError) -> int:
     if codes & NOT_FOUND:
         return 404
     if codes & {"already-redeemed", "already-member", "already-accepted", "already-shared", "ambiguous-invitation",
-                "invitation-expired", "busy", "already-changed"}:
+                "invitation-expired", "locker-merged", "busy", "already-changed"}:
         return 409
     return 422
 
