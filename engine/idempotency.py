@@ -102,7 +102,7 @@ def _once(store: Store, owner: str, key: str, asked: str, work: Callable[[Store]
             with session.begin_nested():  # a savepoint: losing the race must not abort the transaction
                 session.add(row)
         except IntegrityError:  # a twin with this key committed while this insert waited (PostgreSQL)
-            session.expunge(row)
+            # The savepoint's rollback has already taken ROW out of the session (expunging it again raised).
             return _replay(_find(session, owner, key), asked)
         answer = work(store.joined(session))
         row.status, row.answer = answer.status, answer.body
