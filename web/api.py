@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable
 
-from flask import Blueprint, Response, abort, jsonify, request, session
+from flask import Blueprint, Response, abort, current_app, jsonify, request, session
 
 from engine import accounts, idempotency, locker
 from engine.exports import CSV_MEDIA_TYPE
@@ -223,8 +223,10 @@ def once(data: dict, work: Callable[[Store], dict], unchanged: Callable[[dict], 
         return answer
 
     answer = idempotency.once(store(), auth.current_account().email, key, asked, effect)
-    response = jsonify(answer.body)
-    response.status_code = answer.status
+    # PostgreSQL stores the answer as JSONB, which reorders keys: with sorted keys the first answer and its
+    # replays are the same bytes on every database.
+    text = current_app.json.dumps(answer.body, sort_keys=True, separators=(",", ":"))
+    response = current_app.response_class(text + "\n", status=answer.status, mimetype=current_app.json.mimetype)
     if answer.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return response
