@@ -67,8 +67,8 @@ def after_back():
 
 back_refetches_the_form = pytest.mark.xfail(
     strict=True, raises=ResentAfterBack,
-    reason="known defect: Back re-fetches the form with a new idempotency key once the session cookie was re-signed "
-           "(see the module docstring), so sending it again is a new request")
+    reason="known defect: Back shows the form with a new idempotency key (see the module docstring), so sending "
+           "it again is a new request")
 
 
 def email_of(name: str) -> str:
