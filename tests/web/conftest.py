@@ -9,6 +9,7 @@ import pytest
 
 from engine.clock import Clock
 from engine.schema import BUNDLED_RULES
+from live_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
 from web_support import MANAGER, make_app, seed_users, sign_in, token_for
 
 
@@ -66,6 +67,43 @@ def rules_copy(tmp_path):
     target = tmp_path / "rules"
     shutil.copytree(BUNDLED_RULES, target)
     return target
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (one per test module)."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def new_page(browser, request):
+    """Open pages in fresh contexts (new_page(width=390) for a phone); screenshot them all when the test fails."""
+    pages = []
+
+    def open_page(width: int = 1280, height: int = 900):
+        context = browser.new_context(viewport={"width": width, "height": height})
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        pages.append(page)
+        return page
+
+    yield open_page
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        for index, page in enumerate(pages):
+            try:
+                page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{index}.png"), full_page=True)
+            except Exception:  # noqa: BLE001 - a screenshot must never hide the real failure
+                pass
+    for page in pages:
+        page.context.close()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

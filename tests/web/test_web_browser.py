@@ -7,12 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -20,30 +15,10 @@ import pytest
 from engine import accounts, locker
 from engine.schema import BUNDLED_RULES
 from engine.store import open_store
+from live_support import require_chromium, serving, sign_in
 from web_support import MANAGER, PARTNER, PASSWORD
 
 pytestmark = pytest.mark.browser
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-COMPANION = Path(sys.executable).with_name("companion")
-
-
-def require_chromium() -> None:
-    """Skip without Chromium, except in CI where a missing browser is a failure."""
-    if CHROMIUM.exists():
-        return
-    reason = f"{CHROMIUM} is missing: run scripts/install-chromium.sh as root (apt-get install chromium)"
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -60,75 +35,8 @@ def server(tmp_path_factory):
             accounts.set_password(store, email, PASSWORD, role)
         vouchers = {reference: locker.issue_vouchers(store, reference, quantity)[0]
                     for reference, quantity in (("EPO-ADV-SUB-3Y", 1), ("EPO-IMS-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 50))}
-    port = free_port()
-    log = open(root / "serve.log", "w")
-    process = subprocess.Popen([str(COMPANION), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
-                                "--rules", str(rules), "--database-url", url, "--instance", str(root / "instance")],
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/api/v1/health", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            log.flush()
-            pytest.fail("companion serve did not start:\n" + (root / "serve.log").read_text()[-3000:])
-        time.sleep(0.2)
-    yield {"base": base, "rules": rules, "vouchers": vouchers, "log": root / "serve.log"}
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def new_page(browser, request):
-    """Open pages in fresh contexts; screenshot every one of them when the test fails."""
-    pages = []
-
-    def open_page():
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        pages.append(page)
-        return page
-
-    yield open_page
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        ARTIFACTS.mkdir(exist_ok=True)
-        for index, page in enumerate(pages):
-            try:
-                page.screenshot(path=str(ARTIFACTS / f"{request.node.name}-{index}.png"), full_page=True)
-            except Exception:  # noqa: BLE001 - a screenshot must never hide the real failure
-                pass
-    for page in pages:
-        page.context.close()
-
-
-def sign_in(page, base: str, email: str) -> None:
-    page.goto(base + "/signin")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]:has-text('Sign in')")
-    page.wait_for_url(re.compile(r".*/configure.*"))
+    with serving(root, url, rules) as base:
+        yield {"base": base, "rules": rules, "vouchers": vouchers, "log": root / "serve.log"}
 
 
 def choose(page, selector: str) -> None:
