@@ -109,6 +109,15 @@ def _once(store: Store, owner: str, key: str, asked: str, work: Callable[[Store]
         return answer
 
 
+def earlier(store: Store, owner: str, prefix: str, asked: str) -> tuple[str, Answer] | None:
+    """Return the newest of OWNER's keys starting with PREFIX that answered the request ASKED, and its answer."""
+    with store.transaction() as session:
+        row = session.scalar(select(IdempotencyKey).where(
+            IdempotencyKey.owner == owner, IdempotencyKey.fingerprint == asked,
+            IdempotencyKey.key.startswith(prefix, autoescape=True)).order_by(IdempotencyKey.id.desc()).limit(1))
+        return (row.key, Answer(row.status, json.loads(row.answer), replayed=True)) if row is not None else None
+
+
 def _find(session: Session, owner: str, key: str) -> IdempotencyKey | None:
     return session.scalar(select(IdempotencyKey).where(IdempotencyKey.owner == owner, IdempotencyKey.key == key))
 

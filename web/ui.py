@@ -9,6 +9,7 @@ twice (back, then submit) has one effect and shows the first result.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from collections.abc import Callable
@@ -65,16 +66,49 @@ def unchanged(location: str, messages: Messages) -> idempotency.Unchanged:
     return idempotency.Unchanged(idempotency.Answer(303, {"location": location, "messages": messages}))
 
 
-def once_for_form(work: Callable[[Store], tuple[str, Messages]]):
+def form_fingerprint(path: str, fields) -> str:
+    """Return what a form posting FIELDS (name, value pairs; the key and CSRF token left out) to PATH asks."""
+    return idempotency.fingerprint("form", path, sorted((name, value) for name, value in fields
+                                                        if name not in UNSIGNED_FIELDS))
+
+
+def form_prefix(asked: str) -> str:
+    """Return the start of the idempotency keys of forms asking ASKED."""
+    return f"form:{asked[:16]}:"
+
+
+@dataclasses.dataclass(frozen=True)
+class SentBefore:
+    """A form shown again that was already sent: its key (sending it again replays) and where its result is."""
+
+    key: str
+    location: str
+
+
+def sent_before(path: str, fields) -> SentBefore | None:
+    """Return the earlier sending of the form PATH with FIELDS by this user, if its result is still kept.
+
+    Back does not always show the page the browser had: it may fetch it again, and a new key would make the
+    same click a new request. A form found already sent keeps its first key, so sending it replays.
+    """
+    asked = form_fingerprint(path, fields)
+    found = idempotency.earlier(store(), auth.current_account().email, form_prefix(asked), asked)
+    if found is None:
+        return None
+    key, answer = found
+    return SentBefore(key[len(form_prefix(asked)):], answer.body["location"])
+
+
+def once_for_form(work: Callable[[Store], tuple[str, Messages]], by_content: bool = False):
     """Run a form's effect once per rendered form and answer with a redirect to its result.
 
     WORK returns the result page and the messages to show there. The same form sent again (a resubmission
     after Back, a double click) finds the stored result and changes nothing; a form sent back with other
-    values is a new request. Refusals raise CompanionError and are not stored.
+    values is a new request. BY_CONTENT: the values alone make the request (a voucher code, an invitation
+    redeem or accept once however often the form is shown). Refusals raise CompanionError and are not stored.
     """
-    fields = sorted((name, value) for name, value in request.form.items(multi=True) if name not in UNSIGNED_FIELDS)
-    asked = idempotency.fingerprint("form", request.path, fields)
-    key = request.form.get("idempotency_key") or ""
+    asked = form_fingerprint(request.path, request.form.items(multi=True))
+    key = "content" if by_content else request.form.get("idempotency_key") or ""
     if not idempotency.KEY_PATTERN.match(key) or len(key) > 200:
         key = new_form_key()  # a form rendered before keys existed: it still works, once
 
@@ -82,7 +116,7 @@ def once_for_form(work: Callable[[Store], tuple[str, Messages]]):
         location, messages = work(database)
         return idempotency.Answer(303, {"location": location, "messages": messages})
 
-    answer = idempotency.once(store(), auth.current_account().email, f"form:{asked[:16]}:{key}", asked, effect)
+    answer = idempotency.once(store(), auth.current_account().email, form_prefix(asked) + key, asked, effect)
     if answer.replayed:
         flash("You had sent this form already: nothing was done a second time. This is its result.", "info")
     for category, text in answer.body["messages"]:
@@ -447,10 +481,13 @@ def _activate_page(current, account, configuration: dict, problems: list[Problem
         if result["problems"]:  # e.g. an unknown tier: say so, offer no button
             problems, complete = problems + result["problems"], False
     view = locker.show_locker(store(), account.email)
+    configuration_json = json.dumps(configuration)
+    sent = sent_before(url_for("ui.activate"), [("configuration", configuration_json)]) if complete else None
     return render_template("activate.html", configuration=configuration, problems=problems, verdict=verdict,
                            coverage=coverage_preview(current, account.email, verdict, view.balances),
                            balances=view.balances, catalog=current.catalog, complete=complete,
-                           query=query_of(configuration), configuration_json=json.dumps(configuration)), \
+                           query=query_of(configuration), configuration_json=configuration_json, sent=sent,
+                           key=sent.key if sent else new_form_key()), \
         422 if problems else 200
 
 
@@ -542,15 +579,30 @@ def change_subscription(activation_id: str, action: str):
     current = catalogue_or_error()
     account = auth.current_account()
     kind = KIND_OF[action]
-    activation = services.find_activation(account.email, activation_id, kind)
+    try:
+        activation = services.find_activation(account.email, activation_id, kind)
+    except CompanionError as error:
+        if error.problems[0].code != "already-changed":
+            raise
+        # Back to the preview of a change already activated: shown, with its first key, only to its sender.
+        activation = locker.get_activation(store(), account.email, activation_id)
+        return _change_page(current, account, activation, action, request.args, superseded=error)
     return _change_page(current, account, activation, action, request.args)
 
 
+CHANGE_FIELDS = ("tier", "devices", "term_months", "addon", "addon_quantity")
+
+
 def _change_page(current, account, activation: locker.Activation, action: str, values: MultiDict,
-                 problems: list[Problem] = ()):
+                 problems: list[Problem] = (), superseded: CompanionError | None = None):
     kind = KIND_OF[action]
     change, unread = _change_from(values, kind)
     problems = list(problems) + unread
+    # The date previewed goes with the button: pressed on another day, the months would differ from the quote.
+    post_fields = [("date", change["date"])] + [(key, values[key]) for key in CHANGE_FIELDS if values.get(key)]
+    sent = sent_before(url_for("ui.change_subscription", activation_id=activation.id, action=action), post_fields)
+    if superseded is not None and sent is None:
+        raise superseded
     document = {"partner": auth.partner_of(account, current.catalog),
                 "subscription": services.subscription_of(activation), kind: change}
     outcome = None
@@ -561,7 +613,8 @@ def _change_page(current, account, activation: locker.Activation, action: str, v
             problems = error.problems
     return render_template("change.html", activation=activation, action=action, kind=kind, change=change,
                            outcome=outcome, problems=problems, catalog=current.catalog,
-                           subscription=services.subscription_of(activation), values=values), \
+                           subscription=services.subscription_of(activation), values=values,
+                           post_fields=post_fields, sent=sent, key=sent.key if sent else new_form_key()), \
         422 if problems else 200
 
 
@@ -618,9 +671,10 @@ def locker_page():
 
 
 def _locker_action(action: Callable[[Store], object], success: Callable[[object], Messages]):
-    """Run a locker form once (see once_for_form) and go back to the Locker page, flashing a refusal there."""
+    """Run a locker form once for what it says (see once_for_form) and go back to the Locker page."""
     try:
-        return once_for_form(lambda database: (url_for("ui.locker_page"), success(action(database))))
+        return once_for_form(lambda database: (url_for("ui.locker_page"), success(action(database))),
+                             by_content=True)
     except CompanionError as error:
         # Flashed messages live in the session cookie: one echoing a 20,000-character code made it too large
         # for browsers, which then drop the cookie, and with it the message.

@@ -99,16 +99,23 @@ def test_activating_then_refreshing_and_resubmitting_issues_one_activation_id_an
     assert balances_of(app, email) == {}
 
 
-def test_a_new_activate_form_is_a_new_activation(app, clock):
-    """The key belongs to one rendered form: a fresh page is a new request (and here the locker is short)."""
+def test_the_activate_page_shown_again_replays_and_activating_another_licence_is_a_choice(app, clock):
+    """Back may fetch the form page again: it keeps the first key, and a second licence takes its own button."""
     clock("2026-12-02")
-    client, email = new_partner(app, "twice", *ESSENTIAL_VOUCHERS)
+    client, email = new_partner(app, "twice", *ESSENTIAL_VOUCHERS, *ESSENTIAL_VOUCHERS)
     page = client.get("/activate?" + ESSENTIAL_QUERY).text
-    client.post("/activate", data=form_of(page, "/activate"))
-    fresh = client.get("/activate?" + ESSENTIAL_QUERY).text
-    short = client.post("/activate", data=form_of(fresh, "/activate"), follow_redirects=True)
-    assert "Not activated: your locker is short of" in " ".join(flashes(short.text))
-    assert len(activations_of(app, email)) == 1
+    assert 'id="sent-before"' not in page and 'id="activate-another"' not in page
+    first = client.post("/activate", data=form_of(page, "/activate")).location
+    again = client.get("/activate?" + ESSENTIAL_QUERY).text
+    assert 'id="sent-before"' in again and f'href="{first}"' in again
+    replayed = client.post("/activate", data=form_of(again, "/activate"))
+    assert replayed.location == first and len(activations_of(app, email)) == 1
+    another = re.findall(r'<form method="post" action="/activate">(.*?)</form>', again, re.S)[1]
+    assert 'id="activate-another"' in another
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', another))
+    second = client.post("/activate", data={name: html.unescape(value) for name, value in fields.items()})
+    assert second.location.startswith("/activations/ACT-") and second.location != first
+    assert len(activations_of(app, email)) == 2 and balances_of(app, email) == {}
 
 
 def test_redeeming_a_code_then_resubmitting_the_form_credits_it_once_and_says_so(app):
