@@ -349,7 +349,7 @@ class LedgerMachine(RuleBasedStateMachine):
         return True
 
     def remember(self, email: str, key: str | None, asked: str, body: dict, resend: tuple) -> None:
-        """Keep the answer to a keyed request, as the database does (JSON)."""
+        """Keep the answer to a keyed request, as the database does (JSON text)."""
         if key is not None:
             self.keyed[(email, key)] = Keyed(asked, json.loads(json.dumps(body)), resend)
 
@@ -769,7 +769,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 activations={row.id: row for row in every(db.Activation)}, ledger=every(db.LedgerEntry),
                 audit=every(db.AuditEvent),
                 invitations=every(db.Invitation),
-                keys={(row.owner, row.key): row.answer
+                keys={(row.owner, row.key): json.loads(row.answer)  # kept as JSON text
                       for row in session.execute(select(self.tables.tables["idempotency_keys"]))})
 
     def check_no_balance_is_or_was_negative(self, rows: "Rows") -> None:
