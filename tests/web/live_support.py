@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from engine import accounts, locker
 from web_support import PASSWORD
 
 COMPANION = Path(sys.executable).with_name("companion")
@@ -78,6 +79,18 @@ def serving(root: Path, database_url: str, rules: Path | None = None, workers: i
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def seed_partners(store, users: dict, email_of, company: str) -> str:
+    """Add power-management partners (name -> vouchers to redeem) with the test password; return a spare code."""
+    for name, vouchers in users.items():
+        locker.add_user(store, email_of(name), company=company, badges=["power-management"], country="US")
+        accounts.set_password(store, email_of(name), PASSWORD)
+        for reference, quantity in vouchers:
+            [code] = locker.issue_vouchers(store, reference, quantity)
+            locker.redeem(store, email_of(name), code)
+    [spare] = locker.issue_vouchers(store, "EPO-DEV-SUB-3Y", 25)
+    return spare
 
 
 def sign_in(page, base: str, email: str) -> None:

@@ -21,11 +21,10 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select
 
-from engine import accounts, locker
+from engine import locker
 from engine import store as db
 from engine.store import open_store
-from live_support import require_chromium, serving, sign_in
-from web_support import PASSWORD
+from live_support import require_chromium, seed_partners, serving, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -57,13 +56,7 @@ def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser-money")
     url = f"sqlite:///{root / 'money.sqlite3'}"
     store = open_store(url)
-    for name, vouchers in USERS.items():
-        locker.add_user(store, email_of(name), company="Browser Money", badges=["power-management"], country="US")
-        accounts.set_password(store, email_of(name), PASSWORD)
-        for reference, quantity in vouchers:
-            [code] = locker.issue_vouchers(store, reference, quantity)
-            locker.redeem(store, email_of(name), code)
-    [code] = locker.issue_vouchers(store, "EPO-DEV-SUB-3Y", 25)
+    code = seed_partners(store, USERS, email_of, "Browser Money")
     with serving(root, url) as base:
         yield {"base": base, "store": store, "code": code}
     store.close()

@@ -21,11 +21,11 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import func, select
 
-from engine import accounts, locker
+from engine import locker
 from engine import store as db
 from engine.idempotency import IdempotencyKey
 from engine.store import open_store
-from live_support import serving
+from live_support import seed_partners, serving
 from storage.scratch_databases import admin_engine, create_database, drop_database
 from web_support import PASSWORD
 
@@ -80,13 +80,7 @@ def live(request, tmp_path_factory):
     url = f"sqlite:///{root / 'http.sqlite3'}" if request.param == "sqlite" else postgresql_database(request)
     store = open_store(url)
     request.addfinalizer(store.close)
-    for name, vouchers in USERS.items():
-        locker.add_user(store, email_of(name), company="HTTP Test", badges=["power-management"], country="US")
-        accounts.set_password(store, email_of(name), PASSWORD)
-        for reference, quantity in vouchers:
-            [code] = locker.issue_vouchers(store, reference, quantity)
-            locker.redeem(store, email_of(name), code)
-    [code] = locker.issue_vouchers(store, "EPO-DEV-SUB-3Y", 25)
+    code = seed_partners(store, USERS, email_of, "HTTP Test")
     with serving(root, url) as base:
         yield Live(base, store, {"code": code}, root / "serve.log")
 
