@@ -41,7 +41,7 @@ class Verdict:
         return list(dict.fromkeys(found))
 
     def to_json(self, explain_rules: bool = False) -> dict:
-        """Return the verdict as the JSON document of DESIGN.md (with the trace when asked)."""
+        """Return the verdict as JSON: valid, violations, notices, bom, rules_version (and the trace when asked)."""
         data: dict[str, Any] = {"valid": self.valid, "violations": self.violations, "notices": self.notices,
                                 "bom": self.bom, "rules_version": self.rules_version}
         if explain_rules:

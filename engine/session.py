@@ -1,6 +1,6 @@
 """Evaluate facts against durable_rules rulesets in throwaway sessions: the only module that imports the engine.
 
-durable_rules 2.0.28 has traps that crash or hang the whole process (see docs ENGINE-NOTES.md). This
+durable_rules 2.0.28 has traps that crash or hang the whole process (docs/engine-notes.md). This
 module walls them off so that the rest of Companion sees plain dicts in, plain dicts out, and
 `EngineFault` or `ValueError` instead of silent partial results or a segmentation fault:
 
