@@ -31,7 +31,6 @@ FORMAT = "companion-licence/1"
 ALGORITHM = "Ed25519"
 SIGNING_KEY_VARIABLE = "COMPANION_SIGNING_KEY"
 KEY_FILE = "signing-key.pem"
-PUBLIC_KEY_FILE = "signing-key.pub.pem"
 _FIELDS = ("algorithm", "format", "key_id", "licence", "signature")
 
 

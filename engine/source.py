@@ -41,7 +41,6 @@ def pyyaml_only(text: str) -> bool:
             or text.count("\r") != text.count("\r\n"))
 
 
-Path_ = tuple  # a path into the document: keys and list indexes
 
 
 @dataclass

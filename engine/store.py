@@ -24,8 +24,6 @@ from sqlalchemy import (
     String,
     create_engine,
     event,
-    func,
-    select,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine, make_url
@@ -190,9 +188,6 @@ class AuditEvent(Base):
     details: Mapped[dict] = mapped_column(JSONType)
 
 
-APPEND_ONLY_TABLES = ("ledger", "audit_events", "redemptions", "vouchers")
-
-
 def default_url() -> str:
     """Return `COMPANION_DATABASE_URL`, or an SQLite file in ./instance (the folder is created)."""
     url = os.environ.get(DATABASE_URL_VARIABLE, "").strip()
@@ -310,8 +305,3 @@ def open_store(url: str | None = None, *, migrate: bool = True, **engine_options
 
         upgrade_engine(engine)
     return Store(engine)
-
-
-def row_count(session: Session, model) -> int:
-    """Return the number of rows of a table (for tests and diagnostics)."""
-    return session.scalar(select(func.count()).select_from(model))

@@ -23,11 +23,7 @@ CODES = {
     409: "conflict", 413: "too-large", 415: "unsupported-media-type", 422: "bad-input", 429: "rate-limited",
     500: "internal", 501: "not-available", 503: "unavailable",
 }
-# Locker and account refusals that mean the input is wrong (422) or that it names nothing the user has (404).
-BAD_INPUT = {"malformed-email", "malformed-code", "malformed-activation-id", "malformed-invitation-id",
-             "bad-date", "bad-name", "bad-configuration", "weak-password", "self-invitation", "request-shape",
-             "request-schema", "unknown-ref", "unknown-version", "missing", "duplicate-addon", "wrong-kind",
-             "over-removal", "bad-role", "nothing-to-activate"}
+# Locker and account refusals that name nothing the user has (404); anything not listed below is 422.
 NOT_FOUND = {"unknown-code", "unknown-activation", "unknown-invitation", "unknown-project", "no-invitation"}
 FORBIDDEN = {"forbidden", "not-owner", "template-not-offered", "no-account", "bad-account"}
 UNAVAILABLE = {"no-cart-url", "bad-cart-url"}  # checkout is not configured on this server
