@@ -20,16 +20,8 @@ from engine import journal
 from engine import licence as licences
 from engine import locker as service
 from engine.catalog import load_catalog
-from engine.problem import CompanionError, Problem, did_you_mean
+from engine.problem import CompanionError, Problem, did_you_mean, exit_status
 from engine.store import DATABASE_URL_VARIABLE, Store, open_store
-
-EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
-BAD_INPUT = {
-    "malformed-email", "bad-country", "bad-badge", "bad-company", "bad-purchasing-account", "malformed-code",
-    "malformed-activation-id", "malformed-invitation-id", "bad-reference", "bad-quantity", "bad-count",
-    "unknown-reference", "unknown-badge", "self-invitation", "missing-key", "bad-key", "no-rules", "no-catalogue",
-    "nothing-to-change",
-}
 
 database_option = click.option("--database-url", envvar=DATABASE_URL_VARIABLE, default=None, metavar="URL",
                                help=f"Database URL (default: ${DATABASE_URL_VARIABLE}, else instance/companion.sqlite3).")
@@ -53,7 +45,7 @@ def report(problems: list[Problem], output_format: str) -> int:
     else:
         for problem in problems:
             click.echo(render(problem), err=True)
-    return EXIT_BAD_INPUT if any(problem.code in BAD_INPUT for problem in problems) else EXIT_REFUSED
+    return exit_status(problems)
 
 
 def boundary(command):

@@ -18,7 +18,7 @@ import click
 from engine import accounts
 from engine import locker as service
 from engine.clock import TIME_ZONE_VARIABLE
-from engine.problem import CompanionError
+from engine.problem import CompanionError, exit_status
 from engine.store import DATABASE_URL_VARIABLE, open_store
 
 DEMO_FILE = "demo-accounts.json"
@@ -38,9 +38,7 @@ def _fail(error: CompanionError) -> None:
     for problem in error.problems:
         text = f"error[{problem.code}]: {problem.message}"
         click.echo(text + (f"; {problem.hint}" if problem.hint else ""), err=True)
-    sys.exit(2 if any(problem.code in ("malformed-email", "weak-password", "bad-role", "bad-time-zone")
-                      for problem in error.problems)
-             else 1)
+    sys.exit(exit_status(error.problems))
 
 
 def _read_password(password_stdin: bool) -> str:

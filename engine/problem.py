@@ -1,4 +1,8 @@
-"""One error type for every stage: a problem with a location, a code, a rule id and a hint."""
+"""One error type for every stage: a problem with a location, a code, a rule id and a hint.
+
+And the one table of what a refusal means to whoever asked (`outcome`): the command line's exit status and
+the web's HTTP status are both read from it (`exit_status`, `http_status`).
+"""
 
 from __future__ import annotations
 
@@ -66,6 +70,52 @@ class CompanionError(Exception):
     def errors(self) -> list[Problem]:
         """Return the problems of severity error."""
         return [problem for problem in self.problems if problem.severity == "error"]
+
+
+# outcome -> (exit status of a command, HTTP status of the web app and the API)
+OUTCOMES = {
+    "bad-request": (2, 400),  # the request itself is unreadable (a malformed header)
+    "bad-input": (2, 422),  # something given is wrong: fix it and send it again
+    "refused": (1, 422),  # well formed, but the rules or the locker say no
+    "not-found": (1, 404),  # it names nothing the user has
+    "forbidden": (1, 403),  # it is someone else's, or not for this user
+    "conflict": (1, 409),  # already done, or changed meanwhile
+    "unavailable": (1, 503),  # this server is not set up for it
+}
+# Codes whose outcome is not `refused`, the default. When problems differ, the first outcome listed wins.
+OUTCOME_OF = {
+    **dict.fromkeys(("forbidden", "not-owner", "template-not-offered", "no-account", "bad-account"), "forbidden"),
+    **dict.fromkeys(("no-cart-url", "bad-cart-url"), "unavailable"),
+    **dict.fromkeys(("unknown-code", "unknown-activation", "unknown-invitation", "unknown-project",
+                     "no-invitation"), "not-found"),
+    **dict.fromkeys(("already-redeemed", "already-member", "already-accepted", "already-shared",
+                     "ambiguous-invitation", "invitation-expired", "busy", "already-changed", "locker-merged"),
+                    "conflict"),
+    "bad-idempotency-key": "bad-request",
+    **dict.fromkeys((
+        "malformed-email", "bad-country", "bad-badge", "bad-company", "bad-purchasing-account", "malformed-code",
+        "malformed-activation-id", "malformed-invitation-id", "bad-reference", "bad-quantity", "bad-count",
+        "unknown-reference", "unknown-badge", "self-invitation", "missing-key", "bad-key", "no-rules",
+        "no-catalogue", "nothing-to-change", "weak-password", "bad-role", "bad-time-zone", "bad-date",
+        "date-not-today", "date-conflict", "idempotency-key-reused"), "bad-input"),
+}
+PRECEDENCE = ("forbidden", "unavailable", "not-found", "conflict", "bad-request", "bad-input", "refused")
+
+
+def outcome(problems: list[Problem]) -> str:
+    """Return what PROBLEMS mean to whoever asked: the first of PRECEDENCE that one of them has."""
+    found = {OUTCOME_OF.get(problem.code, "refused") for problem in problems} or {"refused"}
+    return next(name for name in PRECEDENCE if name in found)
+
+
+def exit_status(problems: list[Problem]) -> int:
+    """Return the command line's exit status for a refusal with PROBLEMS."""
+    return OUTCOMES[outcome(problems)][0]
+
+
+def http_status(problems: list[Problem]) -> int:
+    """Return the HTTP status of a refusal with PROBLEMS."""
+    return OUTCOMES[outcome(problems)][1]
 
 
 def did_you_mean(word: str, choices) -> str:

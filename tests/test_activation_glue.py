@@ -16,7 +16,7 @@ from engine import locker
 from engine.activation import activate_change, activate_configuration, activate_lines, matching
 from engine.catalog import load_catalog
 from engine.compile import load
-from engine.problem import CompanionError
+from engine.problem import OUTCOME_OF, OUTCOMES, CompanionError, Problem, exit_status, http_status
 from engine.store import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -417,3 +417,16 @@ def test_an_amendment_that_debits_nothing_is_refused_unless_the_policy_made_it_f
                           parent=first.activation.id)
     assert free.activated and free.activation.debits == {}
     assert any(text.startswith("no voucher is debited") for text in free.notices)
+
+
+def test_one_table_says_what_a_refusal_means_to_the_command_line_and_the_web(tmp_path):
+    """Regression: bad-date was 422 (bad input) from the web app but exit 1, "refused", from the command line."""
+    for code, meaning in OUTCOME_OF.items():
+        assert (exit_status([Problem(code, "x")]), http_status([Problem(code, "x")])) == OUTCOMES[meaning]
+    env = {**os.environ, "COMPANION_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}"}
+    companion("users", "add", "erin@acme.example", "--company", "Acme", "--badges", "power-management",
+              "--country", "US", env=env)
+    request = str(ROOT / "examples" / "epo-advanced-valid.yaml")
+    refused = companion("activate", request, "--user", "erin@acme.example", "--date", "1999-12-31", env=env)
+    assert refused.returncode == 2 and "error[bad-date]" in refused.stderr
+    assert http_status([Problem("bad-date", "x")]) == 422

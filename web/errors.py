@@ -13,7 +13,7 @@ from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from engine.problem import CompanionError, Problem
+from engine.problem import CompanionError, Problem, http_status
 from web.inputs import echo_path
 
 log = logging.getLogger("companion.web")
@@ -23,10 +23,6 @@ CODES = {
     409: "conflict", 413: "too-large", 415: "unsupported-media-type", 422: "bad-input", 429: "rate-limited",
     500: "internal", 501: "not-available", 503: "unavailable",
 }
-# Locker and account refusals that name nothing the user has (404); anything not listed below is 422.
-NOT_FOUND = {"unknown-code", "unknown-activation", "unknown-invitation", "unknown-project", "no-invitation"}
-FORBIDDEN = {"forbidden", "not-owner", "template-not-offered", "no-account", "bad-account"}
-UNAVAILABLE = {"no-cart-url", "bad-cart-url"}  # checkout is not configured on this server
 # An answer stays about as small as its request: 20,000 unknown keys were 20,000 problems (2 MB), a list of
 # 20,000 add-ons was echoed whole in one message (520 KB).
 MAX_PROBLEMS = 50
@@ -79,20 +75,8 @@ def error_body(status: int, code: str, message: str, problems: list[Problem] = (
 
 
 def status_of(error: CompanionError) -> int:
-    """Map a refusal to an HTTP status by its first problem's code."""
-    codes = {problem.code for problem in error.problems}
-    if "bad-idempotency-key" in codes:  # the header itself is malformed
-        return 400
-    if codes & FORBIDDEN:
-        return 403
-    if codes & UNAVAILABLE:
-        return 503
-    if codes & NOT_FOUND:
-        return 404
-    if codes & {"already-redeemed", "already-member", "already-accepted", "already-shared", "ambiguous-invitation",
-                "invitation-expired", "locker-merged", "busy", "already-changed"}:
-        return 409
-    return 422
+    """Map a refusal to its HTTP status (engine.problem's one table of outcomes)."""
+    return http_status(error.problems)
 
 
 def respond(status: int, code: str, message: str, problems: list[Problem] = (), **extra):
