@@ -15,10 +15,9 @@ from engine.compile import load as load_compiled
 from engine.evaluate import evaluate
 from engine.explain import render_options, render_text
 from engine.options import options as list_options
-from engine.problem import CompanionError, Problem
+from engine.problem import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, CompanionError, Problem
 from engine.request import dump_json, read_request
 
-EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 
 rules_option = click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
                             help="Rules directory (default: the bundled rules/).")

@@ -13,11 +13,10 @@ from engine.activation import activate_change, activate_configuration, render_ou
 from engine.clock import server_clock
 from engine.cli_locker import boundary, database_option, report, store_at, user_option
 from engine.journal import command_line_actor
-from engine.problem import CompanionError, Problem
+from engine.problem import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, CompanionError, Problem
 from engine.request import dump_json, load_request_text
 from engine.source import read_text
 
-EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 @click.command()

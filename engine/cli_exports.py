@@ -11,9 +11,8 @@ from pathlib import Path
 
 import click
 
-from engine.cli import (EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, format_option, load_compiled_or_exit, load_or_exit,
-                        print_problems, read_requests, rules_option)
-from engine.problem import CompanionError, Location, Problem
+from engine.cli import format_option, load_compiled_or_exit, load_or_exit, print_problems, read_requests, rules_option
+from engine.problem import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, CompanionError, Location, Problem
 from engine.request import dump_json
 
 

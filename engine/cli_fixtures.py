@@ -12,9 +12,8 @@ from xml.etree import ElementTree
 import click
 
 from engine import fixtures
-from engine.problem import CompanionError, Problem
+from engine.problem import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, CompanionError, Problem
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_PATHS = (Path("tests/fixtures"),)
 
 
@@ -69,7 +68,7 @@ def test_command(paths, rules_dir, jobs, output_format, show_coverage, min_cover
         click.echo(f"coverage {fixtures.total_percent(coverages):.1f}% is below the minimum {min_coverage:g}%",
                    file=stream)
     click.echo(f"{len(results) - failed} passed, {failed} failed", file=stream)
-    sys.exit(EXIT_FAILED if failed or below else EXIT_OK)
+    sys.exit(EXIT_REFUSED if failed or below else EXIT_OK)
 
 
 @click.command("diff")
@@ -100,7 +99,7 @@ def diff_command(paths, revision, rules_dir, output_format, fail_on_change) -> N
         click.echo(json.dumps(impact_json(found), indent=2, default=str))
     else:
         click.echo(impact_text(found), nl=False)
-    sys.exit(EXIT_FAILED if fail_on_change and found.changes else EXIT_OK)
+    sys.exit(EXIT_REFUSED if fail_on_change and found.changes else EXIT_OK)
 
 
 def files_or_exit(paths: tuple[Path, ...]) -> list[Path]:

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from engine.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, format_option, load_compiled_or_exit, print_problems, \
-    rules_option
-from engine.problem import CompanionError
+from engine.cli import format_option, load_compiled_or_exit, print_problems, rules_option
+from engine.problem import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, CompanionError
 from engine.request import dump_json
 from engine.subscription import CHANGE, RENEWAL, Amendment, Renewal, amend, read_amendment, renew
 

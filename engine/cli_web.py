@@ -18,7 +18,7 @@ import click
 from engine import accounts
 from engine import locker as service
 from engine.clock import TIME_ZONE_VARIABLE
-from engine.problem import CompanionError, exit_status
+from engine.problem import EXIT_REFUSED, CompanionError, exit_status
 from engine.store import DATABASE_URL_VARIABLE, open_store
 
 DEMO_FILE = "demo-accounts.json"
@@ -173,7 +173,7 @@ def serve(host: str, port: int, workers: int, rules_dir: Path | None, database_u
         for problem in app.extensions["companion.rules"].state.problems:
             click.echo(problem.render(), err=True)
         click.echo("error: the rules do not load; fix them (companion check) and start again", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_REFUSED)
     try:
         with open_store(app.config["DATABASE_URL"]) as store:  # migrate once, before the workers start
             if demo:

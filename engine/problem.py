@@ -72,15 +72,17 @@ class CompanionError(Exception):
         return [problem for problem in self.problems if problem.severity == "error"]
 
 
+# A command's exit status: done (or every case passed), refused (or a case failed), bad input.
+EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 # outcome -> (exit status of a command, HTTP status of the web app and the API)
 OUTCOMES = {
-    "bad-request": (2, 400),  # the request itself is unreadable (a malformed header)
-    "bad-input": (2, 422),  # something given is wrong: fix it and send it again
-    "refused": (1, 422),  # well formed, but the rules or the locker say no
-    "not-found": (1, 404),  # it names nothing the user has
-    "forbidden": (1, 403),  # it is someone else's, or not for this user
-    "conflict": (1, 409),  # already done, or changed meanwhile
-    "unavailable": (1, 503),  # this server is not set up for it
+    "bad-request": (EXIT_BAD_INPUT, 400),  # the request itself is unreadable (a malformed header)
+    "bad-input": (EXIT_BAD_INPUT, 422),  # something given is wrong: fix it and send it again
+    "refused": (EXIT_REFUSED, 422),  # well formed, but the rules or the locker say no
+    "not-found": (EXIT_REFUSED, 404),  # it names nothing the user has
+    "forbidden": (EXIT_REFUSED, 403),  # it is someone else's, or not for this user
+    "conflict": (EXIT_REFUSED, 409),  # already done, or changed meanwhile
+    "unavailable": (EXIT_REFUSED, 503),  # this server is not set up for it
 }
 # Codes whose outcome is not `refused`, the default. When problems differ, the first outcome listed wins.
 OUTCOME_OF = {
