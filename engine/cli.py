@@ -15,14 +15,11 @@ from engine.compile import load as load_compiled
 from engine.evaluate import evaluate
 from engine.explain import render_options, render_text
 from engine.options import options as list_options
+from engine.cli_options import format_option, rules_option
 from engine.problem import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, CompanionError, Problem
 from engine.request import dump_json, read_request
 
 
-rules_option = click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
-                            help="Rules directory (default: the bundled rules/).")
-format_option = click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
-                             show_default=True, help="Output format.")
 
 
 def print_problems(problems: list[Problem], output_format: str, stream=None) -> None:

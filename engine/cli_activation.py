@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 
 from engine.activation import activate_change, activate_configuration, render_outcome
-from engine.clock import server_clock
 from engine.cli_locker import boundary, database_option, report, store_at, user_option
+from engine.cli_options import format_option, rules_option
+from engine.clock import server_clock
 from engine.journal import command_line_actor
 from engine.problem import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, CompanionError, Problem
 from engine.request import dump_json, load_request_text
@@ -29,10 +30,9 @@ from engine.source import read_text
               help="Activate the request's `change:` block as an amendment of this activation.")
 @click.option("--renew", "renew_id", metavar="ACTIVATION_ID", default=None,
               help="Activate the request's `renewal:` block as a renewal of this activation.")
-@click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
-              help="Rules directory (default: the bundled rules/).")
+@rules_option
 @database_option
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@format_option
 @boundary
 def activate(request_file: Path, user_email: str, on, amend_id, renew_id, rules_dir, database_url,
              output_format: str) -> None:

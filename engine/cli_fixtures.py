@@ -12,6 +12,7 @@ from xml.etree import ElementTree
 import click
 
 from engine import fixtures
+from engine.cli_options import format_option, format_option_with, rules_option_with
 from engine.problem import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, CompanionError, Problem
 
 DEFAULT_PATHS = (Path("tests/fixtures"),)
@@ -23,8 +24,7 @@ def register(cli: click.Group) -> None:
     cli.add_command(diff_command)
 
 
-rules_option = click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
-                            help="Rules directory for fixtures that name none (default: the bundled rules/).")
+rules_option = rules_option_with("Rules directory for fixtures that name none (default: the bundled rules/).")
 paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 
 
@@ -33,8 +33,7 @@ paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=Pat
 @rules_option
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Run fixture files in this many worker processes.")
-@click.option("--format", "output_format", type=click.Choice(["text", "json", "junit"]), default="text",
-              show_default=True, help="Output format.")
+@format_option_with("junit")
 @click.option("--coverage", "show_coverage", is_flag=True, help="Report how many cases exercised each rule.")
 @click.option("--min-coverage", type=click.FloatRange(0, 100), default=None, metavar="PCT",
               help="Fail when fewer than PCT percent of the rules are exercised.")
@@ -75,8 +74,7 @@ def test_command(paths, rules_dir, jobs, output_format, show_coverage, min_cover
 @paths_argument
 @click.option("--base", "revision", required=True, metavar="REV", help="Git revision to compare the rules with.")
 @rules_option
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="Output format.")
+@format_option
 @click.option("--fail-on-change", is_flag=True, help="Exit 1 when any verdict changes (a CI gate).")
 def diff_command(paths, revision, rules_dir, output_format, fail_on_change) -> None:
     """Show which fixture verdicts change between the rules at REV and the working tree, and which edits cause it."""

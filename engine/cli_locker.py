@@ -20,16 +20,14 @@ from engine import journal
 from engine import licence as licences
 from engine import locker as service
 from engine.catalog import load_catalog
+from engine.cli_options import format_option, rules_option
 from engine.problem import CompanionError, Problem, did_you_mean, exit_status
 from engine.store import DATABASE_URL_VARIABLE, Store, open_store
 
 database_option = click.option("--database-url", envvar=DATABASE_URL_VARIABLE, default=None, metavar="URL",
-                               help=f"Database URL (default: ${DATABASE_URL_VARIABLE}, else instance/companion.sqlite3).")
-format_option = click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
-                             show_default=True, help="Output format.")
+                               help=f"Database URL (default: ${DATABASE_URL_VARIABLE}, else companion.sqlite3 in the "
+                                    "instance folder, ./instance).")
 user_option = click.option("--user", "user_email", required=True, metavar="EMAIL", help="The acting user.")
-rules_option = click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
-                            help="Rules directory (default: the bundled rules/).")
 
 
 def render(problem: Problem) -> str:

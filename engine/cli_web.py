@@ -17,9 +17,11 @@ import click
 
 from engine import accounts
 from engine import locker as service
+from engine.cli_locker import database_option
+from engine.cli_options import rules_option_with
 from engine.clock import TIME_ZONE_VARIABLE
 from engine.problem import EXIT_REFUSED, CompanionError, exit_status
-from engine.store import DATABASE_URL_VARIABLE, open_store
+from engine.store import open_store
 
 DEMO_FILE = "demo-accounts.json"
 DEMO_PARTNER = "demo@partner.example"
@@ -29,9 +31,6 @@ DEMO_MANAGER = "pm@vendor.example"
 DEMO_VOUCHERS = (("EPO-ESS-SUB-3Y", 1), ("EPO-ADV-SUB-3Y", 1), ("EPO-IMS-SUB-3Y", 1), ("EPO-DEV-SUB-3Y", 100),
                  ("EPO-AMD-ESS-ADV", 33))
 
-database_option = click.option("--database-url", envvar=DATABASE_URL_VARIABLE, default=None, metavar="URL",
-                               help=f"Database URL (default: ${DATABASE_URL_VARIABLE}, else the SQLite file in the "
-                                    "instance folder).")
 
 
 def _fail(error: CompanionError) -> None:
@@ -138,8 +137,7 @@ def gunicorn_application(app, options: dict):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="Worker processes.")
-@click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
-              help="Rules directory (default: the bundled rules/); edits are picked up without a restart.")
+@rules_option_with("Rules directory (default: the bundled rules/); edits are picked up without a restart.")
 @database_option
 @click.option("--instance", "instance", type=click.Path(path_type=Path), default=None,
               help="Instance folder for the secret key and the SQLite default (default: ./instance).")
