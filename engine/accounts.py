@@ -20,7 +20,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from engine import journal, locker
 from engine import store as db
-from engine.problem import CompanionError, Problem
+from engine.problem import CompanionError, Problem, refusal
 from engine.store import Store, utcnow
 
 ROLES = ("partner", "product-manager")
@@ -56,15 +56,12 @@ class ProjectRow(db.Base):
     updated_at: Mapped[datetime] = mapped_column(db.UTCDateTime())
 
 
-def _refuse(code: str, message: str, hint: str = "", path: str = "") -> CompanionError:
-    return CompanionError([Problem(code=code, message=message, hint=hint, path=path)])
-
 
 def _user_id(session, email: str) -> int:
     key = locker.normalize_email(email)
     user_id = session.scalar(select(db.User.id).where(db.User.email == key))
     if user_id is None:
-        raise _refuse("unknown-user", f"no user '{key}'",
+        raise refusal("unknown-user", f"no user '{key}'",
                       f"add the user first: companion users add {key} --company ... --badges ... --country ...")
     return user_id
 
@@ -98,10 +95,10 @@ def _stamp(password_hash: str) -> str:
 def check_password_strength(password: str) -> str:
     """Return the password, or raise `weak-password` when it is too short or too long."""
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
-        raise _refuse("weak-password", f"a password has at least {MIN_PASSWORD} characters",
+        raise refusal("weak-password", f"a password has at least {MIN_PASSWORD} characters",
                       "use a passphrase of several words")
     if len(password) > MAX_PASSWORD:
-        raise _refuse("weak-password", f"a password has at most {MAX_PASSWORD} characters")
+        raise refusal("weak-password", f"a password has at most {MAX_PASSWORD} characters")
     return password
 
 
@@ -110,7 +107,7 @@ def set_password(store: Store, email: str, password: str, role: str | None = Non
     """Set (or replace) a user's password, and their role when given; journaled (never the password)."""
     check_password_strength(password)
     if role is not None and role not in ROLES:
-        raise _refuse("bad-role", f"'{role}' is not a role", "roles: " + ", ".join(ROLES))
+        raise refusal("bad-role", f"'{role}' is not a role", "roles: " + ", ".join(ROLES))
     hashed = generate_password_hash(password)
     with store.transaction() as session:
         user_id = _user_id(session, email)
@@ -130,11 +127,11 @@ def set_password(store: Store, email: str, password: str, role: str | None = Non
 def set_role(store: Store, email: str, role: str, actor: str | None = None) -> Account:
     """Change the role of a user who already has a password; journaled."""
     if role not in ROLES:
-        raise _refuse("bad-role", f"'{role}' is not a role", "roles: " + ", ".join(ROLES))
+        raise refusal("bad-role", f"'{role}' is not a role", "roles: " + ", ".join(ROLES))
     with store.transaction() as session:
         row = session.get(Credential, _user_id(session, email))
         if row is None:
-            raise _refuse("no-password", f"{email} has no password yet",
+            raise refusal("no-password", f"{email} has no password yet",
                           f"set one first: companion users set-password {email}")
         before, row.role = row.role, role
         journal.record(session, actor, "role-set", locker.normalize_email(email), {"before": before, "after": role})
@@ -147,7 +144,7 @@ def get_account(store: Store, email: str) -> Account:
     with store.transaction() as session:
         row = session.get(Credential, _user_id(session, user.email))
         if row is None:
-            raise _refuse("no-password", f"{user.email} has no password yet",
+            raise refusal("no-password", f"{user.email} has no password yet",
                           f"set one: companion users set-password {user.email}")
         return Account(user, row.role, _stamp(row.password_hash))
 
@@ -197,7 +194,7 @@ def _project_view(row: ProjectRow) -> Project:
 def _project_name(name: str) -> str:
     text = " ".join(str(name or "").split())
     if not text or len(text) > MAX_PROJECT_NAME:
-        raise _refuse("bad-name", f"a project name has 1 to {MAX_PROJECT_NAME} characters", path="name")
+        raise refusal("bad-name", f"a project name has 1 to {MAX_PROJECT_NAME} characters", path="name")
     return text
 
 
@@ -208,7 +205,7 @@ def _project_row(session, user_id: int, project_id) -> ProjectRow:
         key = None
     row = session.get(ProjectRow, key) if key is not None else None
     if row is None or row.user_id != user_id:  # another user's project is as unknown as a missing one
-        raise _refuse("unknown-project", f"no project {project_id}", "see your projects on the Projects page",
+        raise refusal("unknown-project", f"no project {project_id}", "see your projects on the Projects page",
                       path="project")
     return row
 
@@ -217,14 +214,14 @@ def save_project(store: Store, email: str, name: str, configuration: dict, proje
     """Save a configuration as a new project, or over the user's project PROJECT_ID."""
     name = _project_name(name)
     if not isinstance(configuration, dict):
-        raise _refuse("bad-configuration", "a project holds a configuration object", path="configuration")
+        raise refusal("bad-configuration", "a project holds a configuration object", path="configuration")
     with store.transaction() as session:
         user_id = _user_id(session, email)
         now = utcnow()
         if project_id is None:
             count = len(session.scalars(select(ProjectRow.id).where(ProjectRow.user_id == user_id)).all())
             if count >= MAX_PROJECTS:
-                raise _refuse("too-many-projects", f"you have {count} projects", "delete some first")
+                raise refusal("too-many-projects", f"you have {count} projects", "delete some first")
             row = ProjectRow(user_id=user_id, name=name, configuration=configuration, created_at=now, updated_at=now)
             session.add(row)
         else:

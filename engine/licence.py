@@ -24,7 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from engine.problem import CompanionError, Problem
+from engine.problem import refusal
 from engine.source import MAX_DEPTH, nesting_depth, no_json_constant
 
 FORMAT = "companion-licence/1"
@@ -33,9 +33,6 @@ SIGNING_KEY_VARIABLE = "COMPANION_SIGNING_KEY"
 KEY_FILE = "signing-key.pem"
 _FIELDS = ("algorithm", "format", "key_id", "licence", "signature")
 
-
-def _refuse(code: str, message: str, hint: str = "") -> CompanionError:
-    return CompanionError([Problem(code=code, message=message, hint=hint)])
 
 
 def canonical_json(value) -> bytes:
@@ -77,7 +74,7 @@ def _read(source: str | os.PathLike | bytes, what: str) -> bytes:
     try:
         return Path(source).read_bytes()
     except OSError as error:
-        raise _refuse("missing-key", f"cannot read the {what} {source}: {error.strerror}",
+        raise refusal("missing-key", f"cannot read the {what} {source}: {error.strerror}",
                       f"give the path of a PEM file holding an Ed25519 {what}") from None
 
 
@@ -86,9 +83,9 @@ def load_private_key(source: str | os.PathLike | bytes) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(_read(source, "private key"), password=None)
     except (ValueError, TypeError) as error:
-        raise _refuse("bad-key", f"not an unencrypted PEM private key: {error}") from None
+        raise refusal("bad-key", f"not an unencrypted PEM private key: {error}") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise _refuse("bad-key", "the private key is not an Ed25519 key")
+        raise refusal("bad-key", "the private key is not an Ed25519 key")
     return key
 
 
@@ -97,9 +94,9 @@ def load_public_key(source: str | os.PathLike | bytes) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(_read(source, "public key"))
     except (ValueError, TypeError) as error:
-        raise _refuse("bad-key", f"not a PEM public key: {error}") from None
+        raise refusal("bad-key", f"not a PEM public key: {error}") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise _refuse("bad-key", "the public key is not an Ed25519 key")
+        raise refusal("bad-key", "the public key is not an Ed25519 key")
     return key
 
 
@@ -175,14 +172,14 @@ def _parse(raw: bytes):
     try:
         value = json.loads(raw.decode("utf-8"), parse_constant=no_json_constant)
     except RecursionError:
-        raise _refuse("malformed-licence", f"the licence file is nested more than {MAX_DEPTH} levels deep",
+        raise refusal("malformed-licence", f"the licence file is nested more than {MAX_DEPTH} levels deep",
                       again) from None
     except (UnicodeDecodeError, ValueError) as error:
-        raise _refuse("malformed-licence", f"the licence file is not JSON: {error}", again) from None
+        raise refusal("malformed-licence", f"the licence file is not JSON: {error}", again) from None
     # A licence is a few levels deep; far deeper nesting is not a licence, and re-serialising it would exhaust
     # the stack.
     if nesting_depth(value) > MAX_DEPTH:
-        raise _refuse("malformed-licence", f"the licence file is nested more than {MAX_DEPTH} levels deep", again)
+        raise refusal("malformed-licence", f"the licence file is nested more than {MAX_DEPTH} levels deep", again)
     return value
 
 
@@ -191,20 +188,20 @@ def verify_licence(data: bytes | str, public_key: Ed25519PublicKey) -> dict:
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     envelope = _parse(raw)
     if not isinstance(envelope, dict) or sorted(envelope) != sorted(_FIELDS):
-        raise _refuse("malformed-licence", "the licence file does not have the fields "
+        raise refusal("malformed-licence", "the licence file does not have the fields "
                       + ", ".join(_FIELDS), "export it again with: companion license export ACTIVATION_ID")
     if envelope["format"] != FORMAT or envelope["algorithm"] != ALGORITHM:
-        raise _refuse("malformed-licence",
+        raise refusal("malformed-licence",
                       f"unsupported licence format {envelope['format']!r} / algorithm {envelope['algorithm']!r}",
                       f"this version reads {FORMAT} signed with {ALGORITHM}")
     if not isinstance(envelope["licence"], dict) or not isinstance(envelope["signature"], str):
-        raise _refuse("malformed-licence", "the licence or its signature has the wrong type")
+        raise refusal("malformed-licence", "the licence or its signature has the wrong type")
     try:
         signature = base64.b64decode(envelope["signature"], validate=True)
     except (binascii.Error, ValueError):
-        raise _refuse("malformed-licence", "the signature is not base64") from None
+        raise refusal("malformed-licence", "the signature is not base64") from None
     if base64.b64encode(signature).decode("ascii") != envelope["signature"]:  # unused bits changed
-        raise _refuse("bad-signature", "the signature was edited", "use the file exactly as exported")
+        raise refusal("bad-signature", "the signature was edited", "use the file exactly as exported")
     unsigned = {name: envelope[name] for name in _FIELDS if name != "signature"}
     try:
         public_key.verify(signature, canonical_json(unsigned))
@@ -212,8 +209,8 @@ def verify_licence(data: bytes | str, public_key: Ed25519PublicKey) -> dict:
         hint = "the file was changed after it was signed, or it was signed with another key"
         if envelope["key_id"] != key_id(public_key):
             hint = f"it was signed by key {envelope['key_id']}, not by this public key ({key_id(public_key)})"
-        raise _refuse("bad-signature", "the licence signature does not match its content", hint) from None
+        raise refusal("bad-signature", "the licence signature does not match its content", hint) from None
     if raw not in (canonical_json(envelope), canonical_json(envelope) + b"\n"):
-        raise _refuse("bad-signature", "the licence file was edited after signing (its bytes differ from the "
+        raise refusal("bad-signature", "the licence file was edited after signing (its bytes differ from the "
                       "signed form)", "use the file exactly as exported")
     return envelope["licence"]

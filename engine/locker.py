@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from engine import codes, journal
 from engine import store as db
 from engine.model import FIRST_DAY, LAST_DAY
-from engine.problem import CompanionError, Problem
+from engine.problem import CompanionError, Problem, refusal
 from engine.store import Store, utcnow
 
 KINDS = ("activation", "amendment", "renewal")
@@ -41,9 +41,6 @@ MAX_VOUCHER_QUANTITY = 1_000_000
 REPAIR_ACTOR = "engine:locker-repair"
 _UNSET: Any = object()
 
-
-def _refuse(code: str, message: str, hint: str = "") -> CompanionError:
-    return CompanionError([Problem(code=code, message=message, hint=hint)])
 
 
 # --- users -------------------------------------------------------------------------------------------
@@ -72,7 +69,7 @@ def normalize_email(email: str) -> str:
     """Return EMAIL lower-cased and trimmed, or raise `malformed-email`."""
     text = str(email or "").strip()
     if len(text) > 254 or not EMAIL_PATTERN.match(text):
-        raise _refuse("malformed-email", f"'{email}' is not an email address",
+        raise refusal("malformed-email", f"'{email}' is not an email address",
                       "write it as name@company.example")
     return text.lower()
 
@@ -80,7 +77,7 @@ def normalize_email(email: str) -> str:
 def _country(country: str) -> str:
     text = str(country or "").strip().upper()
     if not COUNTRY_PATTERN.match(text):
-        raise _refuse("bad-country", f"'{country}' is not an ISO 3166-1 alpha-2 country code",
+        raise refusal("bad-country", f"'{country}' is not an ISO 3166-1 alpha-2 country code",
                       "use two letters such as US, FR or DE")
     return text
 
@@ -92,7 +89,7 @@ def _badges(badges) -> list[str]:
     for badge in badges or []:
         text = str(badge).strip().lower()
         if not BADGE_PATTERN.match(text):
-            raise _refuse("bad-badge", f"'{badge}' is not a badge id",
+            raise refusal("bad-badge", f"'{badge}' is not a badge id",
                           "badge ids are kebab-case, e.g. power-management")
         if text not in result:
             result.append(text)
@@ -102,7 +99,7 @@ def _badges(badges) -> list[str]:
 def _company(company: str) -> str:
     text = str(company or "").strip()
     if not text or len(text) > 200:
-        raise _refuse("bad-company", "a company name is required (at most 200 characters)",
+        raise refusal("bad-company", "a company name is required (at most 200 characters)",
                       "pass --company 'Name of the partner company'")
     return text
 
@@ -112,7 +109,7 @@ def _account(account: str | None) -> str | None:
         return None
     text = str(account).strip()
     if len(text) > 100:
-        raise _refuse("bad-purchasing-account", "a purchasing account has at most 100 characters")
+        raise refusal("bad-purchasing-account", "a purchasing account has at most 100 characters")
     return text or None
 
 
@@ -128,7 +125,7 @@ def _user_row(session: Session, email: str, *, lock: bool = False) -> db.User:
         query = query.with_for_update().execution_options(populate_existing=True)
     row = session.scalar(query)
     if row is None:
-        raise _refuse("unknown-user", f"no user '{key}'",
+        raise refusal("unknown-user", f"no user '{key}'",
                       f"add the user first: companion users add {key} --company ... --badges ... --country ...")
     return row
 
@@ -142,12 +139,12 @@ def add_user(store: Store, email: str, *, company: str, badges, country: str,
     try:
         with store.transaction() as session:
             if session.scalar(select(db.User.id).where(db.User.email == row.email)) is not None:
-                raise _refuse("duplicate-user", f"user '{row.email}' already exists",
+                raise refusal("duplicate-user", f"user '{row.email}' already exists",
                               f"change it with: companion users set {row.email} ...")
             session.add(row)
             journal.record(session, actor, "user-added", row.email, _user_fields(row))
     except IntegrityError:
-        raise _refuse("duplicate-user", f"user '{row.email}' already exists",
+        raise refusal("duplicate-user", f"user '{row.email}' already exists",
                       f"change it with: companion users set {row.email} ...") from None
     return _user_view(row)
 
@@ -219,7 +216,7 @@ def _locker_row(session: Session, user: db.User, *, lock: bool = False) -> db.Lo
             return locker
         if again == locker_id:  # still a member of a merged locker: nothing else will ever move the user
             return _rejoin_live_locker(session, user, locker)
-    raise _refuse("busy", "the locker kept changing while it was being locked", "try again")
+    raise refusal("busy", "the locker kept changing while it was being locked", "try again")
 
 
 def _rejoin_live_locker(session: Session, user: db.User, merged: db.Locker) -> db.Locker:
@@ -284,7 +281,7 @@ def _audit(session: Session, locker_id: int, actor: db.User, action: str, detail
 
 def _check_access(session: Session, locker: db.Locker, locker_id: int | None) -> None:
     if locker_id is not None and int(locker_id) not in _family(session, locker.id):
-        raise _refuse("forbidden", f"locker {locker_id} is not yours",
+        raise refusal("forbidden", f"locker {locker_id} is not yours",
                       "you can only see your own locker and the locker shared with you")
 
 
@@ -342,7 +339,7 @@ def balances(store: Store, user_email: str) -> dict[str, int]:
 def _reference(reference: str) -> str:
     text = str(reference or "").strip()
     if not REFERENCE_PATTERN.match(text):
-        raise _refuse("bad-reference", f"'{reference}' is not a commercial reference",
+        raise refusal("bad-reference", f"'{reference}' is not a commercial reference",
                       "references are letters, digits and . _ / - (at most 64)")
     return text
 
@@ -350,7 +347,7 @@ def _reference(reference: str) -> str:
 def _positive(value, name: str, code: str, upper: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (upper and value > upper):
         limit = f" and at most {upper}" if upper else ""
-        raise _refuse(code, f"{name} must be a whole number of at least 1{limit}, got {value!r}")
+        raise refusal(code, f"{name} must be a whole number of at least 1{limit}, got {value!r}")
     return value
 
 
@@ -395,7 +392,7 @@ def redeem(store: Store, user_email: str, code: str) -> Redemption:
             user = _user_row(session, user_email, lock=True)
             voucher = session.scalar(select(db.Voucher).where(db.Voucher.code == symbols))
             if voucher is None:
-                raise _refuse("unknown-code", f"voucher {shown} does not exist",
+                raise refusal("unknown-code", f"voucher {shown} does not exist",
                               "the code is well formed but was never issued; check your order confirmation")
             locker = _locker_row(session, user, lock=True)
             earlier = session.get(db.Redemption, voucher.id)
@@ -416,18 +413,18 @@ def redeem(store: Store, user_email: str, code: str) -> Redemption:
             return Redemption(code=shown, reference=voucher.reference, quantity=voucher.quantity,
                               locker_id=locker.id, at=now, balance=after[voucher.reference])
     except IntegrityError:  # another transaction redeemed it first
-        raise _refuse("already-redeemed", f"voucher {shown} has already been redeemed",
+        raise refusal("already-redeemed", f"voucher {shown} has already been redeemed",
                       "a voucher code can be redeemed only once") from None
 
 
 def _already_redeemed(session: Session, shown: str, earlier: db.Redemption, locker: db.Locker):
     if earlier.locker_id in _family(session, locker.id):
         by = _emails(session, [earlier.user_id]).get(earlier.user_id, "?")
-        return _refuse("already-redeemed",
+        return refusal("already-redeemed",
                        f"voucher {shown} was already redeemed into your locker {locker.id} "
                        f"on {earlier.at:%Y-%m-%d %H:%M} UTC by {by}",
                        "its quantity is already in your balance: companion locker show")
-    return _refuse("already-redeemed", f"voucher {shown} has already been redeemed",
+    return refusal("already-redeemed", f"voucher {shown} has already been redeemed",
                    "a voucher code can be redeemed only once; contact whoever gave you the code")
 
 
@@ -536,9 +533,9 @@ def _requirement(item) -> Requirement:
                                   units=item.get("units", item.get("quantity")),
                                   description=str(item.get("description", "")))
     else:
-        raise _refuse("bad-requirement", f"{item!r} is not a bill-of-materials line")
+        raise refusal("bad-requirement", f"{item!r} is not a bill-of-materials line")
     if isinstance(requirement.units, bool) or not isinstance(requirement.units, int) or requirement.units < 0:
-        raise _refuse("bad-requirement",
+        raise refusal("bad-requirement",
                       f"line {requirement.reference}: units must be a whole number >= 0, got {requirement.units!r}")
     return requirement
 
@@ -554,7 +551,7 @@ def _voucher_unit(item) -> VoucherUnit:
         unit = VoucherUnit(str(reference), units)
     if (isinstance(unit.units_per_voucher, bool) or not isinstance(unit.units_per_voucher, int)
             or unit.units_per_voucher < 1):
-        raise _refuse("bad-matching", f"voucher {unit.voucher_reference}: units per voucher must be >= 1, "
+        raise refusal("bad-matching", f"voucher {unit.voucher_reference}: units per voucher must be >= 1, "
                                       f"got {unit.units_per_voucher!r}")
     return unit
 
@@ -687,7 +684,7 @@ def _jsonable(value):
     try:
         return json.loads(json.dumps(value, default=_json_default, sort_keys=True))
     except (TypeError, ValueError) as error:
-        raise _refuse("bad-configuration", f"the configuration cannot be stored as JSON: {error}") from None
+        raise refusal("bad-configuration", f"the configuration cannot be stored as JSON: {error}") from None
 
 
 def _json_default(value):
@@ -716,10 +713,10 @@ def _activation_row(session: Session, locker: db.Locker, activation_id: str) -> 
     key = codes.normalize_activation_id(activation_id)
     row = session.get(db.Activation, key)
     if row is None:
-        raise _refuse("unknown-activation", f"no activation {key}",
+        raise refusal("unknown-activation", f"no activation {key}",
                       "list your activations with: companion locker show")
     if row.locker_id not in _family(session, locker.id):
-        raise _refuse("forbidden", f"activation {key} belongs to another locker",
+        raise refusal("forbidden", f"activation {key} belongs to another locker",
                       "you can only use activations of your own locker")
     return row
 
@@ -735,19 +732,19 @@ def activate(store: Store, user_email: str, configuration: dict, rules_version: 
     an operator and what they dated otherwise than the server's date, goes to the journal with it.
     """
     if kind not in KINDS:
-        raise _refuse("bad-kind", f"'{kind}' is not a kind of activation", f"use one of {', '.join(KINDS)}")
+        raise refusal("bad-kind", f"'{kind}' is not a kind of activation", f"use one of {', '.join(KINDS)}")
     if kind == "activation" and parent is not None:
-        raise _refuse("bad-parent", "a first activation has no parent", "use kind amendment or renewal")
+        raise refusal("bad-parent", "a first activation has no parent", "use kind amendment or renewal")
     if kind != "activation" and parent is None:
-        raise _refuse("missing-parent", f"an {kind} needs the Activation ID it changes")
+        raise refusal("missing-parent", f"an {kind} needs the Activation ID it changes")
     on = on or utcnow().date()
     if not isinstance(on, date) or isinstance(on, datetime):
-        raise _refuse("bad-date", f"activation date must be a date, got {on!r}")
+        raise refusal("bad-date", f"activation date must be a date, got {on!r}")
     if not FIRST_DAY <= on <= LAST_DAY:  # its term, amendments and renewals must stay dates
-        raise _refuse("bad-date", f"activation date {on} is outside {FIRST_DAY} .. {LAST_DAY}",
+        raise refusal("bad-date", f"activation date {on} is outside {FIRST_DAY} .. {LAST_DAY}",
                       "activate on a date such as 2025-06-01")
     if not str(rules_version or "").strip():
-        raise _refuse("bad-rules-version", "the rules version of the configuration is required")
+        raise refusal("bad-rules-version", "the rules version of the configuration is required")
     stored_configuration = _jsonable(configuration)
     lines = [_requirement(item) for item in requirements]
     with store.transaction() as session:
@@ -804,7 +801,7 @@ def _refuse_if_changed(session, parent: db.Activation, kind: str) -> None:
         latest = child
     if latest is not parent:
         verb = "amend" if kind == "amendment" else "renew"
-        raise _refuse("already-changed",
+        raise refusal("already-changed",
                       f"{parent.id} was changed already (latest: {latest.kind} {latest.id} of {latest.activated_on})",
                       f"{verb} {latest.id}, the subscription as it stands now")
 
@@ -878,14 +875,14 @@ def invite(store: Store, owner_email: str, invitee_email: str) -> Invitation:
         locker = _locker_row(session, owner, lock=True)
         if locker.owner_id != owner.id:
             owner_of = _emails(session, [locker.owner_id])[locker.owner_id]
-            raise _refuse("not-owner", f"only the owner of locker {locker.id} ({owner_of}) can invite users",
+            raise refusal("not-owner", f"only the owner of locker {locker.id} ({owner_of}) can invite users",
                           f"ask {owner_of} to send the invitation")
         if invitee == owner.email:
-            raise _refuse("self-invitation", "you cannot invite yourself")
+            raise refusal("self-invitation", "you cannot invite yourself")
         member = session.scalar(select(db.Membership.locker_id).join(db.User, db.User.id == db.Membership.user_id)
                                 .where(db.User.email == invitee))
         if member == locker.id:
-            raise _refuse("already-member", f"{invitee} already shares your locker")
+            raise refusal("already-member", f"{invitee} already shares your locker")
         warnings = []
         if _domain(invitee) != _domain(owner.email):
             warnings.append(f"{invitee} is outside your company's domain {_domain(owner.email)}; everyone who "
@@ -941,14 +938,14 @@ def _pick_invitation(session: Session, user: db.User, invitation_id: str | None)
                 return row
         done = session.get(db.Invitation, key)
         if done is not None and done.invitee_email == user.email:
-            raise _refuse("already-accepted", f"invitation {key} was accepted on {done.accepted_at:%Y-%m-%d}")
-        raise _refuse("unknown-invitation", f"no invitation {key} for {user.email}",
+            raise refusal("already-accepted", f"invitation {key} was accepted on {done.accepted_at:%Y-%m-%d}")
+        raise refusal("unknown-invitation", f"no invitation {key} for {user.email}",
                       "see your pending invitations with: companion locker accept --user EMAIL")
     if not pending:
-        raise _refuse("no-invitation", f"there is no pending invitation for {user.email}",
+        raise refusal("no-invitation", f"there is no pending invitation for {user.email}",
                       "ask the owner of the locker to invite you")
     if len(pending) > 1:
-        raise _refuse("ambiguous-invitation", f"{user.email} has {len(pending)} pending invitations",
+        raise refusal("ambiguous-invitation", f"{user.email} has {len(pending)} pending invitations",
                       "accept one by id: " + ", ".join(row.id for row in pending))
     return pending[0]
 
@@ -961,7 +958,7 @@ def accept(store: Store, invitee_email: str, invitation_id: str | None = None) -
         # Only the user's own transactions move their membership, and they wait for the user's row lock.
         own_id = session.scalar(select(db.Membership.locker_id).where(db.Membership.user_id == user.id))
         if own_id == invitation.locker_id:
-            raise _refuse("already-member", "you already share this locker")
+            raise refusal("already-member", "you already share this locker")
         # Lock both lockers, by id so that two accepts cannot deadlock, before reading what decides the merge:
         # under PostgreSQL's READ COMMITTED a member who joined the own locker while we waited for its lock
         # would be missed, and left in a locker merged away.
@@ -972,7 +969,7 @@ def accept(store: Store, invitee_email: str, invitation_id: str | None = None) -
         if own_id is not None and locked[own_id].merged_into is not None:
             # Left in a merged locker (the race fixed in 851ac72): merging it again would overwrite merged_into
             # and move its history (audit events, activations) into another family.
-            raise _refuse("locker-merged", f"your locker {own_id} was merged into locker "
+            raise refusal("locker-merged", f"your locker {own_id} was merged into locker "
                           f"{locked[own_id].merged_into} already and cannot be merged again",
                           "open your locker first (companion locker show): that moves you into the locker "
                           "your vouchers went to")
@@ -980,14 +977,14 @@ def accept(store: Store, invitee_email: str, invitation_id: str | None = None) -
             others = session.scalar(select(func.count()).select_from(db.Membership).where(
                 db.Membership.locker_id == own_id, db.Membership.user_id != user.id))
             if others:
-                raise _refuse("already-shared", "your locker is already shared with other users",
+                raise refusal("already-shared", "your locker is already shared with other users",
                               "a shared locker cannot be merged into another one")
         target = locked[invitation.locker_id]
         if target.merged_into is not None:
             # Not followed: the owner of the locker it went into never invited this user.
             live = _live_locker(session, target)
             owner_of = _emails(session, [live.owner_id])[live.owner_id]
-            raise _refuse("invitation-expired",
+            raise refusal("invitation-expired",
                           f"invitation {invitation.id} is for locker {target.id}, which has since been merged "
                           f"into locker {live.id}", f"ask {owner_of}, the owner of locker {live.id}, to invite you")
         now = utcnow()

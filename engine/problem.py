@@ -72,6 +72,11 @@ class CompanionError(Exception):
         return [problem for problem in self.problems if problem.severity == "error"]
 
 
+def refusal(code: str, message: str, hint: str = "", path: str = "") -> CompanionError:
+    """Return the error of one refusal without a place in a file (the locker, an account, a licence file)."""
+    return CompanionError([Problem(code=code, message=message, hint=hint, path=path)])
+
+
 # A command's exit status: done (or every case passed), refused (or a case failed), bad input.
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 # outcome -> (exit status of a command, HTTP status of the web app and the API)
