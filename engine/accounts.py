@@ -20,7 +20,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from engine import journal, locker
 from engine import store as db
-from engine.problem import CompanionError, Problem, refusal
+from engine.problem import CompanionError, refusal
 from engine.store import Store, utcnow
 
 ROLES = ("partner", "product-manager")

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from engine import codes, journal
 from engine import store as db
 from engine.model import FIRST_DAY, LAST_DAY
-from engine.problem import CompanionError, Problem, refusal
+from engine.problem import Problem, refusal
 from engine.store import Store, utcnow
 
 KINDS = ("activation", "amendment", "renewal")
