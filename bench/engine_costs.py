@@ -1,4 +1,4 @@
-"""Measure what one RuleEngine.run costs, and probe durable's limits in subprocesses.
+"""Measure what one RuleSession.run costs, and probe durable's limits in subprocesses.
 
 Run by hand: `.venv/bin/python bench/engine_costs.py [--runs N] [--limits]`.
 Prints the median microseconds per run of each scenario; with --limits, registers rulesets around each
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.session import RuleEngine  # noqa: E402
+from engine.session import RuleSession  # noqa: E402
 
 
 def _note(c) -> None:
@@ -77,7 +77,7 @@ def _closure_rules(count: int, sink: list) -> dict[str, dict]:
     }
 
 
-def _median_us(engine: RuleEngine, name: str, facts: list[dict], runs: int) -> float:
+def _median_us(engine: RuleSession, name: str, facts: list[dict], runs: int) -> float:
     """Return the median microseconds of `runs` evaluations."""
     engine.run(name, facts)  # warm up
     times = []
@@ -90,7 +90,7 @@ def _median_us(engine: RuleEngine, name: str, facts: list[dict], runs: int) -> f
 
 def costs(runs: int) -> None:
     """Print the cost of each scenario."""
-    engine = RuleEngine()
+    engine = RuleSession()
     config = {"kind": "config", "product": "epo", **{f"f{i}": 1 for i in range(10)}}
     sink: list = []
     scenarios = [
@@ -115,9 +115,9 @@ def costs(runs: int) -> None:
 _PROBE = """
 import sys, time
 sys.path.insert(0, {root!r})
-from engine.session import RuleEngine, EngineFault
+from engine.session import RuleSession, EngineFault
 import durable_rules_engine
-e = RuleEngine()
+e = RuleSession()
 rules = {rules}
 start = time.perf_counter()
 try:

@@ -28,7 +28,7 @@ from typing import Callable
 
 from engine.model import PERPETUAL, SUBSCRIPTION, VERSION_BASE, VERSION_PARTS, Catalog, Product, version_key
 from engine.problem import CompanionError, Location, Problem
-from engine.session import RuleEngine, check_limits
+from engine.session import RuleSession, check_limits
 
 SHARD_RULES = 200  # stage-2 rules per shard: well under the engine's 256-rules-per-shared-pattern limit
 
@@ -115,14 +115,14 @@ TRACE = Trace()
 # Each compilation registers fresh names: the engine cannot redefine a ruleset, and two directories with the
 # same content (the same rules version) still locate their rules in different files.
 _COMPILATIONS = itertools.count(1)
-_DEFAULT_ENGINE: RuleEngine | None = None
+_DEFAULT_ENGINE: RuleSession | None = None
 
 
-def default_engine() -> RuleEngine:
+def default_engine() -> RuleSession:
     """Return the process-wide engine."""
     global _DEFAULT_ENGINE
     if _DEFAULT_ENGINE is None:
-        _DEFAULT_ENGINE = RuleEngine()
+        _DEFAULT_ENGINE = RuleSession()
     return _DEFAULT_ENGINE
 
 
@@ -131,7 +131,7 @@ class CompiledCatalog:
     """A catalogue compiled into registered rulesets, ready to evaluate requests."""
 
     catalog: Catalog
-    engine: RuleEngine
+    engine: RuleSession
     shards: dict[str, tuple[str, ...]]  # product id -> ruleset names
     rules: dict[str, CompiledRule]  # key -> compiled rule
     fields: dict[str, "FactFields"] = field(default_factory=dict)  # product id -> how to flatten a request
@@ -313,7 +313,7 @@ def shard(rules: list[CompiledRule]) -> list[list[CompiledRule]]:
     return [(first if index == 0 else entitle) + chunk for index, chunk in enumerate(chunks)]
 
 
-def compile_catalog(catalog: Catalog, engine: RuleEngine | None = None) -> CompiledCatalog:
+def compile_catalog(catalog: Catalog, engine: RuleSession | None = None) -> CompiledCatalog:
     """Compile and register every product's rulesets; refuse, located, what the engine could not hold."""
     # Compiling allocates hundreds of thousands of small objects that all live on: the cyclic garbage
     # collector would walk them again and again for nothing.
@@ -326,7 +326,7 @@ def compile_catalog(catalog: Catalog, engine: RuleEngine | None = None) -> Compi
             gc.enable()
 
 
-def _compile(catalog: Catalog, engine: RuleEngine | None) -> CompiledCatalog:
+def _compile(catalog: Catalog, engine: RuleSession | None) -> CompiledCatalog:
     """Compile and register, with the garbage collector paused."""
     engine = engine or default_engine()
     serial = next(_COMPILATIONS)

@@ -535,7 +535,7 @@ def _escaped(character: str) -> str:
 # ---------------------------------------------------------------------------------------------- coverage
 
 @dataclass
-class Coverage:
+class RuleCoverage:
     """How many cases exercised each rule of one catalogue."""
 
     rules_dir: str
@@ -559,7 +559,7 @@ class Coverage:
         return 100.0 * self.exercised / len(self.rules) if self.rules else 100.0
 
 
-def coverage(results: Iterable[CaseResult], default_rules: Path | str | None = None) -> list[Coverage]:
+def coverage(results: Iterable[CaseResult], default_rules: Path | str | None = None) -> list[RuleCoverage]:
     """Count, per catalogue and rule id, the cases that exercised the rule (fired, or refused the request)."""
     counts: dict[str, dict[str, int]] = {}
     for result in results:
@@ -568,11 +568,11 @@ def coverage(results: Iterable[CaseResult], default_rules: Path | str | None = N
             per_rules[rule] = per_rules.get(rule, 0) + 1
     if not counts:
         counts[rules_key(default_rules)] = {}
-    return [Coverage(directory, rules_of(load_catalog(directory)), per_rules)
+    return [RuleCoverage(directory, rules_of(load_catalog(directory)), per_rules)
             for directory, per_rules in counts.items()]
 
 
-def total_percent(coverages: list[Coverage]) -> float:
+def total_percent(coverages: list[RuleCoverage]) -> float:
     """Return the share of all rules exercised across catalogues, in percent."""
     rules = sum(len(item.rules) for item in coverages)
     return 100.0 * sum(item.exercised for item in coverages) / rules if rules else 100.0

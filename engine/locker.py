@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine import codes, journal
+from engine import journal, voucher_codes
 from engine import store as db
 from engine.model import FIRST_DAY, LAST_DAY
 from engine.problem import Problem, refusal
@@ -357,7 +357,7 @@ def issue_vouchers(store: Store, reference: str, quantity: int, count: int = 1, 
     quantity = _positive(quantity, "quantity", "bad-quantity", MAX_VOUCHER_QUANTITY)
     count = _positive(count, "count", "bad-count", MAX_VOUCHERS_PER_ISSUE)
     now = utcnow()
-    issued = [codes.new_voucher_code() for _ in range(count)]
+    issued = [voucher_codes.new_voucher_code() for _ in range(count)]
     with store.transaction() as session:
         session.add_all(db.Voucher(code=code.replace("-", ""), reference=reference, quantity=quantity,
                                    issued_at=now) for code in issued)
@@ -385,8 +385,8 @@ class Redemption:
 
 def redeem(store: Store, user_email: str, code: str) -> Redemption:
     """Credit the voucher CODE to the acting user's locker; a code redeems once."""
-    symbols = codes.normalize_voucher_code(code)
-    shown = codes.format_voucher_code(symbols)
+    symbols = voucher_codes.normalize_voucher_code(code)
+    shown = voucher_codes.format_voucher_code(symbols)
     try:
         with store.transaction() as session:
             user = _user_row(session, user_email, lock=True)
@@ -490,7 +490,7 @@ class LineCoverage:
 
 
 @dataclass(frozen=True)
-class Coverage:
+class VoucherCoverage:
     """Every line of a bill of materials checked against a locker's balances."""
 
     lines: tuple[LineCoverage, ...]
@@ -590,7 +590,7 @@ def _allocate(units: int, options: Sequence[VoucherUnit], pool: dict[str, int]) 
     return debits, max(remaining, 0)
 
 
-def cover(requirements, balances: Mapping[str, int], matching: Mapping[str, Sequence] | None = None) -> Coverage:
+def cover(requirements, balances: Mapping[str, int], matching: Mapping[str, Sequence] | None = None) -> VoucherCoverage:
     """Check bill-of-materials lines against voucher balances, without touching any database.
 
     A line whose reference has no entry in MATCHING is covered by vouchers of the same reference, one unit
@@ -620,7 +620,7 @@ def cover(requirements, balances: Mapping[str, int], matching: Mapping[str, Sequ
                       f"configuration to need {missing_units} fewer units of {name}")
         results[index] = LineCoverage(reference=line.reference, description=line.description, units=line.units,
                                       debits=tuple(debits), short=short, advice=advice)
-    return Coverage(lines=tuple(results))
+    return VoucherCoverage(lines=tuple(results))
 
 
 # --- activation --------------------------------------------------------------------------------------
@@ -657,7 +657,7 @@ class Activation:
 class Shortfall:
     """The locker does not cover the configuration; nothing was debited."""
 
-    coverage: Coverage
+    coverage: VoucherCoverage
     balances: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -710,7 +710,7 @@ def _activation_view(session: Session, row: db.Activation) -> Activation:
 
 
 def _activation_row(session: Session, locker: db.Locker, activation_id: str) -> db.Activation:
-    key = codes.normalize_activation_id(activation_id)
+    key = voucher_codes.normalize_activation_id(activation_id)
     row = session.get(db.Activation, key)
     if row is None:
         raise refusal("unknown-activation", f"no activation {key}",
@@ -757,9 +757,9 @@ def activate(store: Store, user_email: str, configuration: dict, rules_version: 
         coverage = cover(lines, before, matching)
         if not coverage.covered:
             return Shortfall(coverage=coverage, balances=before)
-        activation_id = codes.new_activation_id()
+        activation_id = voucher_codes.new_activation_id()
         while session.get(db.Activation, activation_id) is not None:
-            activation_id = codes.new_activation_id()
+            activation_id = voucher_codes.new_activation_id()
         now = utcnow()
         row = db.Activation(
             id=activation_id, locker_id=locker.id, user_id=user.id, kind=kind,
@@ -892,7 +892,7 @@ def invite(store: Store, owner_email: str, invitee_email: str) -> Invitation:
             db.Invitation.accepted_at.is_(None)))
         if pending is not None:
             return _invitation_view(session, pending, warnings)
-        row = db.Invitation(id=codes.new_invitation_id(), locker_id=locker.id, inviter_id=owner.id,
+        row = db.Invitation(id=voucher_codes.new_invitation_id(), locker_id=locker.id, inviter_id=owner.id,
                             invitee_email=invitee, created_at=utcnow())
         session.add(row)
         session.flush()
@@ -932,7 +932,7 @@ def _pick_invitation(session: Session, user: db.User, invitation_id: str | None)
         db.Invitation.invitee_email == user.email, db.Invitation.accepted_at.is_(None))
         .order_by(db.Invitation.created_at, db.Invitation.id).with_for_update()))
     if invitation_id is not None:
-        key = codes.normalize_invitation_id(invitation_id)
+        key = voucher_codes.normalize_invitation_id(invitation_id)
         for row in pending:
             if row.id == key:
                 return row

@@ -36,7 +36,7 @@ from durable import engine as _durable
 
 # The C engine is one global table of rulesets and sessions, shared by every host in the process.
 _LOCK = threading.Lock()
-# Unique for the life of the process, so no sid is ever reused, even across RuleEngine instances.
+# Unique for the life of the process, so no sid is ever reused, even across RuleSession instances.
 _SIDS = itertools.count(1)
 # Keys durable adds to every session state; they are bookkeeping, not results.
 _ENGINE_KEYS = ("sid", "id", "$s")
@@ -142,7 +142,7 @@ def _bind(action: Callable[[Any], object]) -> Callable[[_durable.Closure], None]
     return fire
 
 
-class RuleEngine:
+class RuleSession:
     """Holds registered rulesets and runs one evaluation at a time, safely from any thread."""
 
     def __init__(self) -> None:

@@ -1,4 +1,4 @@
-"""RuleEngine against the real durable_rules: lifecycle, faults, sessions, threads, and check_limits."""
+"""RuleSession against the real durable_rules: lifecycle, faults, sessions, threads, and check_limits."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from engine.session import EngineFault, RuleEngine, check_limits
+from engine.session import EngineFault, RuleSession, check_limits
 
 
 def _collect(tag):
@@ -41,7 +41,7 @@ def _pricing_rules():
 @pytest.fixture
 def engine():
     """Return an engine with the pricing ruleset registered as 'epo'."""
-    engine = RuleEngine()
+    engine = RuleSession()
     engine.register("epo", _pricing_rules())
     return engine
 
@@ -92,7 +92,7 @@ def test_no_match_is_an_empty_result(engine):
 )
 def test_sessions_with_unconsumed_facts_are_deleted_safely(facts):
     # Regression: deleting a session holding a fact no action consumed crashed the process (at random).
-    engine = RuleEngine()
+    engine = RuleSession()
     engine.register("join", _pricing_rules())
     for _ in range(1100):
         engine.run("join", facts)
@@ -110,7 +110,7 @@ def test_sessions_are_deleted_after_each_run(engine):
 
 
 def test_action_exception_is_an_engine_fault():
-    engine = RuleEngine()
+    engine = RuleSession()
     engine.register("boom", {"fails": {"all": [{"m": {"k": 1}}], "run": lambda c: 1 / 0}})
     with pytest.raises(EngineFault, match="'boom'.*division by zero"):
         engine.run("boom", [{"k": 1}])
@@ -120,7 +120,7 @@ def test_action_exception_is_an_engine_fault():
 
 def test_actions_cannot_delete_their_session():
     # Regression: c.delete_state() in an action makes the engine fail with error 307.
-    engine = RuleEngine()
+    engine = RuleSession()
     engine.register("del", {"deletes": {"all": [{"m": {"k": 1}}], "run": lambda c: c.delete_state()}})
     with pytest.raises(EngineFault, match="delete_state"):
         engine.run("del", [{"k": 1}])
@@ -128,7 +128,7 @@ def test_actions_cannot_delete_their_session():
 
 def test_engine_error_in_assert_is_a_fault_and_retires_the_ruleset():
     # 65 thresholds matching one fact: error 303 at assert (bypassing check_limits on purpose).
-    engine = RuleEngine()
+    engine = RuleSession()
     rules = {f"r{i}": {"all": [{"m": {"$gte": {"total": i}}}], "run": lambda c: None} for i in range(65)}
     engine._host.register_rulesets({"wide": rules})
     with pytest.raises(EngineFault, match="303"):
@@ -139,7 +139,7 @@ def test_engine_error_in_assert_is_a_fault_and_retires_the_ruleset():
 
 
 def test_values_keep_their_python_types():
-    engine = RuleEngine()
+    engine = RuleSession()
     engine.register("types", {"copy": {"all": [{"m": {"k": 1}}], "run": lambda c: c.s.__setitem__("seen", c.m._d)}})
     fact = {"k": 1, "yes": True, "no": False, "nothing": None, "n": 7, "x": 1.5, "tags": ["a", 1]}
     seen = engine.run("types", [fact])["seen"]
@@ -160,11 +160,11 @@ def test_values_keep_their_python_types():
 )
 def test_register_refuses_bad_shapes(rule, why):
     with pytest.raises(ValueError, match=why):
-        RuleEngine().register("bad", {"rule.bad": rule})
+        RuleSession().register("bad", {"rule.bad": rule})
 
 
 def test_threads_get_single_threaded_results():
-    engine = RuleEngine()
+    engine = RuleSession()
     engine.register("epo", _pricing_rules())
     engine.register("flags", {f"flag.{i}": {"all": [{"m": {f"f{i}": True}}], "run": _collect(i)} for i in range(5)})
     requests = [
@@ -225,4 +225,4 @@ def test_check_limits_refuses(rules, reason):
 
 def test_register_refuses_what_check_limits_refuses():
     with pytest.raises(ValueError, match="registration hangs"):
-        RuleEngine().register("huge", _rules(513, lambda i: {"code": i}))
+        RuleSession().register("huge", _rules(513, lambda i: {"code": i}))

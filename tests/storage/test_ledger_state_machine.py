@@ -36,7 +36,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
                                  run_state_machine_as_test)
 from sqlalchemy import MetaData, select
 
-from engine import codes, locker
+from engine import locker, voucher_codes
 from engine import store as db
 from engine.activation import activate_change, activate_configuration
 from engine.compile import load
@@ -265,7 +265,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.subscriptions: dict[str, Subscription] = {}
         self.keyed: dict[tuple[str, str], Keyed] = {}
         self.shortfall: tuple | None = None  # (email, missing, method, arguments) of the last shortfall
-        self.unknown_code = codes.new_voucher_code()  # well formed, never issued
+        self.unknown_code = voucher_codes.new_voucher_code()  # well formed, never issued
         self.turn = 0  # whose views the invariants read this step
 
     def teardown(self):
@@ -835,7 +835,7 @@ class LedgerMachine(RuleBasedStateMachine):
             voucher, redemption = rows.vouchers[row.voucher_id], rows.redemptions[row.voucher_id]
             assert (row.locker_id, row.reference, row.quantity, row.activation_id) == (
                 redemption.locker_id, voucher.reference, voucher.quantity, None)
-        assert {codes.format_voucher_code(rows.vouchers[voucher_id].code): rows.owners[row.locker_id]
+        assert {voucher_codes.format_voucher_code(rows.vouchers[voucher_id].code): rows.owners[row.locker_id]
                 for voucher_id, row in rows.redemptions.items()} == self.redeemed
 
     def check_merges_conserve_units(self, rows: "Rows") -> None:

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from engine import codes, locker
+from engine import locker, voucher_codes
 from engine.problem import CompanionError
 
 
@@ -50,7 +50,7 @@ def test_mistyped_code_is_malformed_and_a_well_formed_stranger_is_unknown(store,
     typo = symbols[:3] + ("2" if symbols[3] != "2" else "3") + symbols[4:]
     assert problem(locker.redeem, store, ann, typo).code == "malformed-code"
     assert problem(locker.redeem, store, ann, code[:-2]).code == "malformed-code"
-    assert problem(locker.redeem, store, ann, codes.new_voucher_code()).code == "unknown-code"
+    assert problem(locker.redeem, store, ann, voucher_codes.new_voucher_code()).code == "unknown-code"
     assert locker.balances(store, ann) == {}
 
 
