@@ -18,6 +18,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/install-chromium.sh
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
