@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from sqlalchemy import select
+
 from engine import accounts, locker
+from engine import store as db
 from web_support import PASSWORD
 
 COMPANION = Path(sys.executable).with_name("companion")
@@ -91,6 +94,15 @@ def seed_partners(store, users: dict, email_of, company: str) -> str:
             locker.redeem(store, email_of(name), code)
     [spare] = locker.issue_vouchers(store, "EPO-DEV-SUB-3Y", 25)
     return spare
+
+
+def ledger(store, email: str) -> list[tuple]:
+    """The ledger rows of EMAIL's locker, oldest first: (kind, reference, quantity, activation ID)."""
+    locker_id = locker.show_locker(store, email).id
+    with store.transaction() as session:
+        rows = session.scalars(select(db.LedgerEntry).where(db.LedgerEntry.locker_id == locker_id)
+                               .order_by(db.LedgerEntry.id))
+        return [(row.kind, row.reference, row.quantity, row.activation_id) for row in rows]
 
 
 def sign_in(page, base: str, email: str) -> None:

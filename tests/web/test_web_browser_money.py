@@ -19,12 +19,10 @@ import re
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import select
 
 from engine import locker
-from engine import store as db
 from engine.store import open_store
-from live_support import require_chromium, seed_partners, serving, sign_in
+from live_support import ledger as live_ledger, require_chromium, seed_partners, serving, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -101,11 +99,7 @@ def balances_in_another_tab(page, base: str) -> dict[str, int]:
 
 def ledger(store, name: str) -> list[tuple]:
     """NAME's ledger rows, oldest first: (kind, reference, quantity, activation ID)."""
-    locker_id = locker.show_locker(store, email_of(name)).id
-    with store.transaction() as session:
-        rows = session.scalars(select(db.LedgerEntry).where(db.LedgerEntry.locker_id == locker_id)
-                               .order_by(db.LedgerEntry.id))
-        return [(row.kind, row.reference, row.quantity, row.activation_id) for row in rows]
+    return live_ledger(store, email_of(name))
 
 
 def debits_of(store, name: str, activation_id: str) -> list[tuple]:

@@ -22,10 +22,9 @@ import pytest
 from sqlalchemy import func, select
 
 from engine import locker
-from engine import store as db
 from engine.idempotency import IdempotencyKey
 from engine.store import open_store
-from live_support import seed_partners, serving
+from live_support import ledger as live_ledger, seed_partners, serving
 from storage.scratch_databases import admin_engine, create_database, drop_database
 from web_support import PASSWORD
 
@@ -137,12 +136,8 @@ class Reply:
 
 
 def ledger(store, name: str) -> list[tuple]:
-    """The ledger rows of NAME's locker, oldest first: (kind, reference, quantity, activation ID)."""
-    locker_id = locker.show_locker(store, email_of(name)).id
-    with store.transaction() as session:
-        rows = session.scalars(select(db.LedgerEntry).where(db.LedgerEntry.locker_id == locker_id)
-                               .order_by(db.LedgerEntry.id))
-        return [(row.kind, row.reference, row.quantity, row.activation_id) for row in rows]
+    """NAME's ledger rows, oldest first: (kind, reference, quantity, activation ID)."""
+    return live_ledger(store, email_of(name))
 
 
 def debits(store, name: str) -> list[tuple]:

@@ -359,16 +359,22 @@ def test_the_activate_page_has_no_date_and_a_posted_date_is_refused(app, clock):
     assert activations_of(app, email) == []
 
 
-def test_an_amended_subscription_previews_with_its_default_date(app, clock):
-    """Regression: on any subscription already amended, the amend form's default date was refused (before-parent)."""
+def amended_through_the_api(app, clock, name: str, change: dict, *extra_vouchers):
+    """A new partner who activated Essential on 2025-06-01 and amended it on 2025-09-01 through the API."""
     clock("2025-06-01")
-    client, email = new_partner(app, "amend-again", *ESSENTIAL_VOUCHERS, ("EPO-AMD-ESS-ADV", 33),
-                                ("EPO-AMD-ADV-EXP", 33))
+    client, email = new_partner(app, name, *ESSENTIAL_VOUCHERS, *extra_vouchers)
     bearer = token_for(app.test_client(), email)
     parent = client.post("/api/v1/activate", json={"configuration": ESSENTIAL}, headers=bearer).json["activation"]
     clock("2025-09-01")
-    amended = client.post("/api/v1/amend", json={"activation_id": parent["id"], "change": {"tier": "advanced"},
-                                                 "activate": True}, headers=bearer).json["activation"]["activation"]
+    amended = client.post("/api/v1/amend", json={"activation_id": parent["id"], "change": change, "activate": True},
+                          headers=bearer).json["activation"]["activation"]
+    return client, amended
+
+
+def test_an_amended_subscription_previews_with_its_default_date(app, clock):
+    """Regression: on any subscription already amended, the amend form's default date was refused (before-parent)."""
+    client, amended = amended_through_the_api(app, clock, "amend-again", {"tier": "advanced"},
+                                              ("EPO-AMD-ESS-ADV", 33), ("EPO-AMD-ADV-EXP", 33))
     listing = client.get("/subscriptions").text
     form = re.search(rf'<form method="get" action="/subscriptions/{amended["id"]}/amend".*?</form>', listing, re.S)
     default = re.search(r'name="date" value="([^"]+)"', form.group(0)).group(1)
@@ -404,15 +410,8 @@ def default_query(page: str, action: str) -> str:
 
 
 def test_after_an_upgrade_to_105_devices_the_renewal_form_proposes_the_current_valid_configuration(app, clock):
-    clock("2025-06-01")
-    client, email = new_partner(app, "renew-defaults", *ESSENTIAL_VOUCHERS, ("EPO-AMD-ESS-ADV", 33),
-                                ("EPO-AMD-DEV", 10_000))
-    bearer = token_for(app.test_client(), email)
-    parent = client.post("/api/v1/activate", json={"configuration": ESSENTIAL}, headers=bearer).json["activation"]
-    clock("2025-09-01")
-    amended = client.post("/api/v1/amend", json={"activation_id": parent["id"], "activate": True,
-                                                 "change": {"tier": "advanced", "devices": 105}},
-                          headers=bearer).json["activation"]["activation"]
+    client, amended = amended_through_the_api(app, clock, "renew-defaults", {"tier": "advanced", "devices": 105},
+                                              ("EPO-AMD-ESS-ADV", 33), ("EPO-AMD-DEV", 10_000))
     stands = amended["configuration"]
     assert stands["tier"] == "advanced"
     listing = client.get("/subscriptions").text
