@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from engine.activation import activate_change, activate_configuration, render_outcome
+from engine.cli import load_compiled_or_exit
 from engine.cli_locker import boundary, database_option, report, store_at, user_option
 from engine.cli_options import format_option, rules_option
 from engine.clock import server_clock
@@ -40,8 +41,6 @@ def activate(request_file: Path, user_email: str, on, amend_id, renew_id, rules_
 
     Exit 0 activated, 1 refused by the rules or short of vouchers, 2 bad input.
     """
-    from engine.cli import load_compiled_or_exit
-
     compiled = load_compiled_or_exit(rules_dir, output_format)
     try:
         if amend_id and renew_id:

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import click
 
+from engine.checkout import CheckoutFailed, CheckoutRefused, cart_url_from, place_order, prepare_order
 from engine.cli import format_option, load_compiled_or_exit, load_or_exit, print_problems, read_requests, rules_option
+from engine.explain import render_text
+from engine.exports import ExportRefused, TemplateNotAvailable, export_csv
+from engine.guidance import render_guide, update_guide
 from engine.problem import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, CompanionError, Location, Problem
 from engine.request import dump_json
 
@@ -25,8 +29,6 @@ def register(cli: click.Group) -> None:
 
 def _refused(error, output_format: str) -> None:
     """Print why a configuration has no bill of materials, and exit 1."""
-    from engine.explain import render_text
-
     if output_format == "json":
         click.echo(dump_json(error.verdict.to_json()))
     else:
@@ -44,8 +46,6 @@ def _refused(error, output_format: str) -> None:
 @format_option
 def bom(request_file: Path, template: str, output: str | None, rules_dir: Path | None, output_format: str) -> None:
     """Write the bill of materials of a valid request as CSV: exit 1 if refused, 2 for a template not offered."""
-    from engine.exports import ExportRefused, TemplateNotAvailable, export_csv
-
     compiled = load_compiled_or_exit(rules_dir, output_format)
     [(name, request)] = read_requests((request_file,), compiled.catalog, output_format)
     try:
@@ -140,8 +140,6 @@ def _review_text(order, cart_url: str | None) -> str:
 
 def _cart_url_or_exit(explicit: str | None, confirm: bool, output_format: str) -> str | None:
     """Return the cart URL; exit 2 for a malformed one, or for none when the order is to be sent."""
-    from engine.checkout import cart_url_from
-
     try:
         return cart_url_from(explicit, "--cart-url")
     except CompanionError as error:
@@ -161,9 +159,6 @@ def _cart_url_or_exit(explicit: str | None, confirm: bool, output_format: str) -
 def checkout_command(request_file: Path, cart_url: str | None, confirm: bool, project: str | None,
                      rules_dir: Path | None, output_format: str) -> None:
     """Review a request's order and, with --confirm, hand it to the vendor's cart; print the confirmation number."""
-    from engine.checkout import CheckoutFailed, CheckoutRefused, place_order, prepare_order
-    from engine.exports import ExportRefused
-
     _text_or_exit("--project", project, output_format)
     url = _cart_url_or_exit(cart_url, confirm, output_format)
     compiled = load_compiled_or_exit(rules_dir, output_format)
@@ -213,8 +208,6 @@ def checkout_command(request_file: Path, cart_url: str | None, confirm: bool, pr
 def update_guide_command(product: str, version: str | None, mode: str, event: str, activation_id: str | None,
                          rules_dir: Path | None, output_format: str) -> None:
     """Show the steps that update an installed system after an activation, amendment or renewal."""
-    from engine.guidance import render_guide, update_guide
-
     _text_or_exit("--activation-id", activation_id, output_format)
     catalog = load_or_exit(rules_dir, output_format)
     if activation_id is not None and output_format == "text":

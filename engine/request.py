@@ -9,7 +9,7 @@ from typing import Any
 
 from engine.model import Catalog, Product, whole
 from engine.problem import CompanionError, Location, Problem, did_you_mean
-from engine.schema import SCHEMA_DIR, describe, json_path
+from engine.schema import SCHEMA_DIR, describe, json_path, schema_validator
 from engine.source import Source, parse_yaml, read_text
 
 REQUIRED_CHOICES = ("product", "license", "tier")
@@ -67,8 +67,6 @@ class Request:
 
 def request_validator(schema_file: str = "request.schema.json"):
     """Return the validator for a request schema."""
-    from engine.schema import schema_validator
-
     assert (SCHEMA_DIR / schema_file).exists()
     return schema_validator(schema_file)
 

@@ -13,11 +13,13 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable
 
-from flask import Blueprint, Response, abort, jsonify, request, session
+from flask import Blueprint, Response, abort, current_app, jsonify, request, session
+from flask_wtf.csrf import generate_csrf
 
 from engine import accounts, idempotency, locker
 from engine.exports import CSV_MEDIA_TYPE
 from engine.evaluate import evaluate
+from engine.guidance import update_guide
 from engine.options import options as list_options
 from engine.problem import CompanionError, Problem, did_you_mean
 from engine.request import request_from_data
@@ -26,6 +28,7 @@ from engine.store import Store
 from web import auth, compiled, csrf, inputs, live, store
 from web import errors as web_errors
 from web import services
+from web.openapi import document as openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
@@ -40,8 +43,7 @@ def limit(app, limiter) -> None:
 
 
 def bp_config(key: str):
-    from flask import current_app
-
+    """Return a setting of the running app."""
     return current_app.config[key]
 
 
@@ -145,9 +147,7 @@ def health():
 @bp.get("/openapi.json")
 def openapi():
     """Return the OpenAPI document of this API."""
-    from web.openapi import document
-
-    return jsonify(document())
+    return jsonify(openapi_document())
 
 
 @bp.post("/tokens")
@@ -344,8 +344,6 @@ def activate():
 @bp.get("/session")
 def session_info():
     """Return who is signed in and the CSRF token for cookie-authenticated writes."""
-    from flask_wtf.csrf import generate_csrf
-
     account = auth.current_account()
     data = {"email": account.email, "role": account.role, "badges": list(account.user.badges),
             "country": account.user.country, "purchasing_account": account.user.purchasing_account}
@@ -425,8 +423,6 @@ def channels_view():
 @bp.get("/update-guide")
 def update_guide_view():
     """The steps that update an installed product version after an activation, amendment or renewal."""
-    from engine.guidance import update_guide
-
     current = catalogue()
     product = product_param(current, required=True)
     mode = request.args.get("mode")

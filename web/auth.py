@@ -15,6 +15,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from engine import accounts
 from engine.problem import CompanionError
+from web import store
 
 TOKEN_SALT = "companion-api-token"
 
@@ -42,8 +43,6 @@ def _account_for(email: str, stamp: str) -> accounts.Account | None:
     The cache spares two database transactions per API call; a password change (or badges changed with
     `companion users set`) reaches a worker at most ACCOUNT_CACHE_SECONDS later.
     """
-    from web import store
-
     ttl = current_app.config["ACCOUNT_CACHE_SECONDS"]
     cache = current_app.extensions.setdefault("companion.accounts", {})
     now = time.monotonic()

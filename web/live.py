@@ -23,6 +23,7 @@ from pathlib import Path
 from engine.catalog import display_path, load_catalog
 from engine.compile import CompiledCatalog, compile_catalog, load
 from engine.problem import CompanionError, Location, Problem
+from engine.schema import BUNDLED_RULES
 from engine.schema import RULE_FILES
 
 log = logging.getLogger("companion.web")
@@ -71,8 +72,6 @@ class LiveCatalog:
         """Return the directory the rules are read from."""
         if self.directory is not None:
             return self.directory
-        from engine.schema import BUNDLED_RULES
-
         return BUNDLED_RULES
 
     def _files_signature(self) -> tuple:

@@ -14,7 +14,7 @@ from engine.problem import CompanionError, Problem
 from engine.request import request_from_data, schema_problems
 from engine.source import MAX_DEPTH, Source
 from engine.store import Store
-from web import inputs, store, today
+from web import auth, inputs, store, today
 from web.live import ReloadState
 
 KINDS = {"change": "amendment", "renewal": "renewal"}
@@ -134,8 +134,6 @@ def stored_configuration(project) -> dict:
 
 def partner_request(current: CompiledCatalog, account, configuration: dict):
     """Return the checked request of a configuration for the signed-in account's stored partner data."""
-    from web import auth
-
     document = {"partner": auth.partner_of(account, current.catalog), "configuration": configuration}
     return request_from_data(document, current.catalog)
 
