@@ -458,7 +458,7 @@ def export_file_name(template: str, project: str | None = None) -> str:
     return f"{base}-{template}.csv"
 
 
-def fixture_outcome(compiled, request: Source):
+def fixture_export(compiled, request: Source):
     """Evaluate a fixture case of kind `export` for engine.fixtures: what this partner sees for this project.
 
     The outcome is the verdict, plus one notice per offered template (code `recommended` or `offered`, message

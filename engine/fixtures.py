@@ -102,16 +102,16 @@ def _renew(compiled: CompiledCatalog, request: Source) -> tuple[Outcome, tuple[s
 
 def _export(compiled: CompiledCatalog, request: Source) -> tuple[Outcome, tuple[str, ...]]:
     """Evaluate what a partner is offered for a saved project (templates, checkout), as engine.exports does."""
-    from engine.exports import fixture_outcome
+    from engine.exports import fixture_export
 
-    return fixture_outcome(compiled, request)
+    return fixture_export(compiled, request)
 
 
 def _guide(compiled: CompiledCatalog, request: Source) -> tuple[Outcome, tuple[str, ...]]:
     """Find the licence-update guide for {product, version, mode, event}, as engine.guidance does."""
-    from engine.guidance import fixture_outcome
+    from engine.guidance import fixture_guide
 
-    return fixture_outcome(compiled, request)
+    return fixture_guide(compiled, request)
 
 
 def _cover(compiled: CompiledCatalog, request: Source) -> tuple[Outcome, tuple[str, ...]]:

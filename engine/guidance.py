@@ -224,7 +224,7 @@ def render_guide(guide: dict) -> str:
     return "\n".join(lines)
 
 
-def fixture_outcome(compiled, request: Source):
+def fixture_guide(compiled, request: Source):
     """Evaluate a fixture case of kind `guide` (request: {product, version, mode, event}) for engine.fixtures."""
     data = request.data if isinstance(request.data, dict) else {}
     guide = update_guide(compiled.catalog, str(data.get("product", "")), data.get("version"),

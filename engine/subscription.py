@@ -1045,7 +1045,7 @@ def _renewed_configuration(out, policy, product, sub, change, new_term) -> Confi
 # Regression fixtures: evaluators for engine.fixtures (request kinds `amend` and `renew`)
 
 
-def fixture_outcome(result: Amendment | Renewal) -> dict:
+def change_outcome(result: Amendment | Renewal) -> dict:
     """Keep what fixtures compare: valid, violations, notices, and the amendment lines (or renewal BOM) as bom."""
     def items(entries: list[dict], fields: tuple[str, ...]) -> list[dict]:
         return [{name: entry[name] for name in fields if name in entry} for entry in entries]
@@ -1063,7 +1063,7 @@ def _fixture(compiled, request: Source, kind: str) -> tuple[dict, tuple[str, ...
     checked = check_amendment_request(request, compiled.catalog, kind)
     result = amend(compiled, checked) if kind == CHANGE else renew(compiled, checked)
     exercised = [item["rule"] for item in result.fired] + [item["rule"] for item in result.violations]
-    return fixture_outcome(result), tuple(dict.fromkeys(exercised))
+    return change_outcome(result), tuple(dict.fromkeys(exercised))
 
 
 def fixture_amend(compiled, request: Source) -> tuple[dict, tuple[str, ...]]:
