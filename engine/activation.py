@@ -13,7 +13,7 @@ from datetime import date, datetime
 from engine import locker
 from engine.clock import debit_date
 from engine.compile import CompiledCatalog
-from engine.evaluate import Verdict, evaluate
+from engine.evaluate import evaluate
 from engine.model import FIRST_DAY, LAST_DAY, Catalog
 from engine.problem import CompanionError, Problem
 from engine.request import request_from_data
@@ -85,8 +85,8 @@ def activate_configuration(store: Store, compiled: CompiledCatalog, user_email: 
     partner, notices = stored_partner(store, compiled.catalog, user_email)
     request = request_from_data({"partner": partner, "configuration": configuration}, compiled.catalog)
     verdict = evaluate(compiled, request)
-    return activate_lines(store, compiled, user_email, request.configuration.to_json(), verdict, verdict.bom,
-                          on=on, notices=notices, backdated=backdated)
+    return activate_lines(store, compiled, user_email, request.configuration.to_json(), verdict.to_json(),
+                          verdict.bom, on=on, notices=notices, backdated=backdated)
 
 
 def dated(requested: date | None, today: date, operator: str | None, path: str) -> tuple[date, tuple | None]:
@@ -97,16 +97,15 @@ def dated(requested: date | None, today: date, operator: str | None, path: str) 
 
 
 def activate_lines(store: Store, compiled: CompiledCatalog, user_email: str, configuration: dict,
-                   verdict: Verdict | dict, lines: list[dict], on: date | None = None, kind: str = "activation",
+                   verdict: dict, lines: list[dict], on: date | None = None, kind: str = "activation",
                    parent: str | None = None, notices: tuple[str, ...] = (),
                    backdated: tuple[str, dict] | None = None) -> ActivationOutcome:
-    """Activate already-evaluated lines (a configuration, an amendment or a renewal) unless refused."""
-    verdict_json = verdict.to_json() if isinstance(verdict, Verdict) else verdict
-    if not verdict_json["valid"]:
-        return ActivationOutcome(verdict_json, notices=notices)  # refused by the rules: nothing is debited
+    """Activate already-evaluated lines unless their JSON VERDICT (of a configuration or a change) refuses them."""
+    if not verdict["valid"]:
+        return ActivationOutcome(verdict, notices=notices)  # refused by the rules: nothing is debited
     # A new Activation ID that debits nothing is a free change: only the subscription policy may grant one.
     free = tuple(f"no voucher is debited: {item['message']} ({item['rule']} at {item['where']})"
-                 for item in verdict_json.get("notices", ()) if item.get("code") == "last-month-free")
+                 for item in verdict.get("notices", ()) if item.get("code") == "last-month-free")
     if lines and not any(int(line.get("units", line["quantity"])) for line in lines) and not free:
         raise CompanionError([Problem("nothing-to-activate", f"every line of this {kind} is 0 units: it would "
                                       "issue an Activation ID that debits nothing",
@@ -118,8 +117,8 @@ def activate_lines(store: Store, compiled: CompiledCatalog, user_email: str, con
     result = locker.activate(store, user_email, configuration, compiled.rules_version, requirements_of(lines),
                              matching(compiled.catalog), on=on, kind=kind, parent=parent, backdated=backdated)
     if isinstance(result, locker.Shortfall):
-        return ActivationOutcome(verdict_json, shortfall=result, notices=notices)
-    return ActivationOutcome(verdict_json, activation=result, notices=notices)
+        return ActivationOutcome(verdict, shortfall=result, notices=notices)
+    return ActivationOutcome(verdict, activation=result, notices=notices)
 
 
 CONFIGURATION_KEYS = ("product", "version", "license", "term_months", "tier", "devices", "addons")

@@ -3,7 +3,8 @@
 Locker changes (redemptions, activations, invitations, merges) are audit events of their locker
 (engine/locker.py). Everything else that changes state is recorded here, in the same transaction as the
 change: users added or changed, passwords and roles set, vouchers issued, projects saved, copied or deleted,
-orders placed. Who did it is the acting user's email, or `cli:<operating-system user>` for the command line.
+orders placed; and what an operator or a repair did to a locker besides its own audit event (an activation
+backdated from the command line, a membership moved off a merged locker). Who did it is the acting user's email, or `cli:<operating-system user>` for the command line.
 """
 
 from __future__ import annotations
