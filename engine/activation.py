@@ -8,13 +8,13 @@ Activation always uses the badges stored for the user, never badges claimed in a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 
 from engine import locker
 from engine.clock import debit_date
 from engine.compile import CompiledCatalog
 from engine.evaluate import evaluate
-from engine.model import FIRST_DAY, LAST_DAY, Catalog
+from engine.model import Catalog
 from engine.problem import CompanionError, Problem
 from engine.request import request_from_data
 from engine.source import Source
@@ -142,11 +142,11 @@ def activate_change(store: Store, compiled: CompiledCatalog, user_email: str, ac
     subscription = {key: parent.configuration[key] for key in CONFIGURATION_KEYS if key in parent.configuration}
     subscription["start"] = parent.term_start.isoformat()
     block = CHANGE if kind == "amendment" else RENEWAL
-    requested = written_date(change.get("date"), f"{block}.date") if isinstance(change, dict) else None
-    day, backdated = dated(requested, today, operator, f"{block}.date")
-    change = {**change, "date": day.isoformat()} if isinstance(change, dict) else change
+    if isinstance(change, dict) and change.get("date") is None:
+        change = {**change, "date": today.isoformat()}
     request = amendment_from_data({"partner": partner, "subscription": subscription, block: change},
                                   compiled.catalog, kind=block)
+    _, backdated = dated(request.change.date, today, operator, f"{block}.date")
     check_follows(parent, request.change.date, block)
     result = (amend if kind == "amendment" else renew)(compiled, request)
     document = result.to_json()
@@ -157,21 +157,6 @@ def activate_change(store: Store, compiled: CompiledCatalog, user_email: str, ac
     on = request.change.date if kind == "amendment" else date.fromisoformat(str(document["term"]["new_start"]))
     return activate_lines(store, compiled, user_email, configuration, document, lines, on=on, kind=kind,
                           parent=parent.id, notices=notices, backdated=backdated)
-
-
-def written_date(value, path: str) -> date | None:
-    """Return the date a request writes (YYYY-MM-DD or a YAML date), None when absent, or refuse `bad-date`."""
-    if value is None or (isinstance(value, date) and not isinstance(value, datetime)):
-        return value
-    try:
-        day = date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else None
-    except ValueError:
-        day = None
-    if day is None or not FIRST_DAY <= day <= LAST_DAY:
-        raise CompanionError([Problem("bad-date", f"'{str(value)[:40]}' is not a date written YYYY-MM-DD from "
-                                      f"{FIRST_DAY} to {LAST_DAY}", path=path,
-                                      hint="write a date such as 2025-06-01")])
-    return day
 
 
 def check_follows(parent: locker.Activation, day: date, block: str) -> None:

@@ -46,7 +46,7 @@ def server_clock(name: str | None = None) -> Clock:
     return Clock(zone(name if name is not None else os.environ.get(TIME_ZONE_VARIABLE)))
 
 
-def debit_date(requested: date | None, today: date, path: str = "date", backdate_hint: str = "") -> date:
+def debit_date(requested: date | None, today: date, path: str = "date") -> date:
     """Return the date a debit takes effect: TODAY; a debit dated on any other day is refused."""
     if requested is None or requested == today:
         return today
@@ -55,4 +55,4 @@ def debit_date(requested: date | None, today: date, path: str = "date", backdate
            "without activating"
     raise CompanionError([Problem(
         "date-not-today", f"{requested} is {when}: vouchers are used on the server's date, today {today}",
-        path=path, hint=backdate_hint or hint)])
+        path=path, hint=hint)])

@@ -258,10 +258,12 @@ def _subscription_change(kind: str):
         document = {"partner": auth.partner_of(account, current.catalog), "subscription": subscription}
         if change is not None:
             document[kind] = change
+        # The debit first: a change dated another day is refused (date-not-today) before anything else is said.
+        activated = services.activate_subscription_change(database, current, account.email, activation,
+                                                          document, kind) if activate else None
         outcome = services.subscription_outcome(current, document, kind, explain_param(), activation)
-        if activate:
-            outcome["activation"] = services.activate_subscription_change(database, current, account.email,
-                                                                          activation, document, kind)
+        if activated is not None:
+            outcome["activation"] = activated
         return outcome
 
     # A quote changes nothing; an activation that did not happen (refused, short) is not remembered either.

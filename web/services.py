@@ -7,7 +7,6 @@ import datetime as dt
 
 from engine import activation as activations
 from engine import checkout, exports, guidance, locker, subscription
-from engine.clock import debit_date
 from engine.compile import CompiledCatalog
 from engine.model import Catalog
 from engine.problem import CompanionError, Problem
@@ -100,13 +99,14 @@ def activate_subscription_change(database: Store, compiled: CompiledCatalog, ema
 
 
 def dated_today(change: dict | None, kind: str) -> dict:
-    """Return the change block of an activated amendment or renewal dated today; another day is refused."""
-    if not isinstance(change, dict):
-        return change  # not a change block at all: the request's schema says where
-    change = dict(change)
-    requested = activations.written_date(change.get("date"), f"{kind}.date")
-    change["date"] = debit_date(requested, today(), f"{kind}.date").isoformat()
-    return change
+    """Return the change block of an amendment or renewal to activate, dated today unless it names a day.
+
+    The quote is then worked out for the day the debit takes; a block naming another day is refused when it
+    is activated (engine.activation: date-not-today).
+    """
+    if not isinstance(change, dict) or change.get("date") is not None:
+        return change  # not a change block at all (the request's schema says where), or dated already
+    return {**change, "date": today().isoformat()}
 
 
 # --- bills of materials, checkout, licence-update guidance -------------------------------------------------

@@ -454,7 +454,7 @@ def checkout_confirm(project_id: str):
 # --- Activate ---------------------------------------------------------------------------------------
 
 
-def coverage_preview(current, email: str, verdict: dict | None, balances: dict) -> dict | None:
+def coverage_preview(current, verdict: dict | None, balances: dict) -> dict | None:
     """Return how the locker would cover a valid configuration now (nothing is debited), or None."""
     if not verdict or not verdict["valid"] or not verdict.get("bom"):
         return None
@@ -484,7 +484,7 @@ def _activate_page(current, account, configuration: dict, problems: list[Problem
     configuration_json = json.dumps(configuration)
     sent = sent_before(url_for("ui.activate"), [("configuration", configuration_json)]) if complete else None
     return render_template("activate.html", configuration=configuration, problems=problems, verdict=verdict,
-                           coverage=coverage_preview(current, account.email, verdict, view.balances),
+                           coverage=coverage_preview(current, verdict, view.balances),
                            balances=view.balances, catalog=current.catalog, complete=complete,
                            query=query_of(configuration), configuration_json=configuration_json, sent=sent,
                            key=sent.key if sent else new_form_key()), \
@@ -507,10 +507,7 @@ def activate_from_locker():
             activation_id = outcome["activation"]["id"]
             return url_for("ui.activation_page", activation_id=activation_id), \
                 [("message", f"Activated: your Activation ID is {activation_id}.")]
-        if outcome.get("shortfall"):
-            raise unchanged(back, [("error", "Not activated: your locker is short of " + missing_text(
-                outcome["shortfall"]["missing"]) + ". Nothing was used.")])
-        raise unchanged(back, [("error", "Not activated: the rules refuse this configuration. Nothing was used.")])
+        raise not_activated(outcome, back, "this configuration")
 
     try:
         return once_for_form(work)
@@ -518,9 +515,12 @@ def activate_from_locker():
         return _activate_page(current, account, configuration, error.problems)
 
 
-def missing_text(missing: dict) -> str:
-    """Say which vouchers are missing: `3 × EPO-ESS-SUB-36, 1 × EPO-IMS`."""
-    return ", ".join(f"{count} × {reference}" for reference, count in missing.items())
+def not_activated(outcome: dict, back: str, what: str) -> idempotency.Unchanged:
+    """Return the signal that OUTCOME activated nothing, saying why on the page BACK: short, or refused."""
+    if outcome.get("shortfall"):
+        missing = ", ".join(f"{count} × {reference}" for reference, count in outcome["shortfall"]["missing"].items())
+        return unchanged(back, [("error", f"Not activated: your locker is short of {missing}. Nothing was used.")])
+    return unchanged(back, [("error", f"Not activated: the rules refuse {what}. Nothing was used.")])
 
 
 @bp.get("/activations/<activation_id>")
@@ -636,14 +636,10 @@ def activate_subscription_change(activation_id: str, action: str):
             raise CompanionError(problems)
         document = {"partner": auth.partner_of(account, current.catalog),
                     "subscription": services.subscription_of(activation), kind: services.dated_today(change, kind)}
-        outcome = services.subscription_outcome(current, document, kind, activation=activation)
-        if not outcome["valid"]:
-            raise unchanged(back, [("error", f"Not activated: the rules refuse this {what}. Nothing was used.")])
         activated = services.activate_subscription_change(database, current, account.email, activation, document,
                                                           kind)
         if not activated["activated"]:
-            raise unchanged(back, [("error", "Not activated: your locker is short of " + missing_text(
-                activated["shortfall"]["missing"]) + ". Nothing was used.")])
+            raise not_activated(activated, back, f"this {what}")
         new_id = activated["activation"]["id"]
         return url_for("ui.activation_page", activation_id=new_id), \
             [("message", f"{what.capitalize()} activated: the new Activation ID is {new_id}.")]
