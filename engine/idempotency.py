@@ -115,7 +115,7 @@ def earlier(store: Store, owner: str, prefix: str, asked: str) -> tuple[str, Ans
         row = session.scalar(select(IdempotencyKey).where(
             IdempotencyKey.owner == owner, IdempotencyKey.fingerprint == asked,
             IdempotencyKey.key.startswith(prefix, autoescape=True)).order_by(IdempotencyKey.id.desc()).limit(1))
-        return (row.key, Answer(row.status, json.loads(row.answer), replayed=True)) if row is not None else None
+        return (row.key, _stored(row)) if row is not None else None
 
 
 def _find(session: Session, owner: str, key: str) -> IdempotencyKey | None:
@@ -128,6 +128,10 @@ def _replay(row: IdempotencyKey, asked: str) -> Answer:
             "idempotency-key-reused", "this idempotency key was already used for a different request",
             path="Idempotency-Key", hint="send a new key for a new request; the same key only repeats the "
                                          f"request it was first sent with (on {row.created_at:%Y-%m-%d %H:%M} UTC)")])
+    return _stored(row)
+
+
+def _stored(row: IdempotencyKey) -> Answer:
     return Answer(row.status, json.loads(row.answer), replayed=True)
 
 

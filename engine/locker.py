@@ -42,7 +42,6 @@ REPAIR_ACTOR = "engine:locker-repair"
 _UNSET: Any = object()
 
 
-
 # --- users -------------------------------------------------------------------------------------------
 
 
@@ -225,10 +224,7 @@ def _rejoin_live_locker(session: Session, user: db.User, merged: db.Locker) -> d
     Only the accept race fixed in 851ac72 left users there (migration 0006 repairs the ones it finds); their
     vouchers went with the merge, so balances do not change. The live locker stays locked until commit.
     """
-    live = merged
-    while live.merged_into is not None:
-        live = session.scalar(select(db.Locker).where(db.Locker.id == live.merged_into)
-                              .with_for_update().execution_options(populate_existing=True))
+    live = _live_locker(session, merged, lock=True)
     membership = session.get(db.Membership, user.id, populate_existing=True)
     membership.locker_id = live.id  # joined_at kept, as migration 0006 does
     current = _balances(session, live.id)
@@ -260,10 +256,16 @@ def _balances(session: Session, locker_id: int) -> dict[str, int]:
     return {reference: int(total) for reference, total in sorted(rows) if int(total) != 0}
 
 
-def _live_locker(session: Session, locker: db.Locker) -> db.Locker:
-    """Return the live locker that LOCKER was merged into, directly or not (LOCKER itself when live)."""
+def _live_locker(session: Session, locker: db.Locker, *, lock: bool = False) -> db.Locker:
+    """Return the live locker that LOCKER was merged into, directly or not (LOCKER itself when live).
+
+    With LOCK, each locker on the way is locked until commit and read afresh.
+    """
     while locker.merged_into is not None:
-        locker = session.get(db.Locker, locker.merged_into)
+        query = select(db.Locker).where(db.Locker.id == locker.merged_into)
+        if lock:
+            query = query.with_for_update().execution_options(populate_existing=True)
+        locker = session.scalar(query)
     return locker
 
 
