@@ -14,6 +14,7 @@ BENCHMARKS = [
     ("fixture suites (issue 4)", ["bench/fixtures_bench.py"]),
     ("locker activations (issue 6)", ["bench/locker_bench.py"]),
     ("web API under load (issue 7)", ["bench/web_bench.py"]),
+    ("idempotency keys over HTTP (issue 12)", ["bench/money_bench.py"]),
 ]
 
 
