@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.session import RuleSession  # noqa: E402
+from engine.inference.session import RuleSession  # noqa: E402
 
 
 def _note(c) -> None:
@@ -115,7 +115,7 @@ def costs(runs: int) -> None:
 _PROBE = """
 import sys, time
 sys.path.insert(0, {root!r})
-from engine.session import RuleSession, EngineFault
+from engine.inference.session import RuleSession, EngineFault
 import durable_rules_engine
 e = RuleSession()
 rules = {rules}

@@ -19,7 +19,7 @@ inside it the engine and the floor run side by side, request by request, on the 
   the C engine and the catalogue (tracemalloc would see only Python allocations)
 
 --profile adds a cProfile of the engine's evaluate loop, its own time grouped by layer: the C extension,
-durable's Python dispatch, engine/session.py, the compiled actions, evaluate/explain, and the rest.
+durable's Python dispatch, engine/inference/session.py, the compiled actions, evaluate/explain, and the rest.
 The machine is shared: compare figures measured in the same run, and quote medians.
 """
 
@@ -59,10 +59,10 @@ def measure(directory: Path, count: int, seed: int, warmup: int, profile: bool) 
     """Measure one catalogue in this process and return the figures."""
     from bench.plain import evaluate_plain, observe
     from bench.requests import generate_requests
-    from engine.catalog import load_catalog
-    from engine.compile import compile_catalog
-    from engine.evaluate import evaluate
-    from engine.request import request_from_data
+    from engine.catalogue.load import load_catalog
+    from engine.inference.compile import compile_catalog
+    from engine.inference.evaluate import evaluate
+    from engine.inference.request import request_from_data
 
     rss_start = _rss_mb()
     started = time.perf_counter()
@@ -155,10 +155,10 @@ def measure(directory: Path, count: int, seed: int, warmup: int, profile: bool) 
 LAYERS = (
     ("C extension (durable_rules_engine)", lambda file, name: "durable_rules_engine" in name),
     ("durable Python (durable/engine.py)", lambda file, name: "/durable/" in file),
-    ("engine/session.py (lock, checks, sid, delete)", lambda file, name: file.endswith("engine/session.py")),
-    ("engine/compile.py (compiled actions)", lambda file, name: file.endswith("engine/compile.py")),
-    ("engine/evaluate.py + explain.py (fact, verdict)",
-     lambda file, name: file.endswith(("engine/evaluate.py", "engine/explain.py"))),
+    ("engine/inference/session.py (lock, checks, sid, delete)", lambda file, name: file.endswith("engine/inference/session.py")),
+    ("engine/inference/compile.py (compiled actions)", lambda file, name: file.endswith("engine/inference/compile.py")),
+    ("engine/inference/evaluate.py + explain.py (fact, verdict)",
+     lambda file, name: file.endswith(("engine/inference/evaluate.py", "engine/inference/explain.py"))),
     ("json (durable serialises facts/state)", lambda file, name: "/json/" in file or "_json" in name),
     ("copy / deepcopy", lambda file, name: file.endswith("/copy.py")),
     ("logging", lambda file, name: "/logging/" in file),
@@ -170,7 +170,7 @@ def profile_engine(compiled, requests) -> dict:
     import cProfile
     import pstats
 
-    from engine.evaluate import evaluate
+    from engine.inference.evaluate import evaluate
 
     profiler = cProfile.Profile()
     profiler.enable()

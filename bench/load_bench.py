@@ -19,10 +19,10 @@ import tracemalloc
 from pathlib import Path
 
 from bench.synthetic import generate_catalog
-from engine.catalog import build_catalog, load_catalog
-from engine.check import check_catalog
-from engine.schema import RULE_FILES, validate_source
-from engine.source import load_yaml
+from engine.catalogue.load import build_catalog, load_catalog
+from engine.catalogue.check import check_catalog
+from engine.catalogue.schema import RULE_FILES, validate_source
+from engine.catalogue.source import load_yaml
 
 
 def time_stages(directory: Path) -> dict[str, float]:

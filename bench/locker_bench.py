@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from engine import locker  # noqa: E402
 from engine.locker import Activation, Requirement, VoucherUnit  # noqa: E402
-from engine.store import open_store  # noqa: E402
+from engine.locker.db import open_store  # noqa: E402
 
 ADMIN_URLS = ("postgresql+psycopg://postgres@127.0.0.1:5432/test", "postgresql+psycopg://root@127.0.0.1:5432/test")
 LINES = [Requirement("EPO-ADV", 1, "tier"), Requirement("EPO-DEV", 150, "devices"), Requirement("EPO-IM", 1, "add-on")]

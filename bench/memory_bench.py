@@ -33,9 +33,9 @@ def rss_bytes() -> int:
 
 def measure(directory: Path, evaluations: int, distinct: int, seed: int) -> dict:
     from bench.requests import generate_requests
-    from engine.compile import load
-    from engine.evaluate import evaluate
-    from engine.request import request_from_data
+    from engine.inference.compile import load
+    from engine.inference.evaluate import evaluate
+    from engine.inference.request import request_from_data
 
     start = rss_bytes()
     compiled = load(directory)

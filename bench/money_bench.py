@@ -26,8 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.web_bench import EMAIL, PASSWORD, free_port, token, wait_ready  # noqa: E402
-from engine import accounts, locker  # noqa: E402
-from engine.store import open_store  # noqa: E402
+from engine.locker import accounts
+from engine import locker  # noqa: E402
+from engine.locker.db import open_store  # noqa: E402
 
 ESSENTIAL = {"configuration": {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36,
                                "tier": "essential", "devices": 100}}

@@ -1,6 +1,6 @@
 """The plain-Python floor: the catalogue's rule semantics evaluated with ordinary loops and dict look-ups.
 
-Written from the catalogue model (engine/model.py), the rule files and the verdicts the engine gives, not
+Written from the catalogue model (engine/catalogue/model.py), the rule files and the verdicts the engine gives, not
 from the compiler. It is what the engine is measured against (bench/inference_bench.py) and checked
 against (tests/test_plain_agreement.py): same observable verdict, i.e.
 
@@ -33,8 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, version_key
-from engine.request import Request
+from engine.catalogue.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, version_key
+from engine.inference.request import Request
 
 
 @dataclass(frozen=True)

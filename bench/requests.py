@@ -1,6 +1,6 @@
 """Generate mixed, well-formed requests for a catalogue: valid ones and ones the rules refuse, by seed.
 
-Every request is a JSON-like dict that `engine.request.request_from_data` accepts (known ids, known
+Every request is a JSON-like dict that `engine.inference.request.request_from_data` accepts (known ids, known
 versions, product, licence and tier always present). Each starts as a valid configuration (entitling
 badges, a sold licence model and term, a tier, devices within its limit, add-ons whose prerequisites,
 exclusions and quantity limits hold) and then gets zero, one or two mistakes from this list:
@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from engine.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, version_key
+from engine.catalogue.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, version_key
 
 MISTAKES = ("wrong-badge", "version-too-low", "license-not-sold", "term-not-sold", "term-missing",
             "perpetual-with-term", "former-tier-name", "too-many-devices", "requires-tier", "requires-addon",

@@ -46,8 +46,9 @@ def free_port() -> int:
 
 def start_server(root: Path, port: int, workers: int, threads: int) -> subprocess.Popen:
     """Seed a user in a fresh SQLite database and start `companion serve`."""
-    from engine import accounts, locker
-    from engine.store import open_store
+    from engine.locker import accounts
+    from engine import locker
+    from engine.locker.db import open_store
 
     url = f"sqlite:///{root / 'bench.sqlite3'}"
     with open_store(url) as store:

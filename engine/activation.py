@@ -1,6 +1,6 @@
 """Activation: a configuration's bill of materials, matched against the Digital Locker, debited or refused.
 
-The voucher packs of rules/vouchers.yaml (engine.vouchers) say which further vouchers cover a bill-of-materials
+The voucher packs of rules/vouchers.yaml (engine.catalogue.policies.vouchers) say which further vouchers cover a bill-of-materials
 line and in what units; a line is always covered by vouchers of its own reference too, one unit each.
 Activation always uses the badges stored for the user, never badges claimed in a request.
 """
@@ -12,13 +12,13 @@ from datetime import date
 
 from engine import locker
 from engine.clock import debit_date
-from engine.compile import CompiledCatalog
-from engine.evaluate import evaluate
-from engine.model import Catalog
+from engine.inference.compile import CompiledCatalog
+from engine.inference.evaluate import evaluate
+from engine.catalogue.model import Catalog
 from engine.problem import CompanionError, Problem
-from engine.request import request_from_data
-from engine.source import Source
-from engine.store import Store
+from engine.inference.request import request_from_data
+from engine.catalogue.source import Source
+from engine.locker.db import Store
 
 
 def matching(catalog: Catalog) -> dict[str, list[locker.VoucherUnit]]:
@@ -133,7 +133,7 @@ def activate_change(store: Store, compiled: CompiledCatalog, user_email: str, ac
     decide, as for any activation. The change is dated TODAY, the server's date (its months are counted
     from it); a change block dated otherwise is refused unless an OPERATOR backdates it.
     """
-    from engine.subscription import CHANGE, RENEWAL, amend, amendment_from_data, renew
+    from engine.services.subscriptions import CHANGE, RENEWAL, amend, amendment_from_data, renew
 
     if kind not in ("amendment", "renewal"):
         raise CompanionError([Problem("bad-kind", f"'{kind}' is neither an amendment nor a renewal")])
@@ -200,7 +200,7 @@ def fixture_cover(compiled: CompiledCatalog, request: Source):
     (reference, quantity, rule: the pack's rule or the line's own), each shortfall a `shortfall` violation.
     """
     from engine.fixtures import verdict_outcome
-    from engine.request import check_request
+    from engine.inference.request import check_request
 
     data = dict(request.data) if isinstance(request.data, dict) else {}
     balances = data.pop("locker", None) or {}

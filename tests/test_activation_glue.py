@@ -14,10 +14,10 @@ import pytest
 
 from engine import locker
 from engine.activation import activate_change, activate_configuration, activate_lines, matching
-from engine.catalog import load_catalog
-from engine.compile import load
+from engine.catalogue.load import load_catalog
+from engine.inference.compile import load
 from engine.problem import OUTCOME_OF, OUTCOMES, CompanionError, Problem, exit_status, http_status
-from engine.store import open_store
+from engine.locker.db import open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 EPO = {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36, "tier": "advanced",

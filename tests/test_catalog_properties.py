@@ -19,8 +19,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.catalog import load_catalog
-from engine.model import Catalog
+from engine.catalogue.load import load_catalog
+from engine.catalogue.model import Catalog
 from engine.problem import CompanionError
 
 RULES = Path(__file__).resolve().parent.parent / "rules"

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from bench.synthetic import generate_catalog
-from engine import check
-from engine.catalog import build_catalog, load_catalog, warnings_of
-from engine.check import CHECKS, check_catalog
+from engine.catalogue import check
+from engine.catalogue.load import build_catalog, load_catalog, warnings_of
+from engine.catalogue.check import CHECKS, check_catalog
 from engine.problem import CompanionError, Problem
-from engine.source import parse_yaml
+from engine.catalogue.source import parse_yaml
 
 # A small catalogue written in flow style, so that positions are easy to count.
 BADGES = """\

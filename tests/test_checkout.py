@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine.checkout import (CheckoutFailed, CheckoutRefused, cart_url_from, checkout, idempotency_key,
+from engine.services.checkout import (CheckoutFailed, CheckoutRefused, cart_url_from, checkout, idempotency_key,
                              place_order, prepare_order)
 from engine.cli import cli
-from engine.compile import load
-from engine.exports import ExportRefused
+from engine.inference.compile import load
+from engine.services.exports import ExportRefused
 from engine.problem import CompanionError
-from engine.request import request_from_data
+from engine.inference.request import request_from_data
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -189,7 +189,7 @@ def test_retries_stop_within_the_total_time(compiled):
 
 
 def test_backoff_doubles_between_attempts(compiled, monkeypatch):
-    monkeypatch.setattr("engine.checkout.random.uniform", lambda low, high: 1.0)
+    monkeypatch.setattr("engine.services.checkout.random.uniform", lambda low, high: 1.0)
     waits: list[float] = []
     order = prepare_order(compiled, make_request(compiled))
     with Cart(["500", "500", "500"]) as cart:
@@ -371,7 +371,7 @@ def test_a_retry_after_that_is_not_ascii_digits_falls_back_to_the_backoff(compil
     answers = [answer_with("503 Service Unavailable", b"", b"Retry-After: " + value + b"\r\n"),
                answer_with("201 Created", b'{"confirmation": "SO-7"}')]
     waits: list[float] = []
-    monkeypatch.setattr("engine.checkout.random.uniform", lambda low, high: 1.0)
+    monkeypatch.setattr("engine.services.checkout.random.uniform", lambda low, high: 1.0)
     order = prepare_order(compiled, make_request(compiled))
     with RawCart(lambda connection: answers.pop(0)(connection)) as cart:
         confirmation = place_order(order, cart.url, **FAST, sleep=waits.append)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine.catalog import load_catalog
+from engine.catalogue.load import load_catalog
 from engine.cli import cli
 from engine.problem import CompanionError
 
@@ -206,7 +206,7 @@ def test_check_loads_no_database_code():
     probe = ("import sys\nfrom engine.cli import main\nsys.argv = ['companion', 'check']\ntry:\n    main()\n"
              "except SystemExit as done:\n    assert done.code in (0, None), done.code\n"
              "print(sorted(name for name in sys.modules if name.split('.')[0] == 'sqlalchemy' "
-             "or name in ('engine.locker', 'engine.store', 'engine.activation')))")
+             "or name in ('engine.locker', 'engine.locker.db', 'engine.activation')))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "rules OK" in result.stderr and result.stdout.strip() == "[]"

@@ -16,13 +16,13 @@ import pytest
 from click.testing import CliRunner
 
 from engine import fixtures
-from engine.catalog import load_catalog, rules_of
+from engine.catalogue.load import load_catalog, rules_of
 from engine.cli import cli
-from engine.compile import load
-from engine.exports import (Column, ExportRefused, TemplateNotAvailable, cell, channels, export_csv,
+from engine.inference.compile import load
+from engine.services.exports import (Column, ExportRefused, TemplateNotAvailable, cell, channels, export_csv,
                             export_file_name, neutralise)
 from engine.problem import CompanionError
-from engine.request import Partner, read_request
+from engine.inference.request import Partner, read_request
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine.catalog import load_catalog, rules_of
+from engine.catalogue.load import load_catalog, rules_of
 from engine.cli import cli
-from engine.guidance import update_guide
+from engine.services.guidance import update_guide
 from engine.problem import CompanionError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from engine.catalog import load_catalog
-from engine.compile import compile_catalog, load, product_rules
-from engine.evaluate import evaluate
-from engine.options import options
+from engine.catalogue.load import load_catalog
+from engine.inference.compile import compile_catalog, load, product_rules
+from engine.inference.evaluate import evaluate
+from engine.inference.options import options
 from engine.problem import CompanionError
-from engine.request import request_from_data
+from engine.inference.request import request_from_data
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +235,7 @@ def test_compiling_twice_registers_fresh_rulesets(compiled):
 def test_a_product_too_large_for_one_ruleset_is_sharded(tmp_path):
     catalog = load_catalog(None)
     epo_rules = product_rules(catalog, catalog.products["epo"])
-    import engine.compile as compile_module
+    import engine.inference.compile as compile_module
 
     saved = compile_module.SHARD_RULES
     compile_module.SHARD_RULES = 5  # force several shards on the sample catalogue

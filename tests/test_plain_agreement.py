@@ -22,9 +22,9 @@ if str(ROOT) not in sys.path:
 
 from bench.plain import evaluate_plain, observe  # noqa: E402
 from bench.requests import generate_requests  # noqa: E402
-from engine.compile import load  # noqa: E402
-from engine.evaluate import evaluate  # noqa: E402
-from engine.request import request_from_data  # noqa: E402
+from engine.inference.compile import load  # noqa: E402
+from engine.inference.evaluate import evaluate  # noqa: E402
+from engine.inference.request import request_from_data  # noqa: E402
 
 EDGE_RULES = {
     "badges.yaml": """

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from engine.schema import RULE_FILES, SCHEMA_DIR, json_path, validate_source
-from engine.source import load_yaml, parse_yaml
+from engine.catalogue.schema import RULE_FILES, SCHEMA_DIR, json_path, validate_source
+from engine.catalogue.source import load_yaml, parse_yaml
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
 
@@ -124,8 +124,8 @@ def test_json_path():
 def _rule_sources():
     """Yield (schema file, parsed source) for the shipped rules and every file of the broken-rules corpus."""
     from engine.problem import CompanionError
-    from engine.schema import RULE_FILES
-    from engine.source import load_yaml
+    from engine.catalogue.schema import RULE_FILES
+    from engine.catalogue.source import load_yaml
 
     root = Path(__file__).resolve().parent
     files = sorted((root.parent / "rules").glob("*.yaml")) + sorted((root / "bad_rules").glob("*/*.yaml"))
@@ -142,8 +142,8 @@ def _rule_sources():
 
 def test_the_compiled_validator_agrees_with_jsonschema_on_every_rule_file():
     """The fast path (jsonschema-rs) accepts exactly what jsonschema accepts, so no problem is ever missed."""
-    from engine.catalog import register_extensions
-    from engine.schema import fast_validator, schema_validator
+    from engine.catalogue.load import register_extensions
+    from engine.catalogue.schema import fast_validator, schema_validator
 
     register_extensions()
     checked = 0
@@ -156,7 +156,7 @@ def test_the_compiled_validator_agrees_with_jsonschema_on_every_rule_file():
 
 @pytest.mark.parametrize("value", ["advanced\n", "7.0\n", "a b", "", "x" * 65])
 def test_the_compiled_validator_refuses_what_jsonschema_refuses(value):
-    from engine.schema import fast_validator, schema_validator
+    from engine.catalogue.schema import fast_validator, schema_validator
 
     data = {"badges": [{"id": value, "name": "N", "unlocks": []}]}
     assert not fast_validator("badges.schema.json").is_valid_data(data)

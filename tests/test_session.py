@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from engine.session import EngineFault, RuleSession, check_limits
+from engine.inference.session import EngineFault, RuleSession, check_limits
 
 
 def _collect(tag):

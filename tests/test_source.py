@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine import source as source_module
+from engine.catalogue import source as source_module
 from engine.problem import CompanionError, Location
-from engine.source import MAX_FILE_BYTES, Source, load_yaml, parse_yaml, read_text
+from engine.catalogue.source import MAX_FILE_BYTES, Source, load_yaml, parse_yaml, read_text
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
 CORPUS = Path(__file__).resolve().parent / "bad_rules"

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine.catalog import load_catalog, rules_of
+from engine.catalogue.load import load_catalog, rules_of
 from engine.cli import cli
-from engine.compile import load as load_compiled
+from engine.inference.compile import load as load_compiled
 from engine.problem import CompanionError
-from engine.schema import BUNDLED_RULES
-from engine.subscription import (CHANGE, RENEWAL, Proration, add_months, amend, amendment_from_data,
+from engine.catalogue.schema import BUNDLED_RULES
+from engine.services.subscriptions import (CHANGE, RENEWAL, Proration, add_months, amend, amendment_from_data,
                                  month_index, renew)
 
 D = dt.date.fromisoformat
@@ -301,7 +301,7 @@ def test_downgrade_refusal_points_at_the_request_field_in_a_file(compiled, tmp_p
                     "change:\n"
                     "  date: 2026-01-10\n"
                     "  tier: essential\n")
-    from engine.subscription import read_amendment
+    from engine.services.subscriptions import read_amendment
 
     result = amend(compiled, read_amendment(path, compiled.catalog))
     assert result.violations[0]["at"] == f"{path}:6:9"  # line 6, column 9: the value of change.tier

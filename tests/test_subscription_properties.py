@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.compile import load as load_compiled
-from engine.subscription import CHANGE, Proration, add_months, amend, amendment_from_data
+from engine.inference.compile import load as load_compiled
+from engine.services.subscriptions import CHANGE, Proration, add_months, amend, amendment_from_data
 
 starts = st.dates(min_value=dt.date(2023, 1, 1), max_value=dt.date(2030, 12, 31))
 terms = st.sampled_from([1, 12, 36])

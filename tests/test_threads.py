@@ -24,9 +24,9 @@ RULES = ROOT / "rules"
 CHILD = textwrap.dedent("""
     import json, sys, threading
     sys.path.insert(0, sys.argv[1])
-    from engine.compile import load
-    from engine.evaluate import evaluate
-    from engine.request import request_from_data
+    from engine.inference.compile import load
+    from engine.inference.evaluate import evaluate
+    from engine.inference.request import request_from_data
     from bench.requests import generate_requests
 
     threads, per_thread, directories = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]

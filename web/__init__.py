@@ -21,7 +21,7 @@ from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 
 from engine.clock import DEFAULT_ZONE, TIME_ZONE_VARIABLE, Clock, zone
-from engine.store import Store, open_store
+from engine.locker.db import Store, open_store
 from web.live import LiveCatalog
 
 SECRET_FILE = "secret_key"
@@ -85,8 +85,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         RATELIMIT_STORAGE_URI="memory://",
         RATELIMIT_HEADERS_ENABLED=True,
         JSON_SORT_KEYS=False,
-        CART_URL=os.environ.get("COMPANION_CART_URL", "").strip() or None,  # checkout's cart (engine.checkout)
-        CHECKOUT_RETRY={},  # keyword arguments of engine.checkout.place_order (attempts, timeout, total, ...)
+        CART_URL=os.environ.get("COMPANION_CART_URL", "").strip() or None,  # checkout's cart (engine.services.checkout)
+        CHECKOUT_RETRY={},  # keyword arguments of engine.services.checkout.place_order (attempts, timeout, total, ...)
         TIME_ZONE=os.environ.get(TIME_ZONE_VARIABLE, "").strip() or DEFAULT_ZONE,  # the vendor's calendar day
     )
     app.config.update(config)

@@ -16,15 +16,16 @@ from collections.abc import Callable
 from flask import Blueprint, Response, abort, current_app, jsonify, request, session
 from flask_wtf.csrf import generate_csrf
 
-from engine import accounts, idempotency, locker
-from engine.exports import CSV_MEDIA_TYPE
-from engine.evaluate import evaluate
-from engine.guidance import update_guide
-from engine.options import options as list_options
+from engine.locker import accounts, idempotency
+from engine import locker
+from engine.services.exports import CSV_MEDIA_TYPE
+from engine.inference.evaluate import evaluate
+from engine.services.guidance import update_guide
+from engine.inference.options import options as list_options
 from engine.problem import CompanionError, Problem, did_you_mean
-from engine.request import request_from_data
-from engine.source import MAX_DEPTH
-from engine.store import Store
+from engine.inference.request import request_from_data
+from engine.catalogue.source import MAX_DEPTH
+from engine.locker.db import Store
 from web import auth, compiled, csrf, inputs, live, store
 from web import errors as web_errors
 from web import services

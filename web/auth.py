@@ -13,7 +13,7 @@ import time
 from flask import abort, current_app, g, redirect, request, session, url_for
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from engine import accounts
+from engine.locker import accounts
 from engine.problem import CompanionError
 from web import store
 

@@ -11,10 +11,10 @@ import datetime as dt
 import json
 import re
 
-from engine.model import FIRST_DAY, LAST_DAY
+from engine.catalogue.model import FIRST_DAY, LAST_DAY
 from engine.problem import CompanionError, Problem
-from engine.schema import json_path
-from engine.source import SURROGATE, no_json_constant
+from engine.catalogue.schema import json_path
+from engine.catalogue.source import SURROGATE, no_json_constant
 
 MAX_ID = 2**31 - 1  # ids above this name nothing (and would overflow a database integer)
 DIGITS = re.compile(r"[0-9]+")

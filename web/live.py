@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from engine.catalog import display_path, load_catalog
-from engine.compile import CompiledCatalog, compile_catalog, load
+from engine.catalogue.load import display_path, load_catalog
+from engine.inference.compile import CompiledCatalog, compile_catalog, load
 from engine.problem import CompanionError, Location, Problem
-from engine.schema import BUNDLED_RULES
-from engine.schema import RULE_FILES
+from engine.catalogue.schema import BUNDLED_RULES
+from engine.catalogue.schema import RULE_FILES
 
 log = logging.getLogger("companion.web")
 RETIRE_AFTER = 60.0  # seconds a replaced catalogue stays registered for requests that still use it
@@ -64,7 +64,7 @@ class LiveCatalog:
         self._next_check = 0.0
         self._lock = threading.Lock()
         self._retired: list[tuple[float, CompiledCatalog]] = []
-        self._owned: set[int] = set()  # compilations made by reloads (the first one is engine.compile's, shared)
+        self._owned: set[int] = set()  # compilations made by reloads (the first one is engine.inference.compile's, shared)
         self._reload(self._files_signature())
 
     @property

@@ -1,7 +1,7 @@
 """Orders placed through checkout: the cart's confirmation number stored with the project (migration 0003_orders).
 
 Only storage lives here: what may be ordered, the order itself and its idempotency key come from
-engine.checkout. One row per (project, idempotency key): the same order confirmed twice (a second press of the
+engine.services.checkout. One row per (project, idempotency key): the same order confirmed twice (a second press of the
 button, a retry after a failure) is sent with the same key, the cart answers with the first confirmation, and
 it is stored once.
 """
@@ -15,10 +15,11 @@ from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from engine import journal, locker
-from engine import store as db
+from engine.locker import journal
+from engine import locker
+from engine.locker import db
 from engine.problem import CompanionError, Problem
-from engine.store import Store, utcnow
+from engine.locker.db import Store, utcnow
 
 
 class OrderRow(db.Base):
@@ -75,7 +76,7 @@ def _user_id(session, email: str) -> int:
 
 
 def record(store: Store, email: str, project, order, confirmation) -> PlacedOrder:
-    """Store the cart's confirmation of ORDER (engine.checkout.Order) for PROJECT; once per idempotency key."""
+    """Store the cart's confirmation of ORDER (engine.services.checkout.Order) for PROJECT; once per idempotency key."""
 
     def existing(session):
         return session.scalar(select(OrderRow).where(OrderRow.project_id == project.id,

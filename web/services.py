@@ -6,13 +6,14 @@ import dataclasses
 import datetime as dt
 
 from engine import activation as activations
-from engine import checkout, exports, guidance, locker, subscription
-from engine.compile import CompiledCatalog
-from engine.model import Catalog
+from engine.services import checkout, exports, guidance, subscriptions as subscription
+from engine import locker
+from engine.inference.compile import CompiledCatalog
+from engine.catalogue.model import Catalog
 from engine.problem import CompanionError, Problem
-from engine.request import request_from_data, schema_problems
-from engine.source import MAX_DEPTH, Source
-from engine.store import Store
+from engine.inference.request import request_from_data, schema_problems
+from engine.catalogue.source import MAX_DEPTH, Source
+from engine.locker.db import Store
 from web import auth, inputs, store, today
 from web.live import ReloadState
 
@@ -139,7 +140,7 @@ def partner_request(current: CompiledCatalog, account, configuration: dict):
 
 
 def offer(current: CompiledCatalog | None, account, product: str | None = None) -> dict | None:
-    """Return engine.exports.channels for this partner and product; None without rules that declare exports."""
+    """Return engine.services.exports.channels for this partner and product; None without rules that declare exports."""
     if current is None:
         return None
     try:
@@ -185,7 +186,7 @@ def order_reference(project) -> str:
 
 
 def prepare_checkout(current: CompiledCatalog, account, project):
-    """Return the order of a saved project for review (engine.checkout.prepare_order).
+    """Return the order of a saved project for review (engine.services.checkout.prepare_order).
 
     Raises CheckoutRefused (no or an invalid purchasing account: 403) or CompanionError (invalid configuration).
     """
@@ -201,13 +202,13 @@ def prepare_checkout(current: CompiledCatalog, account, project):
 
 
 def place_checkout(order, cart_url: str | None, retry: dict):
-    """Hand a reviewed order to the cart (engine.checkout.place_order); CheckoutFailed carries the partner's message."""
+    """Hand a reviewed order to the cart (engine.services.checkout.place_order); CheckoutFailed carries the partner's message."""
     return checkout.place_order(order, checkout.cart_url_from(cart_url or None), **retry)
 
 
 def update_guides(catalog: Catalog, product: str | None, version: str | None, event: str,
                   activation_id: str | None = None) -> dict:
-    """Return the licence-update steps of a product version after EVENT, online and offline (engine.guidance)."""
+    """Return the licence-update steps of a product version after EVENT, online and offline (engine.services.guidance)."""
     result: dict = {"online": None, "offline": None, "problems": []}
     if not product:
         return result

@@ -18,17 +18,18 @@ from urllib.parse import urlencode, urlsplit
 from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
-from engine import accounts, idempotency, locker
+from engine.locker import accounts, idempotency
+from engine import locker
 from engine.activation import matching, requirements_of
-from engine.checkout import CheckoutFailed, CheckoutRefused, cart_url_from
-from engine.exports import CSV_MEDIA_TYPE
-from engine.evaluate import evaluate
-from engine.model import PERPETUAL
-from engine.options import options as list_options
+from engine.services.checkout import CheckoutFailed, CheckoutRefused, cart_url_from
+from engine.services.exports import CSV_MEDIA_TYPE
+from engine.inference.evaluate import evaluate
+from engine.catalogue.model import PERPETUAL
+from engine.inference.options import options as list_options
 from engine.problem import CompanionError, Problem
-from engine.request import request_from_data
-from engine.source import MAX_DEPTH
-from engine.store import Store
+from engine.inference.request import request_from_data
+from engine.catalogue.source import MAX_DEPTH
+from engine.locker.db import Store
 from web import auth, compiled, errors, inputs, live, orders, services, store, today
 from web.diagram import upgrade_diagram
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from engine.catalog import load_catalog, warnings_of
+from engine.catalogue.load import load_catalog, warnings_of
 from engine.cli import cli
 from engine.problem import CompanionError, Problem
 

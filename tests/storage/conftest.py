@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from engine import locker
-from engine.store import open_store
+from engine.locker.db import open_store
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # scratch_databases and locker_workers, also for spawned processes

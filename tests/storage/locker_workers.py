@@ -13,7 +13,7 @@ from sqlalchemy import event
 
 from engine import locker
 from engine.locker import Activation, Requirement
-from engine.store import open_store
+from engine.locker.db import open_store
 
 
 def activate_many(url: str, email: str, reference: str, units: int, attempts: int, start_at: float) -> list[str]:

@@ -14,7 +14,8 @@ from datetime import date
 
 from sqlalchemy import func, select
 
-from engine import locker, store as db
+from engine import locker
+from engine.locker import db
 from engine.locker import Acceptance, Activation, Requirement
 from engine.problem import CompanionError
 

@@ -8,7 +8,8 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select
 
-from engine import locker, store as db
+from engine import locker
+from engine.locker import db
 from engine.locker import Activation, Requirement, Shortfall, VoucherUnit
 from engine.problem import CompanionError
 

@@ -9,10 +9,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from engine import cli_locker, locker
+from engine.cli import locker as cli_locker
+from engine import locker
 from engine.locker import Requirement
 from engine.problem import CompanionError
-from engine.store import open_store
+from engine.locker.db import open_store
 
 
 @pytest.fixture

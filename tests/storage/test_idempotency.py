@@ -10,9 +10,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from engine import idempotency, locker
-from engine import store as db
-from engine.idempotency import Answer, IdempotencyKey, Unchanged
+from engine.locker import idempotency
+from engine import locker
+from engine.locker import db
+from engine.locker.idempotency import Answer, IdempotencyKey, Unchanged
 from engine.problem import CompanionError
 
 

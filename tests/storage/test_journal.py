@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from engine import accounts, journal, locker
+from engine.locker import accounts, journal
+from engine import locker
 
 
 def actions(store, about):

@@ -36,13 +36,14 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
                                  run_state_machine_as_test)
 from sqlalchemy import MetaData, select
 
-from engine import locker, voucher_codes
-from engine import store as db
+from engine import locker
+from engine.locker import voucher_codes
+from engine.locker import db
 from engine.activation import activate_change, activate_configuration
-from engine.compile import load
-from engine.idempotency import Answer, Unchanged, fingerprint, once
+from engine.inference.compile import load
+from engine.locker.idempotency import Answer, Unchanged, fingerprint, once
 from engine.problem import CompanionError
-from engine.store import open_store
+from engine.locker.db import open_store
 from scratch_databases import create_database, drop_database
 
 # Bounded for CI: at most 25 examples of 40 steps per database, each step checked against every invariant.

@@ -8,7 +8,8 @@ from datetime import date
 
 import pytest
 
-from engine import licence, locker
+from engine.locker import licence_files as licence
+from engine import locker
 from engine.locker import Requirement
 from engine.problem import CompanionError
 

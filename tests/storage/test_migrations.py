@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import inspect
 
 from scratch_databases import create_database, drop_database
-from engine import migrations
-from engine.store import default_url, open_store
+from engine.locker import migrations
+from engine.locker.db import default_url, open_store
 
 TABLES = {"users", "lockers", "memberships", "vouchers", "redemptions", "activations", "ledger", "invitations",
           "audit_events", "alembic_version"}

@@ -21,9 +21,10 @@ import pytest
 from sqlalchemy import func, select
 
 import locker_workers
-from engine import locker, store as db
+from engine import locker
+from engine.locker import db
 from engine.locker import Activation, Requirement, Shortfall
-from engine.store import open_store
+from engine.locker.db import open_store
 
 HERE = Path(__file__).resolve().parent
 

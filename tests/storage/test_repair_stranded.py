@@ -15,11 +15,13 @@ import sqlalchemy as sa
 from sqlalchemy import select, update
 
 from scratch_databases import create_database, drop_database
-from engine import journal, locker, migrations
-from engine import store as db
+from engine.locker import journal
+from engine import locker
+from engine.locker import migrations
+from engine.locker import db
 from engine.locker import Activation, Requirement
 from engine.problem import CompanionError
-from engine.store import open_store
+from engine.locker.db import open_store
 
 # Distinct powers of two: any sum of them tells which users' units it holds.
 UNITS = {"a": 1, "b": 2, "c": 4, "d": 8}
@@ -47,7 +49,7 @@ class At0005:
         self.tables.reflect(connection)
         self.now = datetime.now(timezone.utc)
         if connection.dialect.name == "sqlite":
-            self.now = self.now.replace(tzinfo=None)  # as engine.store.UTCDateTime stores it
+            self.now = self.now.replace(tzinfo=None)  # as engine.locker.db.UTCDateTime stores it
         self.user_ids: dict[str, int] = {}
         self.locker_ids: dict[str, int] = {}  # each user's locker: the one they own
         self.member_of: dict[str, int] = {}  # where each user's membership points

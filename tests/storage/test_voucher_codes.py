@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import voucher_codes
+from engine.locker import voucher_codes
 from engine.problem import CompanionError
 
 CONFUSABLE = "01ILO"

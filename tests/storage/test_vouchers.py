@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from engine import locker, voucher_codes
+from engine import locker
+from engine.locker import voucher_codes
 from engine.problem import CompanionError
 
 

@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 from engine.clock import Clock
-from engine.schema import BUNDLED_RULES
+from engine.catalogue.schema import BUNDLED_RULES
 from live_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
 from web_support import MANAGER, make_app, seed_users, sign_in, token_for
 

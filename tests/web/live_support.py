@@ -19,8 +19,9 @@ import pytest
 
 from sqlalchemy import select
 
-from engine import accounts, locker
-from engine import store as db
+from engine.locker import accounts
+from engine import locker
+from engine.locker import db
 from web_support import PASSWORD
 
 COMPANION = Path(sys.executable).with_name("companion")

@@ -17,7 +17,8 @@ HUGE_ID = "9223372036854775808"  # one past SQLite's largest integer: the databa
 
 def signed_in(app, email: str):
     """Return a client signed in as a new power-management partner EMAIL (projects of their own)."""
-    from engine import accounts, locker
+    from engine.locker import accounts
+    from engine import locker
     from web import store
 
     with app.app_context():
@@ -136,7 +137,7 @@ def test_saving_or_activating_a_malformed_configuration_is_a_visible_422(app, co
 
 
 def test_projects_stored_malformed_before_show_as_malformed_and_refuse_exports(app):
-    from engine import accounts
+    from engine.locker import accounts
     from web import store
 
     email = "stored-malformed@integrator.example"

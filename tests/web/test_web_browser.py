@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import accounts, locker
-from engine.schema import BUNDLED_RULES
-from engine.store import open_store
+from engine.locker import accounts
+from engine import locker
+from engine.catalogue.schema import BUNDLED_RULES
+from engine.locker.db import open_store
 from live_support import require_chromium, serving, sign_in
 from web_support import MANAGER, PARTNER, PASSWORD
 

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 import pytest
 
 from engine import locker
-from engine.store import open_store
+from engine.locker.db import open_store
 from live_support import ledger as live_ledger, require_chromium, seed_partners, serving, sign_in
 
 pytestmark = pytest.mark.browser

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from engine import accounts, locker
+from engine.locker import accounts
+from engine import locker
 from engine.cli import cli
-from engine.store import open_store
+from engine.locker.db import open_store
 
 
 def test_set_password_from_stdin_then_sign_in(tmp_path):

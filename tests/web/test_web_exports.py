@@ -17,10 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import func, select
 
-from engine import accounts, locker
+from engine.locker import accounts
+from engine import locker
 from engine.clock import Clock
-from engine.exports import export_csv
-from engine.request import request_from_data
+from engine.services.exports import export_csv
+from engine.inference.request import request_from_data
 from web import compiled, store
 from web.orders import OrderRow
 from web_support import PASSWORD, csrf_of, issue, make_app, sign_in

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engine import accounts, locker
+from engine.locker import accounts
+from engine import locker
 from engine.clock import Clock, zone
 from engine.problem import CompanionError
 from web import store

@@ -80,7 +80,8 @@ def test_sign_in_goes_back_to_a_local_page_only(client):
 
 
 def test_a_password_change_signs_sessions_out(app, tmp_path):
-    from engine import accounts, locker
+    from engine.locker import accounts
+    from engine import locker
     from web import store
 
     email = "changing@integrator.example"
@@ -164,7 +165,8 @@ def test_locker_redeem_invite_and_accept(app):
     response = owner.post("/locker/redeem", data={"csrf_token": csrf_of(page), "code": "ZZZZ"}, follow_redirects=True)
     assert 'class="flash error"' in response.text
     guest_email = "guest@integrator.example"
-    from engine import accounts, locker
+    from engine.locker import accounts
+    from engine import locker
     from web import store
 
     with app.app_context():
@@ -185,7 +187,8 @@ def test_locker_redeem_invite_and_accept(app):
 def test_activate_shows_the_shortfall_then_the_activation_id_and_amend_shows_33_months(app, clock):
     client = app.test_client()
     email = "activator@integrator.example"
-    from engine import accounts, locker
+    from engine.locker import accounts
+    from engine import locker
     from web import store
 
     with app.app_context():
@@ -258,7 +261,7 @@ def test_security_headers(client):
 
 
 def test_the_account_cache_trusts_a_lookup_for_its_ttl_only(tmp_path):
-    from engine import accounts
+    from engine.locker import accounts
     from web import store
     from web_support import make_app, seed_users
 

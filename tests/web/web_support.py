@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from engine import accounts, locker
+from engine.locker import accounts
+from engine import locker
 from web import create_app
 
 PASSWORD = "correct horse battery staple"

@@ -1,0 +1,348 @@
+"""Typed, immutable catalogue objects, each with its stable rule id and source location."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+from engine.problem import Location
+from engine.catalogue.source import Source
+
+PERPETUAL = "perpetual"
+# The rule engine compares versions as one number of VERSION_PARTS parts in base VERSION_BASE:
+# 100000**3 = 1e15 stays exact in the engine's double-precision numbers.
+VERSION_PARTS, VERSION_BASE = 3, 100_000
+SUBSCRIPTION = "subscription"
+# The days a subscription may start, change or renew on: far enough out that a term plus renewals stays a date.
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
+
+
+def offer_key(license: str, term: int | None) -> str:
+    """Name what is sold: `perpetual` or `subscription-<months>`."""
+    return PERPETUAL if license == PERPETUAL else f"{SUBSCRIPTION}-{term}"
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """Order versions part by part as numbers: 7.2 < 7.10."""
+    return tuple(int(part) for part in version.split("."))
+
+
+def whole(number):
+    """Return a whole number as an int: JSON Schema counts 36.0 as the integer 36, and so do we, as 36."""
+    return int(number) if isinstance(number, float) else number
+
+
+@dataclass(frozen=True)
+class Sellable:
+    """A commercial reference (SKU) and the catalogue item it sells."""
+
+    reference: str
+    description: str
+    kind: str  # tier | addon | devices | amendment, ...
+    product: str
+    offer: str
+    rule: str
+    where: Location
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A licensing plan tier of one product; rank 0 is the base tier."""
+
+    id: str
+    product: str
+    name: str
+    rank: int
+    former_names: tuple[str, ...]
+    devices_included: int
+    devices_max: int
+    references: Mapping[str, str]
+    rule: str
+    where: Location
+    spots: Mapping[str, Location]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """A declared upgrade path between two tiers of one product."""
+
+    product: str
+    source: str
+    target: str
+    rule: str
+    where: Location
+    where_source: Location
+    where_target: Location
+
+
+@dataclass(frozen=True)
+class Product:
+    """A product with its versions, licence models, tiers (lowest first) and upgrade paths."""
+
+    id: str
+    name: str
+    versions: tuple[str, ...]
+    terms: tuple[int, ...]  # subscription terms in months; empty when no subscription is sold
+    perpetual: bool
+    tiers: tuple[Tier, ...]
+    upgrades: tuple[Upgrade, ...]
+    rule: str
+    where: Location
+    spots: Mapping[str, Location]
+    description: str = ""
+
+    @property
+    def licenses(self) -> tuple[str, ...]:
+        """Return the licence models sold, subscription first."""
+        return ((SUBSCRIPTION,) if self.terms else ()) + ((PERPETUAL,) if self.perpetual else ())
+
+    @property
+    def offers(self) -> tuple[str, ...]:
+        """Return every offer key sold (`subscription-12`, ..., `perpetual`)."""
+        return tuple(offer_key(SUBSCRIPTION, term) for term in self.terms) + ((PERPETUAL,) if self.perpetual else ())
+
+    def tier(self, tier_id: str) -> Tier | None:
+        """Return the tier with this id, or None."""
+        return next((tier for tier in self.tiers if tier.id == tier_id), None)
+
+    def tier_by_former_name(self, name: str) -> Tier | None:
+        """Return the tier that used to be called name, or None."""
+        return next((tier for tier in self.tiers if name in tier.former_names), None)
+
+    @property
+    def latest_version(self) -> str:
+        """Return the newest version."""
+        return max(self.versions, key=version_key)
+
+    def upgrade_targets(self, tier_id: str) -> tuple[str, ...]:
+        """Return the tiers reachable from tier_id by one declared upgrade."""
+        return tuple(upgrade.target for upgrade in self.upgrades if upgrade.source == tier_id)
+
+
+@dataclass(frozen=True)
+class Unlock:
+    """A product a badge unlocks, from an optional minimum version."""
+
+    product: str
+    min_version: str | None
+    where: Location
+    where_version: Location | None
+
+
+@dataclass(frozen=True)
+class Badge:
+    """A partner badge and the products it unlocks."""
+
+    id: str
+    name: str
+    unlocks: tuple[Unlock, ...]
+    rule: str
+    where: Location
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Addon:
+    """An add-on module of one product with its prerequisites, exclusions and quantity limit."""
+
+    id: str
+    product: str
+    name: str
+    requires_tier: str | None
+    requires_addons: tuple[str, ...]
+    excludes: tuple[str, ...]
+    max_quantity: int | None
+    references: Mapping[str, str]
+    rule: str
+    where: Location
+    spots: Mapping[str, Location]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceLicence:
+    """The device licence of one product: one unit per device beyond what the tier includes."""
+
+    product: str
+    name: str
+    references: Mapping[str, str]
+    rule: str
+    where: Location
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The whole checked catalogue: every rule file read into typed objects."""
+
+    directory: Path
+    products: Mapping[str, Product]
+    badges: Mapping[str, Badge]
+    addons: Mapping[str, Mapping[str, Addon]]  # product -> add-on id -> add-on
+    devices: Mapping[str, DeviceLicence]  # product -> device licence
+    references: Mapping[str, Sellable]
+    sources: Mapping[str, Source]
+    rules_version: str
+    extras: Mapping[str, object] = field(default_factory=dict)  # further rule files' models, by file name
+
+    def rules(self) -> dict[str, Location]:
+        """Return every rule id in the catalogue with where it is written."""
+        found: dict[str, Location] = {}
+        for badge in self.badges.values():
+            found[badge.rule] = badge.where
+        for product in self.products.values():
+            found[product.rule] = product.where
+            for tier in product.tiers:
+                found[tier.rule] = tier.where
+            found[f"license.{product.id}"] = product.spots.get("licenses", product.where)
+            for upgrade in product.upgrades:
+                found[upgrade.rule] = upgrade.where
+        for addons in self.addons.values():
+            for addon in addons.values():
+                found[addon.rule] = addon.where
+        for devices in self.devices.values():
+            found[devices.rule] = devices.where
+        return found
+
+    def badges_unlocking(self, product_id: str) -> list[tuple[Badge, Unlock]]:
+        """Return the badges that unlock a product, with their unlock entry."""
+        return [(badge, unlock) for badge in self.badges.values() for unlock in badge.unlocks
+                if unlock.product == product_id]
+
+
+def frozen(mapping: dict) -> Mapping:
+    """Return a read-only view of a dict."""
+    return MappingProxyType(dict(mapping))
+
+
+def build_badges(source: Source) -> dict[str, Badge]:
+    """Build badges from a schema-valid badges.yaml; the first of duplicate ids wins (check reports it)."""
+    badges: dict[str, Badge] = {}
+    for index, item in enumerate(source.data["badges"]):
+        path = ("badges", index)
+        unlocks = tuple(
+            Unlock(
+                product=unlock["product"],
+                min_version=unlock.get("min_version"),
+                where=source.where(path + ("unlocks", position, "product")),
+                where_version=source.where(path + ("unlocks", position, "min_version"))
+                if "min_version" in unlock else None,
+            )
+            for position, unlock in enumerate(item["unlocks"])
+        )
+        badge = Badge(item["id"], item["name"], unlocks, f"badge.{item['id']}", source.where(path + ("id",)),
+                      item.get("description", ""))
+        badges.setdefault(badge.id, badge)
+    return badges
+
+
+def build_products(source: Source) -> dict[str, Product]:
+    """Build products and their tiers from a schema-valid tiers.yaml."""
+    products: dict[str, Product] = {}
+    for index, item in enumerate(source.data["products"]):
+        path = ("products", index)
+        product_id = item["id"]
+        tiers = tuple(
+            Tier(
+                id=tier["id"],
+                product=product_id,
+                name=tier["name"],
+                rank=rank,
+                former_names=tuple(tier.get("former_names", ())),
+                devices_included=int(tier["devices"]["included"]),  # int(): the schema lets 50.0 pass as 50
+                devices_max=int(tier["devices"]["max"]),
+                references=frozen(tier["references"]),
+                rule=f"tier.{product_id}.{tier['id']}",
+                where=source.where(path + ("tiers", rank, "id")),
+                spots=Spots(source, path + ("tiers", rank)),
+                description=tier.get("description", ""),
+            )
+            for rank, tier in enumerate(item["tiers"])
+        )
+        upgrades = tuple(
+            Upgrade(
+                product=product_id,
+                source=upgrade["from"],
+                target=upgrade["to"],
+                rule=f"upgrade.{product_id}.{upgrade['from']}.{upgrade['to']}",
+                where=source.where(path + ("upgrades", position)),
+                where_source=source.where(path + ("upgrades", position, "from")),
+                where_target=source.where(path + ("upgrades", position, "to")),
+            )
+            for position, upgrade in enumerate(item.get("upgrades", ()))
+        )
+        licenses = item["licenses"]
+        product = Product(
+            id=product_id,
+            name=item["name"],
+            versions=tuple(item["versions"]),
+            terms=tuple(int(term) for term in licenses.get("subscription", {}).get("terms", ())),
+            perpetual="perpetual" in licenses,
+            tiers=tiers,
+            upgrades=upgrades,
+            rule=f"product.{product_id}",
+            where=source.where(path + ("id",)),
+            spots=Spots(source, path),
+            description=item.get("description", ""),
+        )
+        products.setdefault(product_id, product)
+    return products
+
+
+def build_addons(source: Source) -> tuple[dict[str, dict[str, Addon]], dict[str, DeviceLicence]]:
+    """Build add-ons (by product) and device licences from a schema-valid addons.yaml."""
+    addons: dict[str, dict[str, Addon]] = {}
+    for index, item in enumerate(source.data["addons"]):
+        path = ("addons", index)
+        requires = item.get("requires", {})
+        addon = Addon(
+            id=item["id"],
+            product=item["product"],
+            name=item["name"],
+            requires_tier=requires.get("tier"),
+            requires_addons=tuple(requires.get("addons", ())),
+            excludes=tuple(item.get("excludes", ())),
+            max_quantity=whole(item.get("quantity", {}).get("max")),
+            references=frozen(item["references"]),
+            rule=f"addon.{item['product']}.{item['id']}",
+            where=source.where(path + ("id",)),
+            spots=Spots(source, path),
+            description=item.get("description", ""),
+        )
+        addons.setdefault(addon.product, {}).setdefault(addon.id, addon)
+    devices: dict[str, DeviceLicence] = {}
+    for index, item in enumerate(source.data.get("devices", ())):
+        path = ("devices", index)
+        licence = DeviceLicence(item["product"], item["name"], frozen(item["references"]),
+                                f"devices.{item['product']}", source.where(path + ("product",)))
+        devices.setdefault(licence.product, licence)
+    return addons, devices
+
+
+class Spots(Mapping):
+    """Where each field of one item is written, by dotted name (`requires.tier`, `excludes.0`), looked up when asked."""
+
+    # Looked up lazily: building a dict of every field of every item costs a large catalogue a tenth of a second.
+    __slots__ = ("source", "path")
+
+    def __init__(self, source: Source, path: tuple):
+        self.source = source
+        self.path = path
+
+    def __getitem__(self, name: str) -> Location:
+        key = self.path + tuple(int(part) if part.isdigit() else part for part in name.split("."))
+        return self.source.locations[key]
+
+    def _names(self) -> list[str]:
+        size = len(self.path)
+        return [".".join(str(part) for part in key[size:]) for key in self.source.locations
+                if len(key) > size and key[:size] == self.path]
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())

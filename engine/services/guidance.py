@@ -1,0 +1,233 @@
+"""Licence-update guidance (rules/guidance.yaml): the steps that update an installed system after an event.
+
+Public API (for the CLI and the web panel shown after each activation):
+- `update_guide(catalog, product, version, mode, event="amendment", activation_id=None)` -> a dict with the
+  title, the tool and the steps; CompanionError (with a did-you-mean) for an unknown product, version, mode
+  or event.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from typing import Iterator, Mapping
+
+from engine.catalogue.load import EXTENSIONS, RuleFile, extra_of
+from engine.catalogue.model import Catalog, frozen, version_key
+from engine.problem import CompanionError, Location, Problem, did_you_mean
+from engine.catalogue.schema import register_rule_file
+from engine.catalogue.source import Source
+
+FILE = "guidance.yaml"
+MODES = ("online", "offline")
+EVENTS = ("activation", "amendment", "renewal")
+PLACEHOLDERS = ("product_name", "version", "tool", "activation_id")
+NO_ACTIVATION_ID = "shown in Companion"
+# What each procedure means in each mode, in the partner's words.
+SUMMARIES = {("activate", "online"): "activate the licence online",
+             ("activate", "offline"): "activate the licence offline (request file, response file)",
+             ("update", "online"): "refresh the licence",
+             ("update", "offline"): "return the licence and activate it again"}
+
+
+@dataclass(frozen=True)
+class Guide:
+    """The update steps of one product, for some versions (or, without versions, its default)."""
+
+    id: str
+    product: str
+    versions: tuple[str, ...]
+    tool: str
+    sample: bool
+    steps: Mapping[str, Mapping[str, tuple[str, ...]]]  # procedure -> mode -> steps
+    rule: str
+    where: Location
+    where_product: Location
+    version_spots: tuple[Location, ...]
+    step_spots: Mapping[tuple[str, str, int], Location]
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """The model of rules/guidance.yaml."""
+
+    events: Mapping[str, str]  # event -> procedure
+    guides: tuple[Guide, ...]
+    file: str
+
+    def guide_for(self, product: str, version: str) -> Guide | None:
+        """Return the guide that lists this version, else the product's default, else None."""
+        guides = [guide for guide in self.guides if guide.product == product]
+        return next((guide for guide in guides if version in guide.versions), None) or \
+            next((guide for guide in guides if not guide.versions), None)
+
+
+def build(source: Source, catalog: Catalog) -> Guidance:
+    """Build the guidance model from a schema-valid guidance.yaml."""
+    guides = []
+    for index, item in enumerate(source.data["guides"]):
+        path = ("guides", index)
+        steps = {procedure: frozen({mode: tuple(item["steps"][procedure][mode]) for mode in MODES})
+                 for procedure in ("activate", "update")}
+        step_spots = {(procedure, mode, position): source.where(path + ("steps", procedure, mode, position))
+                      for procedure in steps for mode in MODES for position in range(len(steps[procedure][mode]))}
+        guides.append(Guide(
+            item["id"], item["product"], tuple(item.get("versions", ())), item["tool"], item.get("sample", False),
+            frozen(steps), f"guidance.{item['product']}.{item['id']}", source.where(path + ("id",)),
+            source.where(path + ("product",)),
+            tuple(source.where(path + ("versions", position)) for position in range(len(item.get("versions", ())))),
+            frozen(step_spots)))
+    return Guidance(frozen(dict(source.data["events"])), tuple(guides), source.file)
+
+
+def check(catalog: Catalog) -> Iterator[Problem]:
+    """Check guides against tiers.yaml: known products and versions, one guide per version, every version guided.
+
+    Passing: a guide `{id: default, product: pme, ...}` covers every PME version.
+    Failing: `product: epo, versions: ["2023"]` -> error[unknown-version] guidance.epo.x: ... did you mean '2022'?
+    """
+    guidance = catalog.extras.get(FILE)
+    if guidance is None:
+        return
+    rules_seen: dict[str, Location] = {}
+    claimed: dict[tuple[str, str], Guide] = {}
+    defaults: dict[str, Guide] = {}
+    for guide in guidance.guides:
+        if guide.rule in rules_seen:
+            yield Problem("duplicate-id", f"guide id '{guide.id}' is used twice for {guide.product} (first at line "
+                          f"{rules_seen[guide.rule].line})", guide.where, rule=guide.rule, hint="rename one")
+        rules_seen.setdefault(guide.rule, guide.where)
+        product = catalog.products.get(guide.product)
+        if product is None:
+            yield Problem("unknown-ref", f"guide is for product '{guide.product}', which is not defined",
+                          guide.where_product, rule=guide.rule,
+                          hint=did_you_mean(guide.product, catalog.products) or "products: " + ", ".join(catalog.products))
+            continue
+        if not guide.versions:
+            if guide.product in defaults:
+                yield Problem("duplicate-default", f"{guide.product} has two default guides (first: "
+                              f"{defaults[guide.product].rule})", guide.where, rule=guide.rule,
+                              hint="give one of them `versions`")
+            defaults.setdefault(guide.product, guide)
+        for version, where in zip(guide.versions, guide.version_spots):
+            if version not in product.versions:
+                yield Problem("unknown-version", f"{product.id} has no version '{version}'", where, rule=guide.rule,
+                              hint=did_you_mean(version, product.versions) or "versions: " + ", ".join(product.versions))
+            elif (product.id, version) in claimed:
+                yield Problem("duplicate-version", f"{product.id} {version} already has a guide "
+                              f"({claimed[product.id, version].rule})", where, rule=guide.rule,
+                              hint="list each version in one guide")
+            else:
+                claimed[product.id, version] = guide
+        for (procedure, mode, position), where in guide.step_spots.items():
+            yield from _placeholder_problems(guide.steps[procedure][mode][position], where, guide.rule)
+    for product in catalog.products.values():
+        for position, version in enumerate(product.versions):
+            if (product.id, version) not in claimed and product.id not in defaults:
+                yield Problem("no-guidance", f"{product.id} {version} has no licence-update guidance",
+                              product.spots.get(f"versions.{position}", product.where), rule=product.rule,
+                              hint=f"add a guide for {product.id} in {FILE} (without `versions` it covers every version)")
+        default = defaults.get(product.id)
+        if default and all((product.id, version) in claimed for version in product.versions):
+            yield Problem("unreachable", f"every {product.id} version has its own guide, so the default is never used",
+                          default.where, rule=default.rule, severity="warning", hint="remove the default guide")
+
+
+def _placeholder_problems(text: str, where: Location, rule: str) -> Iterator[Problem]:
+    """Yield a problem for each placeholder of a step that is broken, unknown or more than a plain {name}."""
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(text)
+                  if name is not None]
+    except ValueError as error:
+        yield Problem("bad-placeholder", f"step text has a broken placeholder: {error}", where, rule=rule,
+                      hint="write {{ and }} for literal braces")
+        return
+    for name, spec, conversion in fields:
+        if spec or conversion:  # str.format would run them: `!z` raises, `:>300000000` pads 300 MB
+            written = "{" + name + ("!" + conversion if conversion else "") + (":" + spec if spec else "") + "}"
+            yield Problem("bad-placeholder", f"step uses {written}; a placeholder is a plain {{name}}, without a "
+                          "conversion (!) or format (:)", where, rule=rule,
+                          hint="write {" + name + "}, or {{ and }} for literal braces")
+        elif name not in PLACEHOLDERS:
+            yield Problem("unknown-placeholder", f"step uses {{{name}}}, which is not a placeholder", where, rule=rule,
+                          hint=did_you_mean(name, PLACEHOLDERS) or "placeholders: " + ", ".join(PLACEHOLDERS))
+
+
+def rules(guidance: Guidance) -> dict[str, Location]:
+    """Return every rule id of guidance.yaml with where it is written."""
+    return {guide.rule: guide.where for guide in guidance.guides}
+
+
+register_rule_file(FILE, "guidance.schema.json", required=False)
+EXTENSIONS[FILE] = RuleFile(build, check, rules)
+
+
+def guidance_of(catalog: Catalog) -> Guidance:
+    """Return the guidance model, or raise CompanionError when the rules have no guidance.yaml."""
+    return extra_of(catalog, FILE, "no-guidance", "licence-update guidance")
+
+
+def update_guide(catalog: Catalog, product: str, version: str | None, mode: str, event: str = "amendment",
+                 activation_id: str | None = None) -> dict:
+    """Return the steps that update an installed product version after an event, online or offline.
+
+    `version` None means the product's latest version (`version_assumed` is then true).
+    Returns {product, product_name, version, version_assumed, mode, event, procedure, summary, title, tool,
+             steps, rule, where, sample}.
+    """
+    guidance = guidance_of(catalog)
+    problems = []
+    found = catalog.products.get(product)
+    if found is None:
+        problems.append(Problem("unknown-ref", f"unknown product {product!r}", Location(guidance.file),
+                                hint=did_you_mean(product, catalog.products) or "products: " + ", ".join(catalog.products),
+                                path="product"))
+    elif version is not None and version not in found.versions:
+        versions = sorted(found.versions, key=version_key)
+        problems.append(Problem("unknown-version", f"{product} has no version {version!r}", Location(guidance.file),
+                                hint=did_you_mean(version, versions) or "versions: " + ", ".join(versions),
+                                path="version"))
+    if mode not in MODES:
+        problems.append(Problem("unknown-mode", f"unknown mode {mode!r}", Location(guidance.file),
+                                hint=did_you_mean(mode, MODES) or "modes: " + ", ".join(MODES), path="mode"))
+    if event not in EVENTS:
+        problems.append(Problem("unknown-event", f"unknown event {event!r}", Location(guidance.file),
+                                hint=did_you_mean(event, EVENTS) or "events: " + ", ".join(EVENTS), path="event"))
+    if problems:
+        raise CompanionError(problems)
+    chosen_version = version or found.latest_version
+    guide = guidance.guide_for(product, chosen_version)
+    if guide is None:  # the checks refuse such rules; a direct caller with a hand-made catalogue can still get here
+        raise CompanionError([Problem("no-guidance", f"{product} {chosen_version} has no licence-update guidance",
+                                      Location(guidance.file), path="version")])
+    procedure = guidance.events[event]
+    values = {"product_name": found.name, "version": chosen_version, "tool": guide.tool,
+              "activation_id": activation_id or NO_ACTIVATION_ID}
+    steps = [text.format_map(values) for text in guide.steps[procedure][mode]]
+    summary = SUMMARIES[procedure, mode]
+    return {
+        "product": product, "product_name": found.name, "version": chosen_version,
+        "version_assumed": version is None, "mode": mode, "event": event, "procedure": procedure,
+        "summary": summary, "title": f"{found.name} {chosen_version}, after the {event}: {summary} in {guide.tool}",
+        "tool": guide.tool, "steps": steps, "rule": guide.rule, "where": str(guide.where), "sample": guide.sample,
+    }
+
+
+def render_guide(guide: dict) -> str:
+    """Format a guide for a terminal: a title, numbered steps, and a note when the text is sample data."""
+    lines = [guide["title"]]
+    if guide["version_assumed"]:
+        lines.append(f"(no version given: assumed the latest, {guide['version']})")
+    lines += [f"  {number}. {step}" for number, step in enumerate(guide["steps"], start=1)]
+    lines.append(f"rule {guide['rule']} at {guide['where']}" + ("; SAMPLE text, not the vendor's wording"
+                                                                  if guide["sample"] else ""))
+    return "\n".join(lines)
+
+
+def fixture_guide(compiled, request: Source):
+    """Evaluate a fixture case of kind `guide` (request: {product, version, mode, event}) for engine.fixtures."""
+    data = request.data if isinstance(request.data, dict) else {}
+    guide = update_guide(compiled.catalog, str(data.get("product", "")), data.get("version"),
+                         str(data.get("mode", "")), str(data.get("event", "amendment")), data.get("activation_id"))
+    notice = {"rule": guide["rule"], "code": f"{guide['procedure']}-{guide['mode']}", "message": "\n".join(guide["steps"])}
+    return {"valid": True, "violations": [], "notices": [notice], "bom": []}, (guide["rule"],)
