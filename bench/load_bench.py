@@ -21,7 +21,8 @@ from pathlib import Path
 from bench.synthetic import generate_catalog
 from engine.catalogue.load import build_catalog, load_catalog
 from engine.catalogue.check import check_catalog
-from engine.catalogue.schema import RULE_FILES, validate_source
+from engine.catalogue.files import RULE_FILES
+from engine.catalogue.schema import validate_source
 from engine.catalogue.source import load_yaml
 
 
@@ -36,7 +37,7 @@ def time_stages(directory: Path) -> dict[str, float]:
         times["source"] = time.process_time() - start
         start = time.process_time()
         problems = [problem for name, source in sources.items()
-                    for problem in validate_source(source, RULE_FILES[name][0])]
+                    for problem in validate_source(source, RULE_FILES[name].schema)]
         times["schema"] = time.process_time() - start
         start = time.process_time()
         catalog = build_catalog(directory, sources, "bench")

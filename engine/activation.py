@@ -133,7 +133,9 @@ def activate_change(store: Store, compiled: CompiledCatalog, user_email: str, ac
     decide, as for any activation. The change is dated TODAY, the server's date (its months are counted
     from it); a change block dated otherwise is refused unless an OPERATOR backdates it.
     """
-    from engine.services.subscriptions import CHANGE, RENEWAL, amend, amendment_from_data, renew
+    from engine.catalogue.policies.subscriptions import CHANGE, RENEWAL
+    from engine.services.changes import amendment_from_data
+    from engine.services.subscriptions import amend, renew
 
     if kind not in ("amendment", "renewal"):
         raise CompanionError([Problem("bad-kind", f"'{kind}' is neither an amendment nor a renewal")])

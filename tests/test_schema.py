@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from engine.catalogue.schema import RULE_FILES, SCHEMA_DIR, json_path, validate_source
+from engine.catalogue.files import RULE_FILES
+from engine.catalogue.schema import SCHEMA_DIR, json_path, validate_source
 from engine.catalogue.source import load_yaml, parse_yaml
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
@@ -34,13 +35,13 @@ def codes_at(found) -> list[tuple]:
 
 
 def test_bundled_schemas_are_valid_draft_2020_12():
-    for schema_file, _required in RULE_FILES.values():
+    for schema_file in (rule_file.schema for rule_file in RULE_FILES.values()):
         Draft202012Validator.check_schema(json.loads((SCHEMA_DIR / schema_file).read_text(encoding="utf-8")))
 
 
 @pytest.mark.parametrize("name", ["badges.yaml", "tiers.yaml", "addons.yaml"])
 def test_shipped_rules_pass_their_schema(name):
-    assert validate_source(load_yaml(RULES / name, name), RULE_FILES[name][0]) == []
+    assert validate_source(load_yaml(RULES / name, name), RULE_FILES[name].schema) == []
 
 
 def test_small_example_passes():
@@ -124,7 +125,7 @@ def test_json_path():
 def _rule_sources():
     """Yield (schema file, parsed source) for the shipped rules and every file of the broken-rules corpus."""
     from engine.problem import CompanionError
-    from engine.catalogue.schema import RULE_FILES
+    from engine.catalogue.files import RULE_FILES
     from engine.catalogue.source import load_yaml
 
     root = Path(__file__).resolve().parent
@@ -137,15 +138,13 @@ def _rule_sources():
         except CompanionError:
             continue  # a syntax error never reaches the schema stage
         if source.data is not None and not source.problems:
-            yield RULE_FILES[path.name][0], source
+            yield RULE_FILES[path.name].schema, source
 
 
 def test_the_compiled_validator_agrees_with_jsonschema_on_every_rule_file():
     """The fast path (jsonschema-rs) accepts exactly what jsonschema accepts, so no problem is ever missed."""
-    from engine.catalogue.load import register_extensions
     from engine.catalogue.schema import fast_validator, schema_validator
 
-    register_extensions()
     checked = 0
     for schema_file, source in _rule_sources():
         slow = not list(schema_validator(schema_file).iter_errors(source.data))

@@ -22,8 +22,10 @@ from engine.cli import cli
 from engine.inference.compile import load as load_compiled
 from engine.problem import CompanionError
 from engine.catalogue.schema import BUNDLED_RULES
-from engine.services.subscriptions import (CHANGE, RENEWAL, Proration, add_months, amend, amendment_from_data,
-                                 month_index, renew)
+from engine.catalogue.policies.subscriptions import CHANGE, RENEWAL
+from engine.services.changes import amendment_from_data
+from engine.services.months import Proration, add_months, month_index
+from engine.services.subscriptions import amend, renew
 
 D = dt.date.fromisoformat
 ROOT = Path(__file__).resolve().parent.parent
@@ -301,7 +303,7 @@ def test_downgrade_refusal_points_at_the_request_field_in_a_file(compiled, tmp_p
                     "change:\n"
                     "  date: 2026-01-10\n"
                     "  tier: essential\n")
-    from engine.services.subscriptions import read_amendment
+    from engine.services.changes import read_amendment
 
     result = amend(compiled, read_amendment(path, compiled.catalog))
     assert result.violations[0]["at"] == f"{path}:6:9"  # line 6, column 9: the value of change.tier

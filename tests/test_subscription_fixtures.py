@@ -12,7 +12,8 @@ import pytest
 
 from engine import fixtures
 from engine.catalogue.load import load_catalog, rules_of
-from engine.services.subscriptions import POLICY_FILE, fixture_amend, fixture_renew
+from engine.catalogue.policies.subscriptions import POLICY_FILE
+from engine.services.subscriptions import fixture_amend, fixture_renew
 
 EPO = ('partner: {badges: [power-management]}\n'
        '      subscription: {product: epo, version: "2024", license: subscription, term_months: 36, start: 2025-06-01, ')

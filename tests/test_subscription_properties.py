@@ -10,7 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.inference.compile import load as load_compiled
-from engine.services.subscriptions import CHANGE, Proration, add_months, amend, amendment_from_data
+from engine.catalogue.policies.subscriptions import CHANGE
+from engine.services.changes import amendment_from_data
+from engine.services.months import Proration, add_months
+from engine.services.subscriptions import amend
 
 starts = st.dates(min_value=dt.date(2023, 1, 1), max_value=dt.date(2030, 12, 31))
 terms = st.sampled_from([1, 12, 36])

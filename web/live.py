@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from engine.catalogue.load import display_path, load_catalog
+from engine.catalogue.load import load_catalog
+from engine.catalogue.source import display_path
 from engine.inference.compile import CompiledCatalog, compile_catalog, load
 from engine.problem import CompanionError, Location, Problem
 from engine.catalogue.schema import BUNDLED_RULES
-from engine.catalogue.schema import RULE_FILES
+from engine.catalogue.files import RULE_FILES
 
 log = logging.getLogger("companion.web")
 RETIRE_AFTER = 60.0  # seconds a replaced catalogue stays registered for requests that still use it
@@ -118,7 +119,7 @@ class LiveCatalog:
             path = directory / name
             if path.exists():
                 continue
-            if RULE_FILES.get(name, ("", False))[1]:
+            if name in RULE_FILES and RULE_FILES[name].required:
                 hint = f"restore {name}: the rules cannot load without it"
             else:
                 hint = f"restore {name}, or restart the server to serve the rules without it"

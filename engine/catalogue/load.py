@@ -4,71 +4,26 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from engine.catalogue import model
 from engine.catalogue.check import check_catalog
 from engine.catalogue.model import Catalog, Sellable, frozen
 from engine.problem import CompanionError, Location, Problem, did_you_mean
-from engine.catalogue.schema import BUNDLED_RULES, RULE_FILES, validate_source
-from engine.catalogue.source import Source, load_yaml
-
-
-@dataclass(frozen=True)
-class RuleFile:
-    """A further rule file: how to build its model, what to check about it, and the rule ids it defines."""
-
-    build: Callable[[Source, Catalog], object]
-    check: Callable[[Catalog], Iterator[Problem]] | None = None
-    rules: Callable[[object], dict[str, Location]] | None = None
-    references: Callable[[object], dict[str, Sellable]] | None = None  # further commercial references it sells
-
-
-# Further rule files beyond badges/tiers/addons, registered by the modules that own them.
-EXTENSIONS: dict[str, RuleFile] = {}
-# The modules that own further rule files; each registers its file and schema when imported.
-EXTENSION_MODULES: tuple[str, ...] = (
-    "engine.catalogue.policies.vouchers", "engine.services.subscriptions", "engine.services.exports", "engine.services.guidance",
-)
-
-
-def register_extensions() -> None:
-    """Import the modules that own further rule files so that they register them."""
-    import importlib
-
-    for module in EXTENSION_MODULES:
-        importlib.import_module(module)
-
-
-def extra_of(catalog: Catalog, name: str, code: str, what: str):
-    """Return the model of the further rule file NAME, or raise a located CODE problem when it is missing."""
-    model = catalog.extras.get(name)
-    if model is None:
-        schema_file = RULE_FILES.get(name, (name.replace(".yaml", ".schema.json"), False))[0]
-        raise CompanionError([Problem(code, f"these rules declare no {what}",
-                                      Location(display_path(catalog.directory / name)),
-                                      hint=f"add {name}; its schema is rules/schemas/{schema_file}")])
-    return model
+from engine.catalogue.files import POLICIES, RULE_FILES
+from engine.catalogue.schema import BUNDLED_RULES, validate_source
+from engine.catalogue.source import Source, display_path, load_yaml
 
 
 def rules_of(catalog: Catalog) -> dict[str, Location]:
     """Return every rule id of the catalogue, further rule files included, with where it is written."""
     found = catalog.rules()
-    for name, rule_file in EXTENSIONS.items():
+    for name, rule_file in POLICIES.items():
         if rule_file.rules and name in catalog.extras:
             found.update(rule_file.rules(catalog.extras[name]))
     return found
-
-
-def display_path(path: Path) -> str:
-    """Show a path relative to the working directory when it is below it."""
-    try:
-        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
-    except ValueError:
-        return str(path)
 
 
 def offer_text(offer: str) -> str:
@@ -92,7 +47,6 @@ def load_catalog(directory: Path | str | None = None) -> Catalog:
 
 
 def _load_catalog(directory: Path | str | None) -> Catalog:
-    register_extensions()
     directory = Path(directory) if directory is not None else BUNDLED_RULES
     try:
         exists = directory.is_dir()
@@ -104,13 +58,13 @@ def _load_catalog(directory: Path | str | None) -> Catalog:
     problems: list[Problem] = []
     sources: dict[str, Source] = {}
     digest = hashlib.sha256()
-    for name, (schema_file, required) in RULE_FILES.items():
+    for name, rule_file in RULE_FILES.items():
         path = directory / name
         shown = display_path(path)
         if not path.exists():
-            if required:
+            if rule_file.required:
                 problems.append(Problem("missing-file", f"required rule file {name} is missing", Location(shown),
-                                        hint=f"create it; its schema is rules/schemas/{schema_file}"))
+                                        hint=f"create it; its schema is rules/schemas/{rule_file.schema}"))
             continue
         try:
             source = load_yaml(path, shown)
@@ -120,7 +74,7 @@ def _load_catalog(directory: Path | str | None) -> Catalog:
         digest.update(name.encode() + b"\0" + source.text.encode() + b"\0")
         # Report a spot once: a source problem (e.g. `yes` read as a boolean) explains the schema's complaint.
         spotted = {problem.where for problem in source.problems}
-        schema_problems = [problem for problem in validate_source(source, schema_file) if problem.where not in spotted]
+        schema_problems = [problem for problem in validate_source(source, rule_file.schema) if problem.where not in spotted]
         problems.extend(source.problems + schema_problems)
         if not source.problems and not schema_problems:
             sources[name] = source
@@ -128,7 +82,7 @@ def _load_catalog(directory: Path | str | None) -> Catalog:
     if any(problem.severity == "error" for problem in problems):
         raise CompanionError(problems)
     catalog = build_catalog(directory, sources, digest.hexdigest()[:16])
-    extension_checks = [rule.check for rule in EXTENSIONS.values() if rule.check] + [duplicate_references]
+    extension_checks = [rule.check for rule in POLICIES.values() if rule.check] + [duplicate_references]
     problems.extend(check_catalog(catalog, extension_checks))
     if any(problem.severity == "error" for problem in problems):
         raise CompanionError(problems)
@@ -172,11 +126,11 @@ def build_catalog(directory: Path, sources: dict[str, Source], rules_version: st
         rules_version=rules_version,
     )
     catalog = replace(catalog, references=frozen(_sellables(catalog)))
-    extras = {name: rule.build(sources[name], catalog) for name, rule in EXTENSIONS.items() if name in sources}
+    extras = {name: rule.build(sources[name], catalog) for name, rule in POLICIES.items() if name in sources}
     if not extras:
         return catalog
     references = dict(catalog.references)
-    for name, rule in EXTENSIONS.items():
+    for name, rule in POLICIES.items():
         if rule.references and name in extras:
             for reference, item in rule.references(extras[name]).items():
                 references.setdefault(reference, item)  # duplicates are reported by duplicate_references
@@ -186,7 +140,7 @@ def build_catalog(directory: Path, sources: dict[str, Source], rules_version: st
 def duplicate_references(catalog: Catalog) -> Iterator[Problem]:
     """duplicate-reference: a further rule file sells a commercial reference that something else already uses."""
     # catalog.references kept the first item of every reference (build_catalog): any other is a duplicate.
-    for name, rule in EXTENSIONS.items():
+    for name, rule in POLICIES.items():
         if not rule.references or name not in catalog.extras:
             continue
         for reference, item in rule.references(catalog.extras[name]).items():

@@ -8,8 +8,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
-from engine.problem import Location
-from engine.catalogue.source import Source
+from engine.catalogue.source import Source, display_path
+from engine.problem import CompanionError, Location, Problem
 
 PERPETUAL = "perpetual"
 # The rule engine compares versions as one number of VERSION_PARTS parts in base VERSION_BASE:
@@ -346,3 +346,14 @@ class Spots(Mapping):
 
     def __len__(self) -> int:
         return len(self._names())
+
+
+def extra_of(catalog: Catalog, name: str, schema_file: str, code: str, what: str):
+    """Return the model of the optional rule file NAME, or raise a located CODE problem when it is missing."""
+    found = catalog.extras.get(name)
+    if found is None:
+        raise CompanionError([Problem(code, f"these rules declare no {what}",
+                                      Location(display_path(catalog.directory / name)),
+                                      hint=f"add {name}; its schema is rules/schemas/{schema_file}")])
+    return found
+

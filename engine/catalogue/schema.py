@@ -17,19 +17,6 @@ from engine.catalogue.source import Source
 BUNDLED_RULES = Path(__file__).resolve().parents[2] / "rules"
 SCHEMA_DIR = BUNDLED_RULES / "schemas"
 
-# Every rule file Companion reads: file name -> (schema file, required?). An explicit registry, not discovery.
-RULE_FILES: dict[str, tuple[str, bool]] = {
-    "badges.yaml": ("badges.schema.json", True),
-    "tiers.yaml": ("tiers.schema.json", True),
-    "addons.yaml": ("addons.schema.json", True),
-}
-
-
-def register_rule_file(name: str, schema_file: str, required: bool = False) -> None:
-    """Add a rule file to the registry (used by the modules that own further rule files)."""
-    RULE_FILES[name] = (schema_file, required)
-
-
 @functools.cache
 def schema_validator(schema_file: str) -> Draft202012Validator:
     """Return a validator for one of the bundled schemas."""

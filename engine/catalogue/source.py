@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import gc
 import re
 import stat
@@ -39,8 +40,6 @@ def pyyaml_only(text: str) -> bool:
     # break or a byte order mark past the start. Plain substring tests: a regex took 35 ms on 1 MB.
     return (any(character in text for character in "\t\x85\u2028\u2029") or "\ufeff" in text[1:]
             or text.count("\r") != text.count("\r\n"))
-
-
 
 
 @dataclass
@@ -477,3 +476,11 @@ class Locations(Mapping):
 
     def __len__(self) -> int:
         return len(self.positions.table(self.part))
+
+
+def display_path(path: Path) -> str:
+    """Show a path relative to the working directory when it is below it."""
+    try:
+        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
+    except ValueError:
+        return str(path)

@@ -10,7 +10,9 @@ import click
 from engine.cli import format_option, load_compiled_or_exit, print_problems, rules_option
 from engine.problem import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, CompanionError
 from engine.inference.request import dump_json
-from engine.services.subscriptions import CHANGE, RENEWAL, Amendment, Renewal, amend, read_amendment, renew
+from engine.catalogue.policies.subscriptions import CHANGE, RENEWAL
+from engine.services.changes import read_amendment
+from engine.services.subscriptions import Amendment, Renewal, amend, renew
 
 explain_option = click.option("--explain", "explain_rules", is_flag=True,
                               help="Show the month derivation step by step and every rule that fired.")

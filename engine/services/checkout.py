@@ -35,6 +35,7 @@ from typing import Callable
 
 from engine.services.exports import ExportRefused, checkout_decision, exports_of
 from engine.problem import CompanionError, Location, Problem
+from engine.inference.evaluate import evaluate
 
 CART_URL_VARIABLE = "COMPANION_CART_URL"
 USER_AGENT = "companion-checkout/1"
@@ -128,8 +129,6 @@ def prepare_order(compiled, request, project: str | None = None, project_since: 
     PROJECT_SINCE (when the project was created) goes into the order's key only: a database may give a deleted
     project's id to a new one, whose order must not pass for the old one at the cart.
     """
-    from engine.inference.evaluate import evaluate
-
     catalog = compiled.catalog
     decision = checkout_decision(exports_of(catalog), request.partner.purchasing_account)
     if not decision["allowed"]:

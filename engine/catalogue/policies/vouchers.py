@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from engine.catalogue.load import EXTENSIONS, RuleFile
 from engine.catalogue.model import Catalog, Sellable
 from engine.problem import Location, Problem, did_you_mean
-from engine.catalogue.schema import register_rule_file
 from engine.catalogue.source import Source
+
+FILE = "vouchers.yaml"
+SCHEMA = "vouchers.schema.json"
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def check_packs(catalog: Catalog) -> Iterator[Problem]:
 
     Failing: `covers: EPO-DEV-SUB-3X` -> did you mean 'EPO-DEV-SUB-3Y'?
     """
-    packs = catalog.extras.get("vouchers.yaml", ())
+    packs = catalog.extras.get(FILE, ())
     sold = {reference for reference, item in catalog.references.items() if item.kind != "voucher-pack"}
     for pack in packs:
         if pack.covers not in sold:
@@ -61,8 +62,3 @@ def pack_references(packs: tuple[Pack, ...]) -> dict[str, Sellable]:
     """Return the commercial references the packs sell."""
     return {pack.reference: Sellable(pack.reference, pack.name, "voucher-pack", "", "", pack.rule, pack.where)
             for pack in packs}
-
-
-register_rule_file("vouchers.yaml", "vouchers.schema.json", required=False)
-EXTENSIONS["vouchers.yaml"] = RuleFile(build=build_packs, check=check_packs, rules=pack_rules,
-                                       references=pack_references)
