@@ -226,3 +226,15 @@ def test_check_limits_refuses(rules, reason):
 def test_register_refuses_what_check_limits_refuses():
     with pytest.raises(ValueError, match="registration hangs"):
         RuleSession().register("huge", _rules(513, lambda i: {"code": i}))
+
+
+def test_an_action_records_into_the_scratch_of_its_own_run_only():
+    """What fired is handed back through run()'s scratch, never through state shared between runs or threads."""
+    engine = RuleSession()
+    engine.register("scratch", {"seen": {"all": [{"m": {"kind": "config"}}],
+                                         "run": lambda c: c.scratch.append(c.m.tier)}})
+    first, second = [], []
+    engine.run("scratch", [CONFIG], first)
+    engine.run("scratch", [{**CONFIG, "tier": "expert"}], second)
+    assert (first, second) == (["advanced"], ["expert"])
+    assert engine.scratch is None  # nothing of a run outlives it

@@ -26,6 +26,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+from engine.catalogue.load import load_catalog
 from engine.catalogue.model import PERPETUAL, SUBSCRIPTION, VERSION_BASE, VERSION_PARTS, Catalog, Product, version_key
 from engine.problem import CompanionError, Location, Problem
 from engine.inference.session import RuleSession, check_limits
@@ -102,16 +103,15 @@ class CompiledRule:
         return tuple(seen)
 
 
-class Trace(threading.local):
-    """The compiled rules that fired during the current evaluation in this thread, in order."""
+@dataclass
+class Trace:
+    """One run of a shard: the config fact it evaluates, and the compiled rules that fired, in order."""
 
-    def __init__(self) -> None:
-        self.fired: list[str] = []
-        self.entitled = False
-        self.fact: dict = {}  # the config fact being evaluated
+    fact: dict  # the stage-two config fact, asserted once the partner is entitled
+    fired: list[str] = field(default_factory=list)
+    entitled: bool = False
 
 
-TRACE = Trace()
 # Each compilation registers fresh names: the engine cannot redefine a ruleset, and two directories with the
 # same content (the same rules version) still locate their rules in different files.
 _COMPILATIONS = itertools.count(1)
@@ -287,14 +287,14 @@ def _action(key: str, entitles: bool) -> Callable:
     """Build the engine action of one compiled rule: record that it fired; an entitlement chains on."""
     if entitles:
         def entitle(c) -> None:
-            TRACE.fired.append(key)
-            if not TRACE.entitled:  # a second badge adds nothing: derive the entitlement once
-                TRACE.entitled = True
-                c.assert_fact({**TRACE.fact, "t": "entitled"})
+            c.scratch.fired.append(key)
+            if not c.scratch.entitled:  # a second badge adds nothing: derive the entitlement once
+                c.scratch.entitled = True
+                c.assert_fact({**c.scratch.fact, "t": "entitled"})
         return entitle
 
     def record(c) -> None:
-        TRACE.fired.append(key)
+        c.scratch.fired.append(key)
     return record
 
 
@@ -375,8 +375,6 @@ _CACHE_LOCK = threading.Lock()
 
 def load(directory=None) -> CompiledCatalog:
     """Load, check and compile a rules directory; reuse the compilation while its content is unchanged."""
-    from engine.catalogue.load import load_catalog
-
     catalog = load_catalog(directory)
     key = (str(catalog.directory.resolve()), catalog.rules_version)
     with _CACHE_LOCK:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.inference import explain
-from engine.inference.compile import TRACE, CompiledCatalog, CompiledRule, FactFields, version_number
+from engine.inference.compile import CompiledCatalog, Trace, CompiledRule, FactFields, version_number
 from engine.catalogue.model import SUBSCRIPTION, Catalog, Product
 from engine.inference.request import Request
 
@@ -95,15 +95,9 @@ def run_rules(compiled: CompiledCatalog, product_id: str, fact: dict) -> list[Co
     stage_one = {name: fact[name] for name in compiled.fields[product_id].stage_one}
     stage_two = {name: value for name, value in fact.items() if name not in stage_one or name == "t"}
     for name in compiled.shards[product_id]:
-        TRACE.fired = []
-        TRACE.entitled = False
-        TRACE.fact = stage_two
-        try:
-            compiled.engine.run(name, [stage_one])
-            keys = TRACE.fired
-        finally:
-            TRACE.fired = []
-        for key in keys:
+        trace = Trace(stage_two)
+        compiled.engine.run(name, [stage_one], trace)
+        for key in trace.fired:
             if key not in seen:  # stage-1 rules are repeated in every shard
                 seen.add(key)
                 fired.append(compiled.rules[key])

@@ -98,12 +98,13 @@ _FAILED_ASSERTS: list[str] = []
 
 
 class _Context:
-    """What an action sees: the matched facts (c.m, or c.<alias>), the state c.s, and assert_fact."""
+    """What an action sees: the matched facts (c.m, or c.<alias>), the state c.s, the run's scratch, assert_fact."""
 
-    __slots__ = ("_closure",)
+    __slots__ = ("_closure", "scratch")
 
-    def __init__(self, closure: _durable.Closure) -> None:
+    def __init__(self, closure: _durable.Closure, scratch: Any) -> None:
         self._closure = closure
+        self.scratch = scratch  # what the caller of run() handed over for this evaluation
 
     @property
     def s(self) -> _durable.Content:
@@ -131,13 +132,13 @@ class _Context:
             raise
 
 
-def _bind(action: Callable[[Any], object]) -> Callable[[_durable.Closure], None]:
-    """Wrap an action so durable calls it synchronously with a _Context."""
+def _bind(action: Callable[[Any], object], session: RuleSession) -> Callable[[_durable.Closure], None]:
+    """Wrap an action so durable calls it synchronously with a _Context holding the session's current scratch."""
 
     # Exactly one positional parameter: durable inspects the signature and treats two-parameter
     # callables as asynchronous actions; callable objects and partials have no __code__ at all.
     def fire(c: _durable.Closure) -> None:
-        action(_Context(c))
+        action(_Context(c, session.scratch))
 
     return fire
 
@@ -149,6 +150,7 @@ class RuleSession:
         with _LOCK:
             self._host = _QuietHost()
         self._poisoned: set[str] = set()  # rulesets whose sessions the engine corrupted
+        self.scratch: Any = None  # the running evaluation's scratch; runs hold _LOCK, so one at a time
 
     @property
     def names(self) -> list[str]:
@@ -173,7 +175,7 @@ class RuleSession:
         definition = {_SINK: {"pri": _MAX_PRI, "all": [{"m": _EVERY_FACT}], "run": _consume}}
         for rule_name, rule in rules.items():
             definition[rule_name] = {key: value for key, value in rule.items() if key != "run"}
-            definition[rule_name]["run"] = _bind(rule["run"])
+            definition[rule_name]["run"] = _bind(rule["run"], self)
         with _LOCK:
             if name in self._host._ruleset_directory:
                 # durable cannot redefine a ruleset (#157): register new versions under new names.
@@ -201,8 +203,12 @@ class RuleSession:
             except durable_rules_engine.error as error:
                 raise EngineFault(f"ruleset {name!r}: delete failed: {error}") from error
 
-    def run(self, name: str, facts: list[dict]) -> dict:
-        """Assert facts in a fresh session and return the state the actions left (empty if none fired)."""
+    def run(self, name: str, facts: list[dict], scratch: Any = None) -> dict:
+        """Assert facts in a fresh session and return the state the actions left (empty if none fired).
+
+        SCRATCH is what every action of this run sees as `c.scratch`: the caller's own record of the run,
+        cheaper than the session state, which durable serialises to JSON at every write.
+        """
         unique = _unique_facts(facts)
         if not unique:
             return {}
@@ -216,6 +222,7 @@ class RuleSession:
             _CAPTURE.messages.clear()
             _FAILED_ASSERTS.clear()
             delete = True
+            self.scratch = scratch
             try:
                 state = self._evaluate(ruleset, [{**fact, "sid": sid} for fact in unique])
             except _AssertFailed as failure:
@@ -226,6 +233,7 @@ class RuleSession:
                 self._poisoned.add(name)
                 raise EngineFault(f"ruleset {name!r}: {failure}; session {sid} abandoned") from failure.__cause__
             finally:
+                self.scratch = None
                 if delete and _FAILED_ASSERTS:
                     delete = False  # the same failure, from an assert inside an action
                     self._poisoned.add(name)
