@@ -2,7 +2,7 @@
 
 Run by hand: `.venv/bin/python bench/engine_costs.py [--runs N] [--limits]`.
 Prints the median microseconds per run of each scenario; with --limits, registers rulesets around each
-limit of ENGINE-NOTES.md in a child process with a timeout (some of them hang or crash the process).
+limit of docs/engine-notes.md in a child process with a timeout (some of them hang or crash the process).
 """
 
 from __future__ import annotations

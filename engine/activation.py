@@ -17,7 +17,6 @@ from engine.inference.evaluate import evaluate
 from engine.catalogue.model import Catalog
 from engine.problem import CompanionError, Problem
 from engine.inference.request import request_from_data
-from engine.catalogue.source import Source
 from engine.locker.db import Store
 
 
@@ -192,38 +191,3 @@ def render_outcome(outcome: ActivationOutcome) -> str:
             lines.append(f"  error[{item['code']}] {item['rule']}: {item['message']}")
             lines.append(f"      fix: {item['hint']}")
     return "\n".join(lines)
-
-
-def fixture_cover(compiled: CompiledCatalog, request: Source):
-    """Evaluate a fixture case of kind `cover` for engine.fixtures: a configuration against given balances.
-
-    The request is a validate request plus `locker: {REFERENCE: quantity}`. No database is touched. The
-    outcome is the verdict with `valid` meaning "valid and covered"; each voucher debited is a `bom` line
-    (reference, quantity, rule: the pack's rule or the line's own), each shortfall a `shortfall` violation.
-    """
-    from engine.fixtures import verdict_outcome
-    from engine.inference.request import check_request
-
-    data = dict(request.data) if isinstance(request.data, dict) else {}
-    balances = data.pop("locker", None) or {}
-    if not isinstance(balances, dict) or not all(isinstance(value, int) for value in balances.values()):
-        raise CompanionError([Problem("request-schema", "locker must map references to whole numbers",
-                                      request.where(("locker",)), path="locker")])
-    checked = check_request(Source(request.file, data, request.locations, request.key_locations, request.text),
-                            compiled.catalog)
-    verdict = evaluate(compiled, checked)
-    outcome = verdict_outcome(verdict.to_json())
-    exercised = list(verdict.exercised)
-    if not verdict.valid:
-        return outcome, tuple(dict.fromkeys(exercised))
-    rule_of = {pack.reference: pack.rule for pack in compiled.catalog.extras.get("vouchers.yaml", ())}
-    coverage = locker.cover(requirements_of(verdict.bom), balances, matching(compiled.catalog))
-    outcome["bom"] = [{"reference": reference, "quantity": count, "rule": rule_of.get(reference, reference)}
-                      for reference, count in coverage.debits.items()]
-    outcome["violations"] = [{"rule": rule_of.get(line.short.voucher_reference, line.reference),
-                              "code": "shortfall", "message": line.advice}
-                             for line in coverage.lines if line.short]
-    outcome["valid"] = coverage.covered
-    exercised += [rule_of[reference] for reference in coverage.debits if reference in rule_of]
-    exercised += [item["rule"] for item in outcome["violations"] if item["rule"].startswith("voucher.")]
-    return outcome, tuple(dict.fromkeys(exercised))

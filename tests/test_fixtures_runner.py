@@ -495,7 +495,7 @@ def test_update_that_cannot_finish_leaves_the_fixture_as_it_was(tmp_path, rules,
     def refuse(source, target):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("engine.fixtures.os.replace", refuse)
+    monkeypatch.setattr("engine.fixtures.update.os.replace", refuse)
     code, _, err = run("test", str(path), "--rules", str(rules), "--update")
     assert code == 2 and "golden.yaml: error[not-written]: cannot rewrite the fixture: Permission denied" in err, err
     assert path.read_bytes() == failing_fixture_bytes()

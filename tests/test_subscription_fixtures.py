@@ -1,7 +1,7 @@
 """Amend and renew fixture cases through engine.fixtures: every subscription rule is exercised (coverage 100%).
 
 CASES is a fixture file in the format of docs/fixtures.md (request kinds `amend` and `renew`, evaluated by
-engine.services.subscriptions.fixture_amend / fixture_renew); it is run here with those kinds registered for the test.
+engine.fixtures.kinds.fixture_amend / fixture_renew); it is run here with those kinds registered for the test.
 Numbers: a 36-month term from 2025-06-01 amended on 2025-09-01 (= anniversary 3) is charged 36 - 3 = 33
 months; a 12-month term from 2025-03-15 amended on 2025-07-01 (in month 4, begun 2025-06-15) 12 - 3 = 9.
 """
@@ -12,8 +12,8 @@ import pytest
 
 from engine import fixtures
 from engine.catalogue.load import load_catalog, rules_of
+from engine.fixtures.kinds import fixture_amend, fixture_renew
 from engine.catalogue.policies.subscriptions import POLICY_FILE
-from engine.services.subscriptions import fixture_amend, fixture_renew
 
 EPO = ('partner: {badges: [power-management]}\n'
        '      subscription: {product: epo, version: "2024", license: subscription, term_months: 36, start: 2025-06-01, ')

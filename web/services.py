@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 
 from engine import activation as activations
-from engine.services import checkout, exports, guidance, subscriptions as subscription
+from engine.services import changes, checkout, exports, guidance, subscriptions as subscription
 from engine import locker
 from engine.inference.compile import CompiledCatalog
 from engine.catalogue.model import Catalog
@@ -77,7 +77,7 @@ def subscription_of(activation: locker.Activation) -> dict:
 def subscription_outcome(compiled: CompiledCatalog, document: dict, kind: str, explain: bool = False,
                          activation: locker.Activation | None = None) -> dict:
     """Work out an amendment (kind `change`) or a renewal (`renewal`) of a subscription (of ACTIVATION, if given)."""
-    request = subscription.amendment_from_data(document, compiled.catalog, kind)
+    request = changes.amendment_from_data(document, compiled.catalog, kind)
     if activation is not None:
         activations.check_follows(activation, request.change.date, kind)
     result = subscription.amend(compiled, request) if kind == "change" else subscription.renew(compiled, request)

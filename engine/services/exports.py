@@ -18,7 +18,6 @@ import unicodedata
 
 from engine.catalogue.model import Catalog
 from engine.problem import CompanionError, Location, Problem, did_you_mean
-from engine.catalogue.source import Source
 from engine.inference.evaluate import evaluate
 
 from engine.catalogue.policies.exports import (ACCOUNT_FORMAT, ACCOUNT_REQUIRED, MAX_ACCOUNT_LENGTH, Channel, Column,
@@ -207,32 +206,3 @@ def export_file_name(template: str, project: str | None = None) -> str:
     base = unicodedata.normalize("NFKD", project or "bom").encode("ascii", "ignore").decode("ascii")
     base = re.sub(r"[^A-Za-z0-9]+", "-", base).strip("-").lower()[:80] or "bom"
     return f"{base}-{template}.csv"
-
-
-def fixture_export(compiled, request: Source):
-    """Evaluate a fixture case of kind `export` for engine.fixtures: what this partner sees for this project.
-
-    The outcome is the verdict, plus one notice per offered template (code `recommended` or `offered`, message
-    the template's name) and one for checkout (code `checkout-allowed` or `checkout-refused`, its message).
-    Exercised rules: the channels that apply, the templates they offer, and the checkout rule that decided.
-    """
-    from engine.fixtures import verdict_outcome
-    from engine.inference.request import check_request
-
-    catalog = compiled.catalog
-    checked = check_request(request, catalog)
-    verdict = evaluate(compiled, checked)
-    outcome = verdict_outcome(verdict.to_json())
-    offer = channels(catalog, checked.partner, checked.configuration.product)
-    notices = [{"rule": item["rule"], "code": "recommended" if item["recommended"] else "offered",
-                "message": item["name"]} for item in offer["templates"]]
-    decision = offer["checkout"]
-    notices.append({"rule": decision["rule"], "code": "checkout-allowed" if decision["allowed"] else "checkout-refused",
-                    "message": decision["message"]})
-    outcome["notices"] = outcome["notices"] + notices
-    exports = exports_of(catalog)
-    exercised = [channel.rule for channel in exports.channels
-                 if channel.applies(checked.partner.badges, checked.partner.country)]
-    exercised += [item["rule"] for item in offer["templates"]] + ([decision["rule"]] if decision["rule"] else [])
-    exercised += list(verdict.exercised)
-    return outcome, tuple(dict.fromkeys(exercised))

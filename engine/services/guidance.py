@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from engine.catalogue.model import Catalog, version_key
 from engine.problem import CompanionError, Location, Problem, did_you_mean
-from engine.catalogue.source import Source
 
 from engine.catalogue.policies.guidance import EVENTS, MODES, NO_ACTIVATION_ID, SUMMARIES, guidance_of
 
@@ -71,12 +70,3 @@ def render_guide(guide: dict) -> str:
     lines.append(f"rule {guide['rule']} at {guide['where']}" + ("; SAMPLE text, not the vendor's wording"
                                                                   if guide["sample"] else ""))
     return "\n".join(lines)
-
-
-def fixture_guide(compiled, request: Source):
-    """Evaluate a fixture case of kind `guide` (request: {product, version, mode, event}) for engine.fixtures."""
-    data = request.data if isinstance(request.data, dict) else {}
-    guide = update_guide(compiled.catalog, str(data.get("product", "")), data.get("version"),
-                         str(data.get("mode", "")), str(data.get("event", "amendment")), data.get("activation_id"))
-    notice = {"rule": guide["rule"], "code": f"{guide['procedure']}-{guide['mode']}", "message": "\n".join(guide["steps"])}
-    return {"valid": True, "violations": [], "notices": [notice], "bom": []}, (guide["rule"],)

@@ -18,12 +18,11 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 
 from engine.catalogue.model import PERPETUAL
-from engine.catalogue.policies.subscriptions import CHANGE, RENEWAL, AmendmentRef, SubscriptionPolicy, policy_of
-from engine.catalogue.source import Source
+from engine.catalogue.policies.subscriptions import AmendmentRef, SubscriptionPolicy, policy_of
 from engine.inference.evaluate import evaluate
 from engine.inference.request import AddonChoice, Configuration, Request
 from engine.problem import Location
-from engine.services.changes import AmendmentRequest, amendment_from_data, check_amendment_request
+from engine.services.changes import AmendmentRequest
 from engine.services.months import Proration, add_months
 
 
@@ -415,38 +414,3 @@ def _renewed_configuration(out, policy, product, sub, change, new_term) -> Confi
     addons = tuple(AddonChoice(addon_id, held[addon_id]) for addon_id in order if held.get(addon_id, 0) > 0)
     written = change.tier_written if change.tier else sub.tier_written
     return replace(sub, term_months=new_term, tier=tier, tier_written=written, devices=devices, addons=addons)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Regression fixtures: evaluators for engine.fixtures (request kinds `amend` and `renew`)
-
-
-def change_outcome(result: Amendment | Renewal) -> dict:
-    """Keep what fixtures compare: valid, violations, notices, and the amendment lines (or renewal BOM) as bom."""
-    def items(entries: list[dict], fields: tuple[str, ...]) -> list[dict]:
-        return [{name: entry[name] for name in fields if name in entry} for entry in entries]
-
-    lines = result.lines if isinstance(result, Amendment) else result.bom
-    return {"valid": result.valid,
-            "violations": items(result.violations, ("rule", "code", "message", "path")),
-            "notices": items(result.notices, ("rule", "code", "message")),
-            "bom": items(lines, ("reference", "description", "quantity", "months", "units", "derivation", "rule"))}
-
-
-def _fixture(compiled, request: Source, kind: str) -> tuple[dict, tuple[str, ...]]:
-    if not isinstance(request.data, dict):
-        amendment_from_data(request.data, compiled.catalog, kind, request.file)  # raises the request error
-    checked = check_amendment_request(request, compiled.catalog, kind)
-    result = amend(compiled, checked) if kind == CHANGE else renew(compiled, checked)
-    exercised = [item["rule"] for item in result.fired] + [item["rule"] for item in result.violations]
-    return change_outcome(result), tuple(dict.fromkeys(exercised))
-
-
-def fixture_amend(compiled, request: Source) -> tuple[dict, tuple[str, ...]]:
-    """Run an `amend` fixture case: (outcome, rule ids exercised)."""
-    return _fixture(compiled, request, CHANGE)
-
-
-def fixture_renew(compiled, request: Source) -> tuple[dict, tuple[str, ...]]:
-    """Run a `renew` fixture case: (outcome, rule ids exercised)."""
-    return _fixture(compiled, request, RENEWAL)
