@@ -15,7 +15,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from engine.locker import accounts
 from engine.problem import CompanionError
-from web import store
+from web.state import store
 
 TOKEN_SALT = "companion-api-token"
 

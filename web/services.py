@@ -14,7 +14,8 @@ from engine.problem import CompanionError, Problem
 from engine.inference.request import request_from_data, schema_problems
 from engine.catalogue.source import MAX_DEPTH, Source
 from engine.locker.db import Store
-from web import auth, inputs, store, today
+from web import auth, inputs
+from web.state import store, today
 from web.live import ReloadState
 
 KINDS = {"change": "amendment", "renewal": "renewal"}

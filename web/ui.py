@@ -30,7 +30,8 @@ from engine.problem import CompanionError, Problem
 from engine.inference.request import request_from_data
 from engine.catalogue.source import MAX_DEPTH
 from engine.locker.db import Store
-from web import auth, compiled, errors, inputs, live, orders, services, store, today
+from web import auth, errors, inputs, orders, services
+from web.state import compiled, live, store, today
 from web.diagram import upgrade_diagram
 
 bp = Blueprint("ui", __name__)
