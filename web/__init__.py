@@ -1,4 +1,4 @@
-"""The Companion web app: a JSON API (`api`) and server-rendered pages (`ui`) over the engine's public API.
+"""The Companion web app: a JSON API (`web.api`) and server-rendered pages (`web.pages`) over the engine.
 
 `create_app(config)` reads its settings from CONFIG (a mapping), then the environment
 (COMPANION_DATABASE_URL, COMPANION_RULES_DIR, COMPANION_SECRET_KEY, COMPANION_SECURE_COOKIES, COMPANION_CART_URL,
@@ -19,8 +19,10 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
 from engine.clock import DEFAULT_ZONE, TIME_ZONE_VARIABLE, Clock, zone
-from web import api, errors, ui
+from web import api, errors
 from web.live import LiveCatalog
+from web.pages import activate, catalogue, checkout, configure, locker, projects, signin, subscriptions
+from web.pages import template_globals
 from web.state import csrf
 
 SECRET_FILE = "secret_key"
@@ -97,11 +99,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     limiter = Limiter(get_remote_address, app=app, default_limits=[], storage_uri=app.config["RATELIMIT_STORAGE_URI"])
     app.extensions["companion.limiter"] = limiter
 
-    app.register_blueprint(ui.bp)
+    for page in (signin, configure, projects, checkout, activate, subscriptions, locker, catalogue):
+        app.register_blueprint(page.bp)
+    app.context_processor(template_globals)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # the API checks CSRF itself for cookie-authenticated requests (see web/api.py)
     errors.register(app)
-    ui.limit(app, limiter)
+    signin.limit(app, limiter)
     api.limit(app, limiter)
 
     @app.after_request
