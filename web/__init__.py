@@ -97,7 +97,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     csrf.init_app(app)
     limiter = Limiter(get_remote_address, app=app, default_limits=[], storage_uri=app.config["RATELIMIT_STORAGE_URI"])
-    app.extensions["companion.limiter"] = limiter
 
     for page in (signin, configure, projects, checkout, activate, subscriptions, locker, catalogue):
         app.register_blueprint(page.bp)
