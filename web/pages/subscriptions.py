@@ -79,7 +79,8 @@ def _change_page(current, account, activation: locker.Activation, action: str, v
     problems = list(problems) + unread
     # The date previewed goes with the button: pressed on another day, the months would differ from the quote.
     post_fields = [("date", change["date"])] + [(key, values[key]) for key in CHANGE_FIELDS if values.get(key)]
-    sent = sent_before(url_for("subscriptions.change_subscription", activation_id=activation.id, action=action), post_fields)
+    sent = sent_before(url_for("subscriptions.change_subscription", activation_id=activation.id, action=action),
+                       post_fields)
     if superseded is not None and sent is None:
         raise superseded
     document = {"partner": auth.partner_of(account, current.catalog),
@@ -105,7 +106,8 @@ def activate_subscription_change(activation_id: str, action: str):
     account = auth.current_account()
     kind = KIND_OF[action]
     fields = [(name, value) for name, value in request.form.items(multi=True) if name not in UNSIGNED_FIELDS]
-    back = url_for("subscriptions.change_subscription", activation_id=activation_id, action=action) + "?" + urlencode(fields)
+    back = url_for("subscriptions.change_subscription", activation_id=activation_id, action=action) + "?" \
+        + urlencode(fields)
     what = "amendment" if action == "amend" else "renewal"
 
     def work(database: Store) -> tuple[str, Messages]:
