@@ -1,4 +1,4 @@
-"""The Companion web app: a JSON API (`api`) and server-rendered pages (`ui`) over the engine's public API.
+"""The Companion web app: a JSON API (`web.api`) and server-rendered pages (`web.pages`) over the engine.
 
 `create_app(config)` reads its settings from CONFIG (a mapping), then the environment
 (COMPANION_DATABASE_URL, COMPANION_RULES_DIR, COMPANION_SECRET_KEY, COMPANION_SECURE_COOKIES, COMPANION_CART_URL,
@@ -10,25 +10,24 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Mapping
 
-from flask import Flask, current_app, g
+from flask import Flask
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from flask_wtf.csrf import CSRFProtect
 
 from engine.clock import DEFAULT_ZONE, TIME_ZONE_VARIABLE, Clock, zone
-from engine.locker.db import Store, open_store
+from web import api, errors
 from web.live import LiveCatalog
+from web.pages import activate, catalogue, checkout, configure, locker, projects, signin, subscriptions
+from web.pages import template_globals
+from web.state import csrf
 
 SECRET_FILE = "secret_key"
 SQLITE_FILE = "companion.sqlite3"
 MAX_BODY = 256 * 1024
-
-csrf = CSRFProtect()
 
 
 def _truthy(value: Any) -> bool:
@@ -98,15 +97,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     csrf.init_app(app)
     limiter = Limiter(get_remote_address, app=app, default_limits=[], storage_uri=app.config["RATELIMIT_STORAGE_URI"])
-    app.extensions["companion.limiter"] = limiter
 
-    from web import api, errors, ui
-
-    app.register_blueprint(ui.bp)
+    for page in (signin, configure, projects, checkout, activate, subscriptions, locker, catalogue):
+        app.register_blueprint(page.bp)
+    app.context_processor(template_globals)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # the API checks CSRF itself for cookie-authenticated requests (see web/api.py)
     errors.register(app)
-    ui.limit(app, limiter)
+    signin.limit(app, limiter)
     api.limit(app, limiter)
 
     @app.after_request
@@ -122,35 +120,3 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     return app
 
-
-_STORE_LOCK = threading.Lock()
-
-
-def store() -> Store:
-    """Return this process's database store, opened (and migrated) on first use after a fork."""
-    app = current_app._get_current_object()
-    opened = app.extensions.get("companion.store")
-    if opened is None or opened[0] != os.getpid():
-        with _STORE_LOCK:
-            opened = app.extensions.get("companion.store")
-            if opened is None or opened[0] != os.getpid():
-                opened = (os.getpid(), open_store(app.config["DATABASE_URL"]))
-                app.extensions["companion.store"] = opened
-    return opened[1]
-
-
-def today() -> date:
-    """Return the server's date (the vendor's time zone): the day every debit takes effect."""
-    return current_app.config["CLOCK"].today()
-
-
-def live() -> LiveCatalog:
-    """Return the app's live catalogue."""
-    return current_app.extensions["companion.rules"]
-
-
-def compiled():
-    """Return the catalogue for this request (the same one for the whole request), or None if none loaded."""
-    if "compiled" not in g:
-        g.compiled = live().current()
-    return g.compiled

@@ -26,9 +26,9 @@ from engine.problem import CompanionError, Problem, did_you_mean
 from engine.inference.request import request_from_data
 from engine.catalogue.source import MAX_DEPTH
 from engine.locker.db import Store
-from web import auth, compiled, csrf, inputs, live, store
+from web import auth, inputs, services
 from web import errors as web_errors
-from web import services
+from web.state import compiled, csrf, live, store
 from web.openapi import document as openapi_document
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

@@ -15,7 +15,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from engine.locker import accounts
 from engine.problem import CompanionError
-from web import store
+from web.state import store
 
 TOKEN_SALT = "companion-api-token"
 
@@ -103,7 +103,7 @@ def login_required(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         if current_account() is None:
-            return redirect(url_for("ui.signin", next=request.full_path.rstrip("?")))
+            return redirect(url_for("signin.signin", next=request.full_path.rstrip("?")))
         return view(*args, **kwargs)
 
     return wrapped
@@ -116,7 +116,7 @@ def product_manager_required(view):
     def wrapped(*args, **kwargs):
         account = current_account()
         if account is None:
-            return redirect(url_for("ui.signin", next=request.full_path.rstrip("?")))
+            return redirect(url_for("signin.signin", next=request.full_path.rstrip("?")))
         if not account.is_product_manager:
             abort(403)
         return view(*args, **kwargs)

@@ -74,11 +74,6 @@ def error_body(status: int, code: str, message: str, problems: list[Problem] = (
     return body
 
 
-def status_of(error: CompanionError) -> int:
-    """Map a refusal to its HTTP status (engine.problem's one table of outcomes)."""
-    return http_status(error.problems)
-
-
 def respond(status: int, code: str, message: str, problems: list[Problem] = (), **extra):
     """Answer with JSON under /api/ and an error page elsewhere."""
     if wants_json():
@@ -100,7 +95,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(CompanionError)
     def companion_error(error: CompanionError):
         first = error.problems[0] if error.problems else Problem("bad-input", "bad input")
-        return respond(status_of(error), first.code, first.message, error.problems)
+        return respond(http_status(error.problems), first.code, first.message, error.problems)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

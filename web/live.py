@@ -65,7 +65,7 @@ class LiveCatalog:
         self._next_check = 0.0
         self._lock = threading.Lock()
         self._retired: list[tuple[float, CompiledCatalog]] = []
-        self._owned: set[int] = set()  # compilations made by reloads (the first one is engine.inference.compile's, shared)
+        self._owned: set[int] = set()  # compilations made by reloads (the first is engine.inference.compile's, shared)
         self._reload(self._files_signature())
 
     @property

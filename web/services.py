@@ -14,7 +14,8 @@ from engine.problem import CompanionError, Problem
 from engine.inference.request import request_from_data, schema_problems
 from engine.catalogue.source import MAX_DEPTH, Source
 from engine.locker.db import Store
-from web import auth, inputs, store, today
+from web import auth, inputs
+from web.state import store, today
 from web.live import ReloadState
 
 KINDS = {"change": "amendment", "renewal": "renewal"}
@@ -202,13 +203,13 @@ def prepare_checkout(current: CompiledCatalog, account, project):
 
 
 def place_checkout(order, cart_url: str | None, retry: dict):
-    """Hand a reviewed order to the cart (engine.services.checkout.place_order); CheckoutFailed carries the partner's message."""
+    """Hand a reviewed order to the cart (checkout.place_order); CheckoutFailed carries the partner's message."""
     return checkout.place_order(order, checkout.cart_url_from(cart_url or None), **retry)
 
 
 def update_guides(catalog: Catalog, product: str | None, version: str | None, event: str,
                   activation_id: str | None = None) -> dict:
-    """Return the licence-update steps of a product version after EVENT, online and offline (engine.services.guidance)."""
+    """Return the licence-update steps of a product version after EVENT, online and offline (guidance.update_guide)."""
     result: dict = {"online": None, "offline": None, "problems": []}
     if not product:
         return result

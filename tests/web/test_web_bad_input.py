@@ -19,7 +19,7 @@ def signed_in(app, email: str):
     """Return a client signed in as a new power-management partner EMAIL (projects of their own)."""
     from engine.locker import accounts
     from engine import locker
-    from web import store
+    from web.state import store
 
     with app.app_context():
         locker.add_user(store(), email, company="T", badges=["power-management"], country="US")
@@ -138,7 +138,7 @@ def test_saving_or_activating_a_malformed_configuration_is_a_visible_422(app, co
 
 def test_projects_stored_malformed_before_show_as_malformed_and_refuse_exports(app):
     from engine.locker import accounts
-    from web import store
+    from web.state import store
 
     email = "stored-malformed@integrator.example"
     client = signed_in(app, email)

@@ -22,7 +22,7 @@ from engine import locker
 from engine.clock import Clock
 from engine.services.exports import export_csv
 from engine.inference.request import request_from_data
-from web import compiled, store
+from web.state import compiled, store
 from web.orders import OrderRow
 from web_support import PASSWORD, csrf_of, issue, make_app, sign_in
 

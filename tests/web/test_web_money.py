@@ -14,7 +14,7 @@ from engine.locker import accounts
 from engine import locker
 from engine.clock import Clock, zone
 from engine.problem import CompanionError
-from web import store
+from web.state import store
 from web_support import PASSWORD, issue, sign_in, token_for
 
 ESSENTIAL = {"product": "epo", "version": "2024", "license": "subscription", "term_months": 36, "tier": "essential",

@@ -82,7 +82,7 @@ def test_sign_in_goes_back_to_a_local_page_only(client):
 def test_a_password_change_signs_sessions_out(app, tmp_path):
     from engine.locker import accounts
     from engine import locker
-    from web import store
+    from web.state import store
 
     email = "changing@integrator.example"
     with app.app_context():
@@ -167,7 +167,7 @@ def test_locker_redeem_invite_and_accept(app):
     guest_email = "guest@integrator.example"
     from engine.locker import accounts
     from engine import locker
-    from web import store
+    from web.state import store
 
     with app.app_context():
         locker.add_user(store(), guest_email, company="T", badges=["power-management"], country="US")
@@ -189,7 +189,7 @@ def test_activate_shows_the_shortfall_then_the_activation_id_and_amend_shows_33_
     email = "activator@integrator.example"
     from engine.locker import accounts
     from engine import locker
-    from web import store
+    from web.state import store
 
     with app.app_context():
         locker.add_user(store(), email, company="T", badges=["power-management"], country="US")
@@ -262,7 +262,7 @@ def test_security_headers(client):
 
 def test_the_account_cache_trusts_a_lookup_for_its_ttl_only(tmp_path):
     from engine.locker import accounts
-    from web import store
+    from web.state import store
     from web_support import make_app, seed_users
 
     app = make_app(tmp_path, ACCOUNT_CACHE_SECONDS=3600)

@@ -101,7 +101,7 @@ def test_an_edit_that_trips_a_bug_is_reported_not_served_as_good(live_app, rules
 
     No rule edit is known to do that any more, so the failure is injected: load_catalog raises a plain error.
     """
-    live = importlib.import_module("web.live")  # the module; `web.live` the attribute is a function
+    live = importlib.import_module("web.live")  # the module (web.state.live is the accessor)
     client = live_app.test_client()
     headers = token_for(client)
     before = client.get("/api/v1/health").json["rules_version"]

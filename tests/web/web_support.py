@@ -28,7 +28,7 @@ def make_app(tmp: Path, **config):
 
 def seed_users(app) -> None:
     """Add the test users and their passwords."""
-    from web import store
+    from web.state import store
 
     with app.app_context():
         db = store()
@@ -65,7 +65,7 @@ def token_for(client, email: str = PARTNER) -> dict:
 
 def issue(app, reference: str, quantity: int, count: int = 1) -> list[str]:
     """Issue voucher codes in the app's database."""
-    from web import store
+    from web.state import store
 
     with app.app_context():
         return locker.issue_vouchers(store(), reference, quantity, count)
