@@ -11,34 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
 
 from engine.locker import journal
 from engine import locker
-from engine.locker import db
+from engine.locker import tables
 from engine.problem import CompanionError, Problem
-from engine.locker.db import Store, utcnow
-
-
-class OrderRow(db.Base):
-    """An order the vendor's cart confirmed (table added by migration 0003_orders)."""
-
-    __tablename__ = "orders"
-    __table_args__ = (UniqueConstraint("project_id", "idempotency_key", name="uq_orders_project_key"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="SET NULL"), index=True,
-                                                   nullable=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    project_name: Mapped[str] = mapped_column(String(120))
-    account: Mapped[str] = mapped_column(String(100))
-    idempotency_key: Mapped[str] = mapped_column(String(64))
-    confirmation: Mapped[str] = mapped_column(String(100))
-    attempts: Mapped[int] = mapped_column(Integer)
-    lines: Mapped[list] = mapped_column(db.JSONType)
-    created_at: Mapped[datetime] = mapped_column(db.UTCDateTime())
+from engine.locker.db import Store
+from engine.locker.tables import OrderRow, utcnow
 
 
 @dataclass(frozen=True)
@@ -69,7 +50,7 @@ def _view(row: OrderRow) -> PlacedOrder:
 
 
 def _user_id(session, email: str) -> int:
-    user_id = session.scalar(select(db.User.id).where(db.User.email == locker.normalize_email(email)))
+    user_id = session.scalar(select(tables.User.id).where(tables.User.email == locker.normalize_email(email)))
     if user_id is None:
         raise CompanionError([Problem("unknown-user", f"no user '{email}'")])
     return user_id

@@ -22,7 +22,8 @@ from engine import locker as service
 from engine.catalogue.load import load_catalog
 from engine.cli.options import format_option, rules_option
 from engine.problem import CompanionError, Problem, did_you_mean, exit_status
-from engine.locker.db import DATABASE_URL_VARIABLE, Store, open_store
+from engine.locker.connect import DATABASE_URL_VARIABLE
+from engine.locker.db import Store, open_store
 
 database_option = click.option("--database-url", envvar=DATABASE_URL_VARIABLE, default=None, metavar="URL",
                                help=f"Database URL (default: ${DATABASE_URL_VARIABLE}, else companion.sqlite3 in the "

@@ -21,11 +21,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engine.locker import journal, voucher_codes
-from engine.locker import db
+from engine.locker import journal, tables, voucher_codes
 from engine.catalogue.model import FIRST_DAY, LAST_DAY
 from engine.problem import Problem, refusal
-from engine.locker.db import Store, utcnow
+from engine.locker.db import Store
+from engine.locker.tables import utcnow
 
 KINDS = ("activation", "amendment", "renewal")
 EMAIL_PATTERN = re.compile(
@@ -112,14 +112,14 @@ def _account(account: str | None) -> str | None:
     return text or None
 
 
-def _user_view(row: db.User) -> User:
+def _user_view(row: tables.User) -> User:
     return User(email=row.email, company=row.company, badges=tuple(row.badges), country=row.country,
                 purchasing_account=row.purchasing_account, created_at=row.created_at)
 
 
-def _user_row(session: Session, email: str, *, lock: bool = False) -> db.User:
+def _user_row(session: Session, email: str, *, lock: bool = False) -> tables.User:
     key = normalize_email(email)
-    query = select(db.User).where(db.User.email == key)
+    query = select(tables.User).where(tables.User.email == key)
     if lock:
         query = query.with_for_update().execution_options(populate_existing=True)
     row = session.scalar(query)
@@ -132,12 +132,12 @@ def _user_row(session: Session, email: str, *, lock: bool = False) -> db.User:
 def add_user(store: Store, email: str, *, company: str, badges, country: str,
              purchasing_account: str | None = None, actor: str | None = None) -> User:
     """Add a user; the email is unique regardless of case. ACTOR (default: the command line) is journaled."""
-    row = db.User(email=normalize_email(email), company=_company(company), badges=_badges(badges),
+    row = tables.User(email=normalize_email(email), company=_company(company), badges=_badges(badges),
                   country=_country(country), purchasing_account=_account(purchasing_account),
                   created_at=utcnow())
     try:
         with store.transaction() as session:
-            if session.scalar(select(db.User.id).where(db.User.email == row.email)) is not None:
+            if session.scalar(select(tables.User.id).where(tables.User.email == row.email)) is not None:
                 raise refusal("duplicate-user", f"user '{row.email}' already exists",
                               f"change it with: companion users set {row.email} ...")
             session.add(row)
@@ -166,7 +166,7 @@ def set_user(store: Store, email: str, *, company: str | None = None, badges=Non
         return _user_view(row)
 
 
-def _user_fields(row: db.User) -> dict:
+def _user_fields(row: tables.User) -> dict:
     """Return what the journal keeps of a user."""
     return {"company": row.company, "badges": list(row.badges), "country": row.country,
             "purchasing_account": row.purchasing_account}
@@ -181,36 +181,36 @@ def get_user(store: Store, email: str) -> User:
 def list_users(store: Store) -> list[User]:
     """Return every user, by email."""
     with store.transaction() as session:
-        return [_user_view(row) for row in session.scalars(select(db.User).order_by(db.User.email))]
+        return [_user_view(row) for row in session.scalars(select(tables.User).order_by(tables.User.email))]
 
 
 # --- lockers -----------------------------------------------------------------------------------------
 
 
-def _locker_row(session: Session, user: db.User, *, lock: bool = False) -> db.Locker:
+def _locker_row(session: Session, user: tables.User, *, lock: bool = False) -> tables.Locker:
     """Return the user's live locker, created on first use; with LOCK, hold its row until commit.
 
     The caller must hold the user's row lock: the locker may have to be created, or the user moved out of a
     merged locker (`_rejoin_live_locker`).
     """
     for _attempt in range(8):
-        locker_id = session.scalar(select(db.Membership.locker_id).where(db.Membership.user_id == user.id))
+        locker_id = session.scalar(select(tables.Membership.locker_id).where(tables.Membership.user_id == user.id))
         if locker_id is None:
             now = utcnow()
-            locker = db.Locker(owner_id=user.id, created_at=now)
+            locker = tables.Locker(owner_id=user.id, created_at=now)
             session.add(locker)
             session.flush()
-            session.add(db.Membership(user_id=user.id, locker_id=locker.id, joined_at=now))
+            session.add(tables.Membership(user_id=user.id, locker_id=locker.id, joined_at=now))
             session.flush()
             return locker
-        query = select(db.Locker).where(db.Locker.id == locker_id).execution_options(populate_existing=True)
+        query = select(tables.Locker).where(tables.Locker.id == locker_id).execution_options(populate_existing=True)
         if lock:
             query = query.with_for_update()
         locker = session.scalar(query)
         if not lock and locker.merged_into is None:
             return locker
         # A merge may have moved the user while we waited for the lock: read the membership again.
-        again = session.scalar(select(db.Membership.locker_id).where(db.Membership.user_id == user.id))
+        again = session.scalar(select(tables.Membership.locker_id).where(tables.Membership.user_id == user.id))
         if again == locker_id and locker.merged_into is None:
             return locker
         if again == locker_id:  # still a member of a merged locker: nothing else will ever move the user
@@ -218,14 +218,14 @@ def _locker_row(session: Session, user: db.User, *, lock: bool = False) -> db.Lo
     raise refusal("busy", "the locker kept changing while it was being locked", "try again")
 
 
-def _rejoin_live_locker(session: Session, user: db.User, merged: db.Locker) -> db.Locker:
+def _rejoin_live_locker(session: Session, user: tables.User, merged: tables.Locker) -> tables.Locker:
     """Move a member of the merged locker MERGED into the live locker it went into, journaled and audited.
 
     Only the accept race fixed in 851ac72 left users there (migration 0006 repairs the ones it finds); their
     vouchers went with the merge, so balances do not change. The live locker stays locked until commit.
     """
     live = _live_locker(session, merged, lock=True)
-    membership = session.get(db.Membership, user.id, populate_existing=True)
+    membership = session.get(tables.Membership, user.id, populate_existing=True)
     membership.locker_id = live.id  # joined_at kept, as migration 0006 does
     current = _balances(session, live.id)
     _audit(session, live.id, user, "membership-repaired",
@@ -241,7 +241,7 @@ def _family(session: Session, locker_id: int) -> set[int]:
     """Return the locker and every locker merged into it, directly or not."""
     family, frontier = {locker_id}, [locker_id]
     while frontier:
-        found = set(session.scalars(select(db.Locker.id).where(db.Locker.merged_into.in_(frontier))))
+        found = set(session.scalars(select(tables.Locker.id).where(tables.Locker.merged_into.in_(frontier))))
         frontier = list(found - family)
         family |= found
     return family
@@ -249,20 +249,20 @@ def _family(session: Session, locker_id: int) -> set[int]:
 
 def _balances(session: Session, locker_id: int) -> dict[str, int]:
     rows = session.execute(
-        select(db.LedgerEntry.reference, func.sum(db.LedgerEntry.quantity))
-        .where(db.LedgerEntry.locker_id == locker_id)
-        .group_by(db.LedgerEntry.reference)
+        select(tables.LedgerEntry.reference, func.sum(tables.LedgerEntry.quantity))
+        .where(tables.LedgerEntry.locker_id == locker_id)
+        .group_by(tables.LedgerEntry.reference)
     )
     return {reference: int(total) for reference, total in sorted(rows) if int(total) != 0}
 
 
-def _live_locker(session: Session, locker: db.Locker, *, lock: bool = False) -> db.Locker:
+def _live_locker(session: Session, locker: tables.Locker, *, lock: bool = False) -> tables.Locker:
     """Return the live locker that LOCKER was merged into, directly or not (LOCKER itself when live).
 
     With LOCK, each locker on the way is locked until commit and read afresh.
     """
     while locker.merged_into is not None:
-        query = select(db.Locker).where(db.Locker.id == locker.merged_into)
+        query = select(tables.Locker).where(tables.Locker.id == locker.merged_into)
         if lock:
             query = query.with_for_update().execution_options(populate_existing=True)
         locker = session.scalar(query)
@@ -273,15 +273,15 @@ def _emails(session: Session, user_ids) -> dict[int, str]:
     ids = set(user_ids)
     if not ids:
         return {}
-    return dict(session.execute(select(db.User.id, db.User.email).where(db.User.id.in_(ids))).all())
+    return dict(session.execute(select(tables.User.id, tables.User.email).where(tables.User.id.in_(ids))).all())
 
 
-def _audit(session: Session, locker_id: int, actor: db.User, action: str, details: dict) -> None:
-    session.add(db.AuditEvent(locker_id=locker_id, actor_id=actor.id, action=action, at=utcnow(),
+def _audit(session: Session, locker_id: int, actor: tables.User, action: str, details: dict) -> None:
+    session.add(tables.AuditEvent(locker_id=locker_id, actor_id=actor.id, action=action, at=utcnow(),
                               details=details))
 
 
-def _check_access(session: Session, locker: db.Locker, locker_id: int | None) -> None:
+def _check_access(session: Session, locker: tables.Locker, locker_id: int | None) -> None:
     if locker_id is not None and int(locker_id) not in _family(session, locker.id):
         raise refusal("forbidden", f"locker {locker_id} is not yours",
                       "you can only see your own locker and the locker shared with you")
@@ -314,12 +314,12 @@ def show_locker(store: Store, user_email: str, locker_id: int | None = None) -> 
         user = _user_row(session, user_email, lock=True)
         locker = _locker_row(session, user)
         _check_access(session, locker, locker_id)
-        members = list(session.scalars(select(db.Membership.user_id).where(db.Membership.locker_id == locker.id)))
+        members = list(session.scalars(select(tables.Membership.user_id).where(tables.Membership.locker_id == locker.id)))
         emails = _emails(session, [locker.owner_id, *members])
         activations = session.execute(
-            select(db.Activation.id, db.Activation.kind, db.Activation.activated_on, db.Activation.parent_id)
-            .where(db.Activation.locker_id.in_(_family(session, locker.id)))
-            .order_by(db.Activation.created_at, db.Activation.id)
+            select(tables.Activation.id, tables.Activation.kind, tables.Activation.activated_on, tables.Activation.parent_id)
+            .where(tables.Activation.locker_id.in_(_family(session, locker.id)))
+            .order_by(tables.Activation.created_at, tables.Activation.id)
         ).all()
         return LockerView(
             id=locker.id, owner=emails[locker.owner_id],
@@ -361,7 +361,7 @@ def issue_vouchers(store: Store, reference: str, quantity: int, count: int = 1, 
     now = utcnow()
     issued = [voucher_codes.new_voucher_code() for _ in range(count)]
     with store.transaction() as session:
-        session.add_all(db.Voucher(code=code.replace("-", ""), reference=reference, quantity=quantity,
+        session.add_all(tables.Voucher(code=code.replace("-", ""), reference=reference, quantity=quantity,
                                    issued_at=now) for code in issued)
         # The codes are bearer secrets: the journal keeps only their last group, enough to trace one.
         journal.record(session, actor, "vouchers-issued", reference,
@@ -392,18 +392,18 @@ def redeem(store: Store, user_email: str, code: str) -> Redemption:
     try:
         with store.transaction() as session:
             user = _user_row(session, user_email, lock=True)
-            voucher = session.scalar(select(db.Voucher).where(db.Voucher.code == symbols))
+            voucher = session.scalar(select(tables.Voucher).where(tables.Voucher.code == symbols))
             if voucher is None:
                 raise refusal("unknown-code", f"voucher {shown} does not exist",
                               "the code is well formed but was never issued; check your order confirmation")
             locker = _locker_row(session, user, lock=True)
-            earlier = session.get(db.Redemption, voucher.id)
+            earlier = session.get(tables.Redemption, voucher.id)
             if earlier is not None:
                 raise _already_redeemed(session, shown, earlier, locker)
             before = _balances(session, locker.id)
             now = utcnow()
-            session.add(db.Redemption(voucher_id=voucher.id, locker_id=locker.id, user_id=user.id, at=now))
-            session.add(db.LedgerEntry(locker_id=locker.id, reference=voucher.reference,
+            session.add(tables.Redemption(voucher_id=voucher.id, locker_id=locker.id, user_id=user.id, at=now))
+            session.add(tables.LedgerEntry(locker_id=locker.id, reference=voucher.reference,
                                        quantity=voucher.quantity, kind="redemption", voucher_id=voucher.id,
                                        at=now, by_user_id=user.id))
             session.flush()
@@ -419,7 +419,7 @@ def redeem(store: Store, user_email: str, code: str) -> Redemption:
                       "a voucher code can be redeemed only once") from None
 
 
-def _already_redeemed(session: Session, shown: str, earlier: db.Redemption, locker: db.Locker):
+def _already_redeemed(session: Session, shown: str, earlier: tables.Redemption, locker: tables.Locker):
     if earlier.locker_id in _family(session, locker.id):
         by = _emails(session, [earlier.user_id]).get(earlier.user_id, "?")
         return refusal("already-redeemed",
@@ -697,10 +697,10 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
-def _activation_view(session: Session, row: db.Activation) -> Activation:
+def _activation_view(session: Session, row: tables.Activation) -> Activation:
     debits = session.execute(
-        select(db.LedgerEntry.reference, func.sum(db.LedgerEntry.quantity))
-        .where(db.LedgerEntry.activation_id == row.id).group_by(db.LedgerEntry.reference)
+        select(tables.LedgerEntry.reference, func.sum(tables.LedgerEntry.quantity))
+        .where(tables.LedgerEntry.activation_id == row.id).group_by(tables.LedgerEntry.reference)
     ).all()
     return Activation(
         id=row.id, kind=row.kind, parent=row.parent_id, locker_id=row.locker_id,
@@ -711,9 +711,9 @@ def _activation_view(session: Session, row: db.Activation) -> Activation:
     )
 
 
-def _activation_row(session: Session, locker: db.Locker, activation_id: str) -> db.Activation:
+def _activation_row(session: Session, locker: tables.Locker, activation_id: str) -> tables.Activation:
     key = voucher_codes.normalize_activation_id(activation_id)
-    row = session.get(db.Activation, key)
+    row = session.get(tables.Activation, key)
     if row is None:
         raise refusal("unknown-activation", f"no activation {key}",
                       "list your activations with: companion locker show")
@@ -760,10 +760,10 @@ def activate(store: Store, user_email: str, configuration: dict, rules_version: 
         if not coverage.covered:
             return Shortfall(coverage=coverage, balances=before)
         activation_id = voucher_codes.new_activation_id()
-        while session.get(db.Activation, activation_id) is not None:
+        while session.get(tables.Activation, activation_id) is not None:
             activation_id = voucher_codes.new_activation_id()
         now = utcnow()
-        row = db.Activation(
+        row = tables.Activation(
             id=activation_id, locker_id=locker.id, user_id=user.id, kind=kind,
             parent_id=parent_row.id if parent_row else None, configuration=stored_configuration,
             rules_version=str(rules_version), badges=list(user.badges),
@@ -773,7 +773,7 @@ def activate(store: Store, user_email: str, configuration: dict, rules_version: 
         session.add(row)
         session.flush()
         debits = coverage.debits
-        session.add_all(db.LedgerEntry(locker_id=locker.id, reference=reference, quantity=-count,
+        session.add_all(tables.LedgerEntry(locker_id=locker.id, reference=reference, quantity=-count,
                                        kind="activation", activation_id=activation_id, at=now,
                                        by_user_id=user.id)
                         for reference, count in debits.items() if count)
@@ -795,11 +795,11 @@ def activate(store: Store, user_email: str, configuration: dict, rules_version: 
                           term_start=row.term_start, created_at=now)
 
 
-def _refuse_if_changed(session, parent: db.Activation, kind: str) -> None:
+def _refuse_if_changed(session, parent: tables.Activation, kind: str) -> None:
     """Refuse to change an activation already amended or renewed: it would charge the same change twice."""
     latest = parent
-    while (child := session.scalar(select(db.Activation).where(db.Activation.parent_id == latest.id)
-                                   .order_by(db.Activation.created_at).limit(1))) is not None:
+    while (child := session.scalar(select(tables.Activation).where(tables.Activation.parent_id == latest.id)
+                                   .order_by(tables.Activation.created_at).limit(1))) is not None:
         latest = child
     if latest is not parent:
         verb = "amend" if kind == "amendment" else "renew"
@@ -831,8 +831,8 @@ def list_activations(store: Store, user_email: str) -> list[Activation]:
     with store.transaction() as session:
         user = _user_row(session, user_email, lock=True)
         locker = _locker_row(session, user)
-        rows = session.scalars(select(db.Activation).where(db.Activation.locker_id.in_(_family(session, locker.id)))
-                               .order_by(db.Activation.created_at, db.Activation.id))
+        rows = session.scalars(select(tables.Activation).where(tables.Activation.locker_id.in_(_family(session, locker.id)))
+                               .order_by(tables.Activation.created_at, tables.Activation.id))
         return [_activation_view(session, row) for row in rows]
 
 
@@ -863,7 +863,7 @@ def _domain(email: str) -> str:
     return email.rsplit("@", 1)[1]
 
 
-def _invitation_view(session: Session, row: db.Invitation, warnings=()) -> Invitation:
+def _invitation_view(session: Session, row: tables.Invitation, warnings=()) -> Invitation:
     return Invitation(id=row.id, locker_id=row.locker_id, inviter=_emails(session, [row.inviter_id])[row.inviter_id],
                       invitee=row.invitee_email, created_at=row.created_at, accepted_at=row.accepted_at,
                       warnings=tuple(warnings))
@@ -881,20 +881,20 @@ def invite(store: Store, owner_email: str, invitee_email: str) -> Invitation:
                           f"ask {owner_of} to send the invitation")
         if invitee == owner.email:
             raise refusal("self-invitation", "you cannot invite yourself")
-        member = session.scalar(select(db.Membership.locker_id).join(db.User, db.User.id == db.Membership.user_id)
-                                .where(db.User.email == invitee))
+        member = session.scalar(select(tables.Membership.locker_id).join(tables.User, tables.User.id == tables.Membership.user_id)
+                                .where(tables.User.email == invitee))
         if member == locker.id:
             raise refusal("already-member", f"{invitee} already shares your locker")
         warnings = []
         if _domain(invitee) != _domain(owner.email):
             warnings.append(f"{invitee} is outside your company's domain {_domain(owner.email)}; everyone who "
                             "accepts shares all vouchers of this locker, and vouchers can never be moved out")
-        pending = session.scalar(select(db.Invitation).where(
-            db.Invitation.locker_id == locker.id, db.Invitation.invitee_email == invitee,
-            db.Invitation.accepted_at.is_(None)))
+        pending = session.scalar(select(tables.Invitation).where(
+            tables.Invitation.locker_id == locker.id, tables.Invitation.invitee_email == invitee,
+            tables.Invitation.accepted_at.is_(None)))
         if pending is not None:
             return _invitation_view(session, pending, warnings)
-        row = db.Invitation(id=voucher_codes.new_invitation_id(), locker_id=locker.id, inviter_id=owner.id,
+        row = tables.Invitation(id=voucher_codes.new_invitation_id(), locker_id=locker.id, inviter_id=owner.id,
                             invitee_email=invitee, created_at=utcnow())
         session.add(row)
         session.flush()
@@ -909,9 +909,9 @@ def pending_invitations(store: Store, user_email: str) -> list[Invitation]:
     """Return the invitations waiting for the acting user's acceptance."""
     with store.transaction() as session:
         user = _user_row(session, user_email)
-        rows = session.scalars(select(db.Invitation).where(
-            db.Invitation.invitee_email == user.email, db.Invitation.accepted_at.is_(None))
-            .order_by(db.Invitation.created_at, db.Invitation.id))
+        rows = session.scalars(select(tables.Invitation).where(
+            tables.Invitation.invitee_email == user.email, tables.Invitation.accepted_at.is_(None))
+            .order_by(tables.Invitation.created_at, tables.Invitation.id))
         return [_invitation_view(session, row) for row in rows]
 
 
@@ -929,16 +929,16 @@ class Acceptance:
                 "merged": dict(self.merged)}
 
 
-def _pick_invitation(session: Session, user: db.User, invitation_id: str | None) -> db.Invitation:
-    pending = list(session.scalars(select(db.Invitation).where(
-        db.Invitation.invitee_email == user.email, db.Invitation.accepted_at.is_(None))
-        .order_by(db.Invitation.created_at, db.Invitation.id).with_for_update()))
+def _pick_invitation(session: Session, user: tables.User, invitation_id: str | None) -> tables.Invitation:
+    pending = list(session.scalars(select(tables.Invitation).where(
+        tables.Invitation.invitee_email == user.email, tables.Invitation.accepted_at.is_(None))
+        .order_by(tables.Invitation.created_at, tables.Invitation.id).with_for_update()))
     if invitation_id is not None:
         key = voucher_codes.normalize_invitation_id(invitation_id)
         for row in pending:
             if row.id == key:
                 return row
-        done = session.get(db.Invitation, key)
+        done = session.get(tables.Invitation, key)
         if done is not None and done.invitee_email == user.email:
             raise refusal("already-accepted", f"invitation {key} was accepted on {done.accepted_at:%Y-%m-%d}")
         raise refusal("unknown-invitation", f"no invitation {key} for {user.email}",
@@ -958,7 +958,7 @@ def accept(store: Store, invitee_email: str, invitation_id: str | None = None) -
         user = _user_row(session, invitee_email, lock=True)
         invitation = _pick_invitation(session, user, invitation_id)
         # Only the user's own transactions move their membership, and they wait for the user's row lock.
-        own_id = session.scalar(select(db.Membership.locker_id).where(db.Membership.user_id == user.id))
+        own_id = session.scalar(select(tables.Membership.locker_id).where(tables.Membership.user_id == user.id))
         if own_id == invitation.locker_id:
             raise refusal("already-member", "you already share this locker")
         # Lock both lockers, by id so that two accepts cannot deadlock, before reading what decides the merge:
@@ -966,7 +966,7 @@ def accept(store: Store, invitee_email: str, invitation_id: str | None = None) -
         # would be missed, and left in a locker merged away.
         locked = {}
         for locker_id in sorted({invitation.locker_id, own_id} - {None}):
-            locked[locker_id] = session.scalar(select(db.Locker).where(db.Locker.id == locker_id)
+            locked[locker_id] = session.scalar(select(tables.Locker).where(tables.Locker.id == locker_id)
                                                .with_for_update().execution_options(populate_existing=True))
         if own_id is not None and locked[own_id].merged_into is not None:
             # Left in a merged locker (the race fixed in 851ac72): merging it again would overwrite merged_into
@@ -976,8 +976,8 @@ def accept(store: Store, invitee_email: str, invitation_id: str | None = None) -
                           "open your locker first (companion locker show): that moves you into the locker "
                           "your vouchers went to")
         if own_id is not None:
-            others = session.scalar(select(func.count()).select_from(db.Membership).where(
-                db.Membership.locker_id == own_id, db.Membership.user_id != user.id))
+            others = session.scalar(select(func.count()).select_from(tables.Membership).where(
+                tables.Membership.locker_id == own_id, tables.Membership.user_id != user.id))
             if others:
                 raise refusal("already-shared", "your locker is already shared with other users",
                               "a shared locker cannot be merged into another one")
@@ -993,17 +993,17 @@ def accept(store: Store, invitee_email: str, invitation_id: str | None = None) -
         before = _balances(session, target.id)
         merged: dict[str, int] = {}
         if own_id is None:
-            session.add(db.Membership(user_id=user.id, locker_id=target.id, joined_at=now))
+            session.add(tables.Membership(user_id=user.id, locker_id=target.id, joined_at=now))
         else:
             own = locked[own_id]
             merged = _balances(session, own.id)
             for reference, quantity in merged.items():
-                session.add(db.LedgerEntry(locker_id=own.id, reference=reference, quantity=-quantity, kind="merge",
+                session.add(tables.LedgerEntry(locker_id=own.id, reference=reference, quantity=-quantity, kind="merge",
                                            at=now, by_user_id=user.id))
-                session.add(db.LedgerEntry(locker_id=target.id, reference=reference, quantity=quantity,
+                session.add(tables.LedgerEntry(locker_id=target.id, reference=reference, quantity=quantity,
                                            kind="merge", at=now, by_user_id=user.id))
             own.merged_into = target.id
-            membership = session.get(db.Membership, user.id, populate_existing=True)
+            membership = session.get(tables.Membership, user.id, populate_existing=True)
             membership.locker_id = target.id
             membership.joined_at = now
             _audit(session, own.id, user, "merge",
@@ -1024,7 +1024,7 @@ def accept(store: Store, invitee_email: str, invitation_id: str | None = None) -
 
 def _invitation_view_after(store: Store, invitation_id: str) -> Invitation:
     with store.transaction() as session:
-        return _invitation_view(session, session.get(db.Invitation, invitation_id))
+        return _invitation_view(session, session.get(tables.Invitation, invitation_id))
 
 
 # --- audit -------------------------------------------------------------------------------------------
@@ -1052,9 +1052,9 @@ def audit(store: Store, user_email: str, locker_id: int | None = None) -> list[A
         user = _user_row(session, user_email, lock=True)
         locker = _locker_row(session, user)
         _check_access(session, locker, locker_id)
-        rows = list(session.scalars(select(db.AuditEvent)
-                                    .where(db.AuditEvent.locker_id.in_(_family(session, locker.id)))
-                                    .order_by(db.AuditEvent.id)))
+        rows = list(session.scalars(select(tables.AuditEvent)
+                                    .where(tables.AuditEvent.locker_id.in_(_family(session, locker.id)))
+                                    .order_by(tables.AuditEvent.id)))
         emails = _emails(session, [row.actor_id for row in rows])
         return [AuditEvent(id=row.id, locker_id=row.locker_id, actor=emails[row.actor_id], action=row.action,
                            at=row.at, details=row.details) for row in rows]

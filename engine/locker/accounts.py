@@ -14,53 +14,27 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from engine.locker import journal
 from engine import locker
-from engine.locker import db
+from engine.locker import tables
+from engine.locker.db import Store
+from engine.locker.tables import MAX_PROJECT_NAME, Credential, ProjectRow, utcnow
 from engine.problem import CompanionError, refusal
-from engine.locker.db import Store, utcnow
 
 ROLES = ("partner", "product-manager")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
-MAX_PROJECT_NAME = 120
 MAX_PROJECTS = 500
 # Checked against when the email is unknown, so that a wrong email costs as much time as a wrong password.
 _DUMMY_HASH = generate_password_hash(secrets.token_hex(16))
 
 
-class Credential(db.Base):
-    """A user's password hash and role (table added by migration 0002_web)."""
-
-    __tablename__ = "credentials"
-
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
-    password_hash: Mapped[str] = mapped_column(String(256))
-    role: Mapped[str] = mapped_column(String(32))
-    changed_at: Mapped[datetime] = mapped_column(db.UTCDateTime())
-
-
-class ProjectRow(db.Base):
-    """A saved configuration of one user (table added by migration 0002_web)."""
-
-    __tablename__ = "projects"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    name: Mapped[str] = mapped_column(String(MAX_PROJECT_NAME))
-    configuration: Mapped[dict] = mapped_column(db.JSONType)
-    created_at: Mapped[datetime] = mapped_column(db.UTCDateTime())
-    updated_at: Mapped[datetime] = mapped_column(db.UTCDateTime())
-
-
-
 def _user_id(session, email: str) -> int:
     key = locker.normalize_email(email)
-    user_id = session.scalar(select(db.User.id).where(db.User.email == key))
+    user_id = session.scalar(select(tables.User.id).where(tables.User.email == key))
     if user_id is None:
         raise refusal("unknown-user", f"no user '{key}'",
                       f"add the user first: companion users add {key} --company ... --badges ... --country ...")
@@ -159,7 +133,7 @@ def verify_password(store: Store, email: str, password: str) -> Account | None:
         return None
     with store.transaction() as session:
         found = session.execute(
-            select(Credential.password_hash).join(db.User, db.User.id == Credential.user_id).where(db.User.email == key)
+            select(Credential.password_hash).join(tables.User, tables.User.id == Credential.user_id).where(tables.User.email == key)
         ).first()
     if found is None:
         check_password_hash(_DUMMY_HASH, str(password))

@@ -19,35 +19,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import Index, Integer, String, Text, UniqueConstraint, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
-from engine.locker import db
+from engine.locker.db import Store
+from engine.locker.tables import IdempotencyKey, utcnow
 from engine.problem import CompanionError, Problem
-from engine.locker.db import Store, utcnow
 
 KEEP = timedelta(hours=48)
 PURGE_EVERY = 600.0  # seconds between two purges of expired keys by one process
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, as a header carries it
-
-
-class IdempotencyKey(db.Base):
-    """The first answer to a request sent with a key: who, which key, what was asked, what was answered."""
-
-    __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("owner", "key", name="uq_idempotency_owner_key"),
-                      Index("ix_idempotency_created_at", "created_at"))
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    owner: Mapped[str] = mapped_column(String(320))
-    key: Mapped[str] = mapped_column(String(255))
-    fingerprint: Mapped[str] = mapped_column(String(64))
-    status: Mapped[int] = mapped_column(Integer)
-    answer: Mapped[str] = mapped_column(Text)  # JSON text: PostgreSQL's JSONB would reorder the keys of a replay
-    created_at: Mapped[datetime] = mapped_column(db.UTCDateTime())
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The journal: an append-only record of every state change outside the lockers' own audit trail.
 
 Locker changes (redemptions, activations, invitations, merges) are audit events of their locker
-(engine/locker.py). Everything else that changes state is recorded here, in the same transaction as the
+(engine/locker/audit_trail.py). Everything else that changes state is recorded here, in the same transaction as the
 change: users added or changed, passwords and roles set, vouchers issued, projects saved, copied or deleted,
 orders placed; and what an operator or a repair did to a locker besides its own audit event (an activation
 backdated from the command line, a membership moved off a merged locker). Who did it is the acting user's email, or `cli:<operating-system user>` for the command line.
@@ -13,26 +13,13 @@ import getpass
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Integer, String, or_, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
-from engine.locker import db
-from engine.locker.db import Store, utcnow
+from engine.locker.db import Store
+from engine.locker.tables import JournalRow, utcnow
 
 MAX_ENTRIES = 1000
-
-
-class JournalRow(db.Base):
-    """One state change: who, what, about whom or what, when, and the details (append-only)."""
-
-    __tablename__ = "journal"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[datetime] = mapped_column(db.UTCDateTime())
-    actor: Mapped[str] = mapped_column(String(320))
-    action: Mapped[str] = mapped_column(String(32))
-    subject: Mapped[str] = mapped_column(String(320), index=True)
-    details: Mapped[dict] = mapped_column(db.JSONType)
 
 
 def command_line_actor() -> str:

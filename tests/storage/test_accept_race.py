@@ -15,7 +15,7 @@ from datetime import date
 from sqlalchemy import func, select
 
 from engine import locker
-from engine.locker import db
+from engine.locker import tables
 from engine.locker import Acceptance, Activation, Requirement
 from engine.problem import CompanionError
 
@@ -43,10 +43,10 @@ def _memberships(store, emails) -> dict[str, list[tuple[int, int | None]]]:
     """Return, per email, the (locker id, merged_into) of every locker the user is a member of."""
     with store.transaction() as session:
         rows = session.execute(
-            select(db.User.email, db.Locker.id, db.Locker.merged_into)
-            .join(db.Membership, db.Membership.user_id == db.User.id)
-            .join(db.Locker, db.Locker.id == db.Membership.locker_id)
-            .where(db.User.email.in_(emails))).all()
+            select(tables.User.email, tables.Locker.id, tables.Locker.merged_into)
+            .join(tables.Membership, tables.Membership.user_id == tables.User.id)
+            .join(tables.Locker, tables.Locker.id == tables.Membership.locker_id)
+            .where(tables.User.email.in_(emails))).all()
     found: dict[str, list[tuple[int, int | None]]] = {email: [] for email in emails}
     for email, locker_id, merged_into in rows:
         found[email].append((locker_id, merged_into))
@@ -57,11 +57,11 @@ def _ledger_sums(store, references) -> dict[tuple[int, bool, str], int]:
     """Return every locker's balance (merged ones too) per reference, keyed (locker id, merged away, reference)."""
     with store.transaction() as session:
         rows = session.execute(
-            select(db.LedgerEntry.locker_id, db.Locker.merged_into, db.LedgerEntry.reference,
-                   func.sum(db.LedgerEntry.quantity))
-            .join(db.Locker, db.Locker.id == db.LedgerEntry.locker_id)
-            .where(db.LedgerEntry.reference.in_(references))
-            .group_by(db.LedgerEntry.locker_id, db.Locker.merged_into, db.LedgerEntry.reference)).all()
+            select(tables.LedgerEntry.locker_id, tables.Locker.merged_into, tables.LedgerEntry.reference,
+                   func.sum(tables.LedgerEntry.quantity))
+            .join(tables.Locker, tables.Locker.id == tables.LedgerEntry.locker_id)
+            .where(tables.LedgerEntry.reference.in_(references))
+            .group_by(tables.LedgerEntry.locker_id, tables.Locker.merged_into, tables.LedgerEntry.reference)).all()
     return {(locker_id, merged_into is not None, reference): int(total)
             for locker_id, merged_into, reference, total in rows}
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from engine import locker
-from engine.locker import db
+from engine.locker import tables
 from engine.locker import Activation, Requirement, Shortfall, VoucherUnit
 from engine.problem import CompanionError
 
@@ -36,8 +36,8 @@ def refused(call, *args, **kwargs):
 def ledger_rows(store, email):
     view = locker.show_locker(store, email)
     with store.transaction() as session:
-        return session.scalar(select(func.count()).select_from(db.LedgerEntry)
-                              .where(db.LedgerEntry.locker_id == view.id))
+        return session.scalar(select(func.count()).select_from(tables.LedgerEntry)
+                              .where(tables.LedgerEntry.locker_id == view.id))
 
 
 def test_activation_debits_and_records_everything(store, make_user, fund, tag):

@@ -12,8 +12,9 @@ from sqlalchemy import func, select, update
 
 from engine.locker import idempotency
 from engine import locker
-from engine.locker import db
-from engine.locker.idempotency import Answer, IdempotencyKey, Unchanged
+from engine.locker import tables
+from engine.locker.idempotency import Answer, Unchanged
+from engine.locker.tables import IdempotencyKey
 from engine.problem import CompanionError
 
 
@@ -26,9 +27,9 @@ def redeem_once(store, email: str, key: str, code: str) -> Answer:
 
 def redemptions_of(store, code: str) -> int:
     with store.transaction() as session:
-        voucher = session.scalar(select(db.Voucher).where(db.Voucher.code == code.replace("-", "")))
-        return session.scalar(select(func.count()).select_from(db.LedgerEntry)
-                              .where(db.LedgerEntry.voucher_id == voucher.id))
+        voucher = session.scalar(select(tables.Voucher).where(tables.Voucher.code == code.replace("-", "")))
+        return session.scalar(select(func.count()).select_from(tables.LedgerEntry)
+                              .where(tables.LedgerEntry.voucher_id == voucher.id))
 
 
 def test_a_replay_returns_the_first_answer_and_changes_nothing(store, make_user, tag):
@@ -86,9 +87,9 @@ def test_answers_are_kept_at_least_24_hours_then_purged(store, make_user, tag):
     redeem_once(store, ann, f"old-{tag}", old)
     with store.transaction() as session:
         session.execute(update(IdempotencyKey).where(IdempotencyKey.key == f"young-{tag}")
-                        .values(created_at=db.utcnow() - timedelta(hours=25)))
+                        .values(created_at=tables.utcnow() - timedelta(hours=25)))
         session.execute(update(IdempotencyKey).where(IdempotencyKey.key == f"old-{tag}")
-                        .values(created_at=db.utcnow() - idempotency.KEEP - timedelta(minutes=1)))
+                        .values(created_at=tables.utcnow() - idempotency.KEEP - timedelta(minutes=1)))
     idempotency.purge(store)
     with store.transaction() as session:
         kept = set(session.scalars(select(IdempotencyKey.key).where(IdempotencyKey.owner == ann)))

@@ -38,7 +38,7 @@ from sqlalchemy import MetaData, select
 
 from engine import locker
 from engine.locker import voucher_codes
-from engine.locker import db
+from engine.locker import tables
 from engine.activation import activate_change, activate_configuration
 from engine.inference.compile import load
 from engine.locker.idempotency import Answer, Unchanged, fingerprint, once
@@ -761,15 +761,15 @@ class LedgerMachine(RuleBasedStateMachine):
             def every(model):
                 return list(session.scalars(select(model).order_by(*model.__table__.primary_key.columns)))
 
-            emails = {row.id: row.email for row in every(db.User)}
-            lockers = {row.id: row for row in every(db.Locker)}
+            emails = {row.id: row.email for row in every(tables.User)}
+            lockers = {row.id: row for row in every(tables.Locker)}
             return Rows(
                 emails=emails, lockers=lockers, owners={key: emails[row.owner_id] for key, row in lockers.items()},
-                memberships=every(db.Membership), vouchers={row.id: row for row in every(db.Voucher)},
-                redemptions={row.voucher_id: row for row in every(db.Redemption)},
-                activations={row.id: row for row in every(db.Activation)}, ledger=every(db.LedgerEntry),
-                audit=every(db.AuditEvent),
-                invitations=every(db.Invitation),
+                memberships=every(tables.Membership), vouchers={row.id: row for row in every(tables.Voucher)},
+                redemptions={row.voucher_id: row for row in every(tables.Redemption)},
+                activations={row.id: row for row in every(tables.Activation)}, ledger=every(tables.LedgerEntry),
+                audit=every(tables.AuditEvent),
+                invitations=every(tables.Invitation),
                 keys={(row.owner, row.key): json.loads(row.answer)  # kept as JSON text
                       for row in session.execute(select(self.tables.tables["idempotency_keys"]))})
 
@@ -915,7 +915,7 @@ class Rows:
     keys: dict  # (owner, key) -> stored answer
 
 
-def line_debits(activation: db.Activation) -> Counter:
+def line_debits(activation: tables.Activation) -> Counter:
     """Return the vouchers an activation's coverage lines say it used."""
     used = Counter()
     for line in activation.lines:

@@ -9,7 +9,8 @@ from sqlalchemy import inspect
 
 from scratch_databases import create_database, drop_database
 from engine.locker import migrations
-from engine.locker.db import default_url, open_store
+from engine.locker.connect import default_url
+from engine.locker.db import open_store
 
 TABLES = {"users", "lockers", "memberships", "vouchers", "redemptions", "activations", "ledger", "invitations",
           "audit_events", "alembic_version"}

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 import locker_workers
 from engine import locker
-from engine.locker import db
+from engine.locker import tables
 from engine.locker import Activation, Requirement, Shortfall
 from engine.locker.db import open_store
 
@@ -36,9 +36,9 @@ def locker_id(store, email) -> int:
 def assert_ledger_never_negative(store, email) -> None:
     mine = locker_id(store, email)
     with store.transaction() as session:
-        rows = session.execute(select(db.LedgerEntry.reference, db.LedgerEntry.quantity)
-                               .where(db.LedgerEntry.locker_id == mine)
-                               .order_by(db.LedgerEntry.id)).all()
+        rows = session.execute(select(tables.LedgerEntry.reference, tables.LedgerEntry.quantity)
+                               .where(tables.LedgerEntry.locker_id == mine)
+                               .order_by(tables.LedgerEntry.id)).all()
     running = Counter()
     for reference, quantity in rows:
         running[reference] += quantity
@@ -129,17 +129,17 @@ def test_killed_process_leaves_every_activation_whole_or_absent(store, database_
     assert process.returncode == -signal.SIGKILL
     mine = locker_id(store, ann)
     with store.transaction() as session:
-        activations = list(session.scalars(select(db.Activation).where(
-            db.Activation.locker_id == mine)))
+        activations = list(session.scalars(select(tables.Activation).where(
+            tables.Activation.locker_id == mine)))
         debits = Counter()
         for reference_, activation_id, quantity in session.execute(
-                select(db.LedgerEntry.reference, db.LedgerEntry.activation_id, db.LedgerEntry.quantity)
-                .where(db.LedgerEntry.kind == "activation",
-                       db.LedgerEntry.activation_id.in_([row.id for row in activations]))):
+                select(tables.LedgerEntry.reference, tables.LedgerEntry.activation_id, tables.LedgerEntry.quantity)
+                .where(tables.LedgerEntry.kind == "activation",
+                       tables.LedgerEntry.activation_id.in_([row.id for row in activations]))):
             debits[(activation_id, reference_)] += -quantity
-        orphans = session.scalar(select(func.count()).select_from(db.LedgerEntry).where(
-            db.LedgerEntry.locker_id == mine, db.LedgerEntry.kind == "activation",
-            db.LedgerEntry.activation_id.is_(None)))
+        orphans = session.scalar(select(func.count()).select_from(tables.LedgerEntry).where(
+            tables.LedgerEntry.locker_id == mine, tables.LedgerEntry.kind == "activation",
+            tables.LedgerEntry.activation_id.is_(None)))
     assert orphans == 0
     assert set(printed) <= {row.id for row in activations}
     assert len(activations) in (len(printed), len(printed) + 1)

@@ -18,7 +18,7 @@ from scratch_databases import create_database, drop_database
 from engine.locker import journal
 from engine import locker
 from engine.locker import migrations
-from engine.locker import db
+from engine.locker import connect, tables
 from engine.locker import Activation, Requirement
 from engine.problem import CompanionError
 from engine.locker.db import open_store
@@ -49,7 +49,7 @@ class At0005:
         self.tables.reflect(connection)
         self.now = datetime.now(timezone.utc)
         if connection.dialect.name == "sqlite":
-            self.now = self.now.replace(tzinfo=None)  # as engine.locker.db.UTCDateTime stores it
+            self.now = self.now.replace(tzinfo=None)  # as engine.locker.tables.UTCDateTime stores it
         self.user_ids: dict[str, int] = {}
         self.locker_ids: dict[str, int] = {}  # each user's locker: the one they own
         self.member_of: dict[str, int] = {}  # where each user's membership points
@@ -123,7 +123,7 @@ def build_at_0005(url: str, tag: str, *, stranded: bool) -> At0005:
     are in a's locker. Healthy: b joined a's locker and d joined c's.
     """
     migrations.upgrade(url, "0005_idempotency")
-    engine = db.build_engine(url)
+    engine = connect.build_engine(url)
     try:
         with engine.begin() as connection:
             rows = At0005(connection, tag)
@@ -143,7 +143,7 @@ def build_at_0005(url: str, tag: str, *, stranded: bool) -> At0005:
 
 def every_row(url: str) -> dict[str, list]:
     """Return every row of every table but alembic_version, in primary-key order."""
-    engine = db.build_engine(url)
+    engine = connect.build_engine(url)
     try:
         with engine.connect() as connection:
             tables = sa.MetaData()
@@ -232,13 +232,13 @@ def test_the_migration_leaves_a_healthy_database_as_it_is(fresh_url, tag):
 
 def _point_membership(store, email: str, locker_id: int) -> None:
     with store.transaction() as session:
-        user_id = session.scalar(select(db.User.id).where(db.User.email == email))
-        session.execute(update(db.Membership).where(db.Membership.user_id == user_id).values(locker_id=locker_id))
+        user_id = session.scalar(select(tables.User.id).where(tables.User.email == email))
+        session.execute(update(tables.Membership).where(tables.Membership.user_id == user_id).values(locker_id=locker_id))
 
 
 def _merged_into(store, locker_id: int) -> int | None:
     with store.transaction() as session:
-        return session.scalar(select(db.Locker.merged_into).where(db.Locker.id == locker_id))
+        return session.scalar(select(tables.Locker.merged_into).where(tables.Locker.id == locker_id))
 
 
 @pytest.fixture

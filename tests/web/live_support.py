@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from engine.locker import accounts
 from engine import locker
-from engine.locker import db
+from engine.locker import tables
 from web_support import PASSWORD
 
 COMPANION = Path(sys.executable).with_name("companion")
@@ -101,8 +101,8 @@ def ledger(store, email: str) -> list[tuple]:
     """The ledger rows of EMAIL's locker, oldest first: (kind, reference, quantity, activation ID)."""
     locker_id = locker.show_locker(store, email).id
     with store.transaction() as session:
-        rows = session.scalars(select(db.LedgerEntry).where(db.LedgerEntry.locker_id == locker_id)
-                               .order_by(db.LedgerEntry.id))
+        rows = session.scalars(select(tables.LedgerEntry).where(tables.LedgerEntry.locker_id == locker_id)
+                               .order_by(tables.LedgerEntry.id))
         return [(row.kind, row.reference, row.quantity, row.activation_id) for row in rows]
 
 

@@ -23,7 +23,7 @@ from engine.clock import Clock
 from engine.services.exports import export_csv
 from engine.inference.request import request_from_data
 from web.state import compiled, store
-from web.orders import OrderRow
+from engine.locker.tables import OrderRow
 from web_support import PASSWORD, csrf_of, issue, make_app, sign_in
 
 BUYER = "buyer@integrator.example"  # power-management, US, purchasing account: SE Advantage, checkout

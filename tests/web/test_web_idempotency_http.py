@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import func, select
 
 from engine import locker
-from engine.locker.idempotency import IdempotencyKey
+from engine.locker.tables import IdempotencyKey
 from engine.locker.db import open_store
 from live_support import ledger as live_ledger, seed_partners, serving
 from storage.scratch_databases import admin_engine, create_database, drop_database

@@ -11,8 +11,12 @@ import sys
 from pathlib import Path
 
 from alembic import command
-from alembic.config import Config
+from alembic.config import CommandLine, Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
+
+from engine.locker.connect import build_engine, default_url
 
 HERE = Path(__file__).resolve().parent
 # Any 64-bit number, the same for every process: PostgreSQL serialises concurrent first opens on it.
@@ -40,8 +44,6 @@ def upgrade_engine(engine: Engine, revision: str = "head") -> None:
 
 def upgrade(url: str | None = None, revision: str = "head") -> None:
     """Upgrade the database at URL (default: the configured one) to REVISION."""
-    from engine.locker.db import build_engine, default_url
-
     engine = build_engine(url or default_url())
     try:
         upgrade_engine(engine, revision)
@@ -51,17 +53,11 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
 
 def head() -> str:
     """Return the newest revision of the locker schema."""
-    from alembic.script import ScriptDirectory
-
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def current(url: str | None = None) -> str | None:
     """Return the revision the database at URL is at, or None when it was never migrated."""
-    from alembic.migration import MigrationContext
-
-    from engine.locker.db import build_engine, default_url
-
     engine = build_engine(url or default_url())
     try:
         with engine.connect() as connection:
@@ -72,10 +68,6 @@ def current(url: str | None = None) -> str | None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run an Alembic command on the configured database (`revision`, `upgrade`, `history`, ...)."""
-    from alembic.config import CommandLine
-
-    from engine.locker.db import default_url
-
     config = alembic_config()
     config.set_main_option("sqlalchemy.url", default_url())
     cli = CommandLine(prog="python -m engine.locker.migrations")

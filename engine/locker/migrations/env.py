@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from engine.locker.db import Base, build_engine
+from engine.locker.connect import build_engine
+from engine.locker.tables import Base
 
 config = context.config
 target_metadata = Base.metadata
