@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from engine import locker  # noqa: E402
-from engine.locker import Activation, Requirement, VoucherUnit  # noqa: E402
+from engine.locker import Activation  # noqa: E402
+from engine.services.coverage import Requirement, VoucherUnit  # noqa: E402
 from engine.locker.db import open_store  # noqa: E402
 
 ADMIN_URLS = ("postgresql+psycopg://postgres@127.0.0.1:5432/test", "postgresql+psycopg://root@127.0.0.1:5432/test")

@@ -18,22 +18,23 @@ from engine.catalogue.model import Catalog
 from engine.problem import CompanionError, Problem
 from engine.inference.request import request_from_data
 from engine.locker.db import Store
+from engine.services.coverage import Requirement, VoucherUnit
 
 
-def matching(catalog: Catalog) -> dict[str, list[locker.VoucherUnit]]:
+def matching(catalog: Catalog) -> dict[str, list[VoucherUnit]]:
     """Return, per bill-of-materials reference, the vouchers that cover it: biggest packs first, its own last."""
     # Whole packs that fit are taken first, so single vouchers fill the rest without wasting pack units.
     packs: dict[str, list] = {}
     for pack in catalog.extras.get("vouchers.yaml", ()):
         packs.setdefault(pack.covers, []).append(pack)
-    return {covers: [locker.VoucherUnit(pack.reference, pack.units)
-                     for pack in sorted(group, key=lambda pack: -pack.units)] + [locker.VoucherUnit(covers, 1)]
+    return {covers: [VoucherUnit(pack.reference, pack.units)
+                     for pack in sorted(group, key=lambda pack: -pack.units)] + [VoucherUnit(covers, 1)]
             for covers, group in packs.items()}
 
 
-def requirements_of(lines: list[dict]) -> list[locker.Requirement]:
+def requirements_of(lines: list[dict]) -> list[Requirement]:
     """Turn bill-of-materials lines into locker requirements (units given, or the quantity)."""
-    return [locker.Requirement(line["reference"], int(line.get("units", line["quantity"])), line["description"])
+    return [Requirement(line["reference"], int(line.get("units", line["quantity"])), line["description"])
             for line in lines]
 
 

@@ -12,7 +12,8 @@ from datetime import date
 from sqlalchemy import event
 
 from engine import locker
-from engine.locker import Activation, Requirement
+from engine.locker import Activation
+from engine.services.coverage import Requirement
 from engine.locker.db import open_store
 
 

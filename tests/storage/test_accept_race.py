@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 
 from engine import locker
 from engine.locker import tables
-from engine.locker import Acceptance, Activation, Requirement
+from engine.locker import Acceptance, Activation
+from engine.services.coverage import Requirement
 from engine.problem import CompanionError
 
 ROUNDS = 50

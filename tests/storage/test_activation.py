@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 
 from engine import locker
 from engine.locker import tables
-from engine.locker import Activation, Requirement, Shortfall, VoucherUnit
+from engine.locker import Activation, Shortfall
+from engine.services.coverage import Requirement, VoucherUnit
 from engine.problem import CompanionError
 
 CONFIGURATION = {"product": "epo", "license": "subscription", "term_months": 36, "tier": "advanced",

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from engine.cli import locker as cli_locker
 from engine import locker
-from engine.locker import Requirement
+from engine.services.coverage import Requirement
 from engine.problem import CompanionError
 from engine.locker.db import open_store
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.locker import Debit, Requirement, Short, VoucherUnit, cover
+from engine.services.coverage import Debit, Requirement, Short, VoucherUnit, cover
 from engine.problem import CompanionError
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from engine.locker import licence_files as licence
 from engine import locker
-from engine.locker import Requirement
+from engine.services.coverage import Requirement
 from engine.problem import CompanionError
 
 

@@ -23,7 +23,8 @@ from sqlalchemy import func, select
 import locker_workers
 from engine import locker
 from engine.locker import tables
-from engine.locker import Activation, Requirement, Shortfall
+from engine.locker import Activation, Shortfall
+from engine.services.coverage import Requirement
 from engine.locker.db import open_store
 
 HERE = Path(__file__).resolve().parent

@@ -19,7 +19,8 @@ from engine.locker import journal
 from engine import locker
 from engine.locker import migrations
 from engine.locker import connect, tables
-from engine.locker import Activation, Requirement
+from engine.locker import Activation
+from engine.services.coverage import Requirement
 from engine.problem import CompanionError
 from engine.locker.db import open_store
 

@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 from engine import locker
-from engine.locker import Requirement
+from engine.services.coverage import Requirement
 from engine.problem import CompanionError
 
 

@@ -10,6 +10,7 @@ from engine import locker
 from engine.activation import matching, requirements_of
 from engine.locker.db import Store
 from engine.problem import CompanionError, Problem
+from engine.services.coverage import cover
 from web import auth, inputs, services
 from web.pages.forms import Messages, new_form_key, not_activated, once_for_form, posted_configuration, sent_before
 from web.pages.queries import catalogue_or_error, configuration_from, guidance, is_complete, query_of
@@ -22,7 +23,7 @@ def coverage_preview(current, verdict: dict | None, balances: dict) -> dict | No
     """Return how the locker would cover a valid configuration now (nothing is debited), or None."""
     if not verdict or not verdict["valid"] or not verdict.get("bom"):
         return None
-    return locker.cover(requirements_of(verdict["bom"]), balances, matching(current.catalog)).to_json()
+    return cover(requirements_of(verdict["bom"]), balances, matching(current.catalog)).to_json()
 
 
 @bp.get("/activate")
