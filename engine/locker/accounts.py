@@ -1,6 +1,6 @@
 """Web accounts: passwords and roles of locker users, and the projects (saved configurations) they keep.
 
-A user (engine.locker: email, company, badges, country, purchasing account) signs in to the web app with a
+A user (engine.locker.users: email, company, badges, country, purchasing account) signs in to the web app with a
 password set by `companion users set-password`. Passwords are hashed with werkzeug.security (scrypt, salted);
 only the hash is stored, in the `credentials` table, one row per user, beside the user's role (`partner` or
 `product-manager`). A project is a named configuration a user saved; only its owner sees it.
@@ -17,11 +17,10 @@ from datetime import datetime
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from engine.locker import journal
-from engine import locker
-from engine.locker import tables
+from engine.locker import journal, tables
 from engine.locker.db import Store
 from engine.locker.tables import MAX_PROJECT_NAME, Credential, ProjectRow, utcnow
+from engine.locker.users import User, get_user, normalize_email
 from engine.problem import CompanionError, refusal
 
 ROLES = ("partner", "product-manager")
@@ -33,7 +32,7 @@ _DUMMY_HASH = generate_password_hash(secrets.token_hex(16))
 
 
 def _user_id(session, email: str) -> int:
-    key = locker.normalize_email(email)
+    key = normalize_email(email)
     user_id = session.scalar(select(tables.User.id).where(tables.User.email == key))
     if user_id is None:
         raise refusal("unknown-user", f"no user '{key}'",
@@ -48,7 +47,7 @@ def _user_id(session, email: str) -> int:
 class Account:
     """Who signed in: the locker user, their role, and a stamp that changes with the password."""
 
-    user: locker.User
+    user: User
     role: str
     stamp: str  # a short digest of the password hash: sessions and tokens die when the password changes
 
@@ -95,7 +94,7 @@ def set_password(store: Store, email: str, password: str, role: str | None = Non
             row.changed_at = utcnow()
             if role is not None:
                 row.role = role
-        journal.record(session, actor, "password-set", locker.normalize_email(email), {"role": row.role})
+        journal.record(session, actor, "password-set", normalize_email(email), {"role": row.role})
     return get_account(store, email)
 
 
@@ -109,13 +108,13 @@ def set_role(store: Store, email: str, role: str, actor: str | None = None) -> A
             raise refusal("no-password", f"{email} has no password yet",
                           f"set one first: companion users set-password {email}")
         before, row.role = row.role, role
-        journal.record(session, actor, "role-set", locker.normalize_email(email), {"before": before, "after": role})
+        journal.record(session, actor, "role-set", normalize_email(email), {"before": before, "after": role})
     return get_account(store, email)
 
 
 def get_account(store: Store, email: str) -> Account:
     """Return the account of a user with a password, or raise `unknown-user` / `no-password`."""
-    user = locker.get_user(store, email)
+    user = get_user(store, email)
     with store.transaction() as session:
         row = session.get(Credential, _user_id(session, user.email))
         if row is None:
@@ -127,7 +126,7 @@ def get_account(store: Store, email: str) -> Account:
 def verify_password(store: Store, email: str, password: str) -> Account | None:
     """Return the account when EMAIL and PASSWORD match, else None (same cost for an unknown email)."""
     try:
-        key = locker.normalize_email(email)
+        key = normalize_email(email)
     except CompanionError:
         check_password_hash(_DUMMY_HASH, str(password))
         return None
@@ -203,7 +202,7 @@ def save_project(store: Store, email: str, name: str, configuration: dict, proje
             row = _project_row(session, user_id, project_id)
             row.name, row.configuration, row.updated_at = name, configuration, now
         session.flush()
-        journal.record(session, locker.normalize_email(email), "project-saved", locker.normalize_email(email),
+        journal.record(session, normalize_email(email), "project-saved", normalize_email(email),
                        {"project": row.id, "name": name, "new": project_id is None})
         return _project_view(row)
 
@@ -234,6 +233,6 @@ def delete_project(store: Store, email: str, project_id) -> None:
     """Delete one of the user's projects."""
     with store.transaction() as session:
         row = _project_row(session, _user_id(session, email), project_id)
-        journal.record(session, locker.normalize_email(email), "project-deleted", locker.normalize_email(email),
+        journal.record(session, normalize_email(email), "project-deleted", normalize_email(email),
                        {"project": row.id, "name": row.name, "configuration": row.configuration})
         session.delete(row)
