@@ -6,10 +6,10 @@ import json
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from engine.locker import accounts
+from engine.locker import accounts, orders
 from engine.problem import CompanionError, Problem
 from engine.services.checkout import CheckoutFailed, CheckoutRefused, cart_url_from
-from web import auth, inputs, orders, services
+from web import auth, inputs, services
 from web.pages.queries import catalogue_or_error
 from web.state import store
 

@@ -14,12 +14,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from engine.locker import journal
-from engine import locker
-from engine.locker import tables
-from engine.problem import CompanionError, Problem
+from engine.locker import journal, tables
 from engine.locker.db import Store
 from engine.locker.tables import OrderRow, utcnow
+from engine.locker.users import normalize_email
+from engine.problem import CompanionError, Problem
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ def _view(row: OrderRow) -> PlacedOrder:
 
 
 def _user_id(session, email: str) -> int:
-    user_id = session.scalar(select(tables.User.id).where(tables.User.email == locker.normalize_email(email)))
+    user_id = session.scalar(select(tables.User.id).where(tables.User.email == normalize_email(email)))
     if user_id is None:
         raise CompanionError([Problem("unknown-user", f"no user '{email}'")])
     return user_id
@@ -73,7 +72,7 @@ def record(store: Store, email: str, project, order, confirmation) -> PlacedOrde
                                lines=[dict(line) for line in order.lines], created_at=utcnow())
                 session.add(row)
                 session.flush()
-                journal.record(session, locker.normalize_email(email), "order-placed", locker.normalize_email(email),
+                journal.record(session, normalize_email(email), "order-placed", normalize_email(email),
                                {"project": project.id, "order": row.id, "confirmation": row.confirmation,
                                 "idempotency_key": row.idempotency_key, "account": row.account})
             return _view(row)
