@@ -20,14 +20,9 @@ from engine.locker import journal
 from engine.locker import licence_files as licences
 from engine import locker as service
 from engine.catalogue.load import load_catalog
-from engine.cli.options import format_option, rules_option
+from engine.cli.options import database_option, format_option, rules_option, user_option
 from engine.problem import CompanionError, Problem, did_you_mean, exit_status
 from engine.locker.db import DATABASE_URL_VARIABLE, Store, open_store
-
-database_option = click.option("--database-url", envvar=DATABASE_URL_VARIABLE, default=None, metavar="URL",
-                               help=f"Database URL (default: ${DATABASE_URL_VARIABLE}, else companion.sqlite3 in the "
-                                    "instance folder, ./instance).")
-user_option = click.option("--user", "user_email", required=True, metavar="EMAIL", help="The acting user.")
 
 
 def render(problem: Problem) -> str:

@@ -17,8 +17,7 @@ import click
 
 from engine.locker import accounts
 from engine import locker as service
-from engine.cli.locker import database_option
-from engine.cli.options import rules_option_with
+from engine.cli.options import database_option, rules_option_with
 from engine.clock import TIME_ZONE_VARIABLE
 from engine.problem import EXIT_REFUSED, CompanionError, exit_status
 from engine.locker.db import open_store
