@@ -12,7 +12,9 @@ from pathlib import Path
 import click
 
 from engine.services.checkout import CheckoutFailed, CheckoutRefused, cart_url_from, place_order, prepare_order
-from engine.cli import format_option, load_compiled_or_exit, load_or_exit, print_problems, read_requests, rules_option
+from engine.cli.loading import load_compiled_or_exit, load_or_exit, read_requests
+from engine.cli.options import format_option, rules_option
+from engine.cli.render import exit_with, print_problems
 from engine.inference.explain import render_text
 from engine.services.exports import ExportRefused, TemplateNotAvailable, export_csv
 from engine.services.guidance import render_guide, update_guide
@@ -67,8 +69,7 @@ def bom(request_file: Path, template: str, output: str | None, rules_dir: Path |
         try:
             write_output(output, data)
         except CompanionError as error:
-            print_problems(error.problems, output_format, sys.stdout if output_format == "json" else sys.stderr)
-            sys.exit(EXIT_BAD_INPUT)
+            exit_with(error.problems, output_format, EXIT_BAD_INPUT)
         click.echo(f"wrote {_shown(output)} ({template} template, {len(data):,} bytes)", err=True)
     sys.exit(EXIT_OK)
 
@@ -115,10 +116,8 @@ def _text_or_exit(option: str, value: str | None, output_format: str) -> None:
     try:
         (value or "").encode("utf-8")
     except UnicodeEncodeError:
-        print_problems([Problem("bad-option", f"{_shown(value)} is not UTF-8 text", Location(option),
-                                hint="check the terminal's or the script's character encoding")],
-                       output_format, sys.stdout if output_format == "json" else sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
+        exit_with([Problem("bad-option", f"{_shown(value)} is not UTF-8 text", Location(option),
+                           hint="check the terminal's or the script's character encoding")], output_format, EXIT_BAD_INPUT)
 
 
 def _json(data) -> str:
@@ -144,8 +143,7 @@ def _cart_url_or_exit(explicit: str | None, confirm: bool, output_format: str) -
         return cart_url_from(explicit, "--cart-url")
     except CompanionError as error:
         if confirm or any(problem.code != "no-cart-url" for problem in error.problems):
-            print_problems(error.problems, output_format, sys.stdout if output_format == "json" else sys.stderr)
-            sys.exit(EXIT_BAD_INPUT)
+            exit_with(error.problems, output_format, EXIT_BAD_INPUT)
         return None  # a review without a cart says so
 
 
@@ -166,8 +164,7 @@ def checkout_command(request_file: Path, cart_url: str | None, confirm: bool, pr
     try:
         order = prepare_order(compiled, request, project)
     except CheckoutRefused as error:
-        print_problems(error.problems, output_format, sys.stdout if output_format == "json" else sys.stderr)
-        sys.exit(EXIT_REFUSED)
+        exit_with(error.problems, output_format, EXIT_REFUSED)
     except ExportRefused as error:
         error.verdict_name = name
         _refused(error, output_format)
@@ -215,7 +212,6 @@ def update_guide_command(product: str, version: str | None, mode: str, event: st
     try:
         guide = update_guide(catalog, product, version, mode, event, activation_id)
     except CompanionError as error:
-        print_problems(error.problems, output_format, sys.stdout if output_format == "json" else sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
+        exit_with(error.problems, output_format, EXIT_BAD_INPUT)
     click.echo(_json(guide) if output_format == "json" else render_guide(guide))
     sys.exit(EXIT_OK)

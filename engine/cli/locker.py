@@ -21,24 +21,9 @@ from engine.locker import licence_files as licences
 from engine import locker as service
 from engine.catalogue.load import load_catalog
 from engine.cli.options import database_option, format_option, rules_option, user_option
-from engine.problem import CompanionError, Problem, did_you_mean, exit_status
+from engine.cli.render import emit, report
+from engine.problem import CompanionError, Problem, did_you_mean
 from engine.locker.db import DATABASE_URL_VARIABLE, Store, open_store
-
-
-def render(problem: Problem) -> str:
-    """Return `error[code]: message; hint`, with the location first when there is one."""
-    text = problem.render()
-    return text[2:] if text.startswith(": ") else text
-
-
-def report(problems: list[Problem], output_format: str) -> int:
-    """Print problems to standard error (JSON to standard output) and return the exit code."""
-    if output_format == "json":
-        click.echo(json.dumps({"problems": [problem.to_json() for problem in problems]}, indent=2))
-    else:
-        for problem in problems:
-            click.echo(render(problem), err=True)
-    return exit_status(problems)
 
 
 def boundary(command):
@@ -58,11 +43,6 @@ def boundary(command):
             sys.exit(report([problem], output_format))
 
     return wrapper
-
-
-def emit(data, output_format: str, text: str) -> None:
-    """Print DATA as JSON, or TEXT."""
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False) if output_format == "json" else text)
 
 
 def store_at(url: str | None) -> Store:

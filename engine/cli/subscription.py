@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 
-from engine.cli import format_option, load_compiled_or_exit, print_problems, rules_option
+from engine.cli.loading import load_compiled_or_exit
+from engine.cli.options import format_option, rules_option
+from engine.cli.render import exit_with
 from engine.problem import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, CompanionError
 from engine.inference.request import dump_json
 from engine.catalogue.policies.subscriptions import CHANGE, RENEWAL
@@ -35,14 +37,12 @@ def run(requests: tuple[Path, ...], rules_dir: Path | None, output_format: str, 
         except CompanionError as error:
             problems.extend(error.problems)
     if problems:
-        print_problems(problems, output_format, sys.stdout if output_format == "json" else sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
+        exit_with(problems, output_format, EXIT_BAD_INPUT)
     work = amend if kind == CHANGE else renew
     try:
         results = [(name, work(compiled, request)) for name, request in loaded]
     except CompanionError as error:  # e.g. the rules have no subscriptions.yaml
-        print_problems(error.problems, output_format, sys.stdout if output_format == "json" else sys.stderr)
-        sys.exit(EXIT_REFUSED)
+        exit_with(error.problems, output_format, EXIT_REFUSED)
     if output_format == "json":
         documents = [{"request": name, **result.to_json(explain_rules)} for name, result in results]
         click.echo(dump_json(documents[0] if len(documents) == 1 else documents))
