@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
-from engine.activation import activate_change, activate_configuration, render_outcome
+from engine.activation import activate_change, activate_configuration
 from engine.cli.loading import load_compiled_or_exit
 from engine.cli.locker import boundary, store_at
 from engine.cli.options import database_option, format_option, rules_option, user_option
-from engine.cli.render import report
+from engine.cli.render import render_outcome, report
 from engine.clock import server_clock
 from engine.locker.journal import command_line_actor
 from engine.problem import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, CompanionError, Problem

@@ -14,8 +14,7 @@ import click
 from engine.services.checkout import CheckoutFailed, CheckoutRefused, cart_url_from, place_order, prepare_order
 from engine.cli.loading import load_compiled_or_exit, load_or_exit, read_requests
 from engine.cli.options import format_option, rules_option
-from engine.cli.render import exit_with, print_problems
-from engine.inference.explain import render_text
+from engine.cli.render import exit_with, print_problems, render_verdict
 from engine.services.exports import ExportRefused, TemplateNotAvailable, export_csv
 from engine.services.guidance import render_guide, update_guide
 from engine.problem import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, CompanionError, Location, Problem
@@ -34,7 +33,7 @@ def _refused(error, output_format: str) -> None:
     if output_format == "json":
         click.echo(dump_json(error.verdict.to_json()))
     else:
-        click.echo(render_text(error.verdict_name, error.verdict, False), err=True)
+        click.echo(render_verdict(error.verdict_name, error.verdict, False), err=True)
         click.echo("no bill of materials: the configuration is refused", err=True)
     sys.exit(EXIT_REFUSED)
 

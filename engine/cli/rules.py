@@ -10,9 +10,8 @@ import click
 from engine.catalogue.load import warnings_of
 from engine.cli.loading import load_compiled_or_exit, load_or_exit, read_requests
 from engine.cli.options import format_option, rules_option
-from engine.cli.render import print_problems
+from engine.cli.render import print_problems, render_options, render_verdict
 from engine.inference.evaluate import evaluate
-from engine.inference.explain import render_options, render_text
 from engine.inference.options import options as list_options
 from engine.inference.request import dump_json
 from engine.problem import EXIT_OK, EXIT_REFUSED
@@ -51,7 +50,7 @@ def validate(requests: tuple[Path, ...], rules_dir: Path | None, output_format: 
         documents = [{"request": name, **verdict.to_json(explain_rules)} for name, verdict in results]
         click.echo(dump_json(documents[0] if len(documents) == 1 else documents))
     else:
-        click.echo("\n".join(render_text(name, verdict, explain_rules) for name, verdict in results))
+        click.echo("\n".join(render_verdict(name, verdict, explain_rules) for name, verdict in results))
     sys.exit(EXIT_OK if all(verdict.valid for _, verdict in results) else EXIT_REFUSED)
 
 
