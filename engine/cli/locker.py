@@ -21,7 +21,7 @@ from engine.locker import licence_files as licences
 from engine import locker as service
 from engine.catalogue.load import load_catalog
 from engine.cli.options import database_option, format_option, rules_option, user_option
-from engine.cli.render import emit, report
+from engine.cli.render import balances_text, emit, report, user_text
 from engine.problem import CompanionError, Problem, did_you_mean
 from engine.locker.db import DATABASE_URL_VARIABLE, Store, open_store
 
@@ -70,12 +70,6 @@ def check_badges(badges: str | None, rules_dir: Path | str | None) -> None:
 # --- users -------------------------------------------------------------------------------------------
 
 
-def _user_text(user: service.User) -> str:
-    account = f"; purchasing account {user.purchasing_account}" if user.purchasing_account else ""
-    badges = ",".join(user.badges) or "no badges"
-    return f"{user.email}  {user.company}  {user.country}  {badges}{account}"
-
-
 @click.group()
 def users() -> None:
     """Manage partner accounts (email, company, badges, country, purchasing account)."""
@@ -97,7 +91,7 @@ def users_add(email, company, badges, country, purchasing_account, rules_dir, da
     with store_at(database_url) as store:
         user = service.add_user(store, email, company=company, badges=badges, country=country,
                                 purchasing_account=purchasing_account)
-    emit(user.to_json(), output_format, f"added {_user_text(user)}")
+    emit(user.to_json(), output_format, f"added {user_text(user)}")
 
 
 @users.command("set")
@@ -121,7 +115,7 @@ def users_set(email, company, badges, country, purchasing_account, rules_dir, da
     check_badges(badges, rules_dir)
     with store_at(database_url) as store:
         user = service.set_user(store, email, **changes)
-    emit(user.to_json(), output_format, f"updated {_user_text(user)}")
+    emit(user.to_json(), output_format, f"updated {user_text(user)}")
 
 
 @users.command("list")
@@ -133,7 +127,7 @@ def users_list(database_url, output_format):
     with store_at(database_url) as store:
         found = service.list_users(store)
     emit([user.to_json() for user in found], output_format,
-         "\n".join(_user_text(user) for user in found) or "no users")
+         "\n".join(user_text(user) for user in found) or "no users")
 
 
 @users.command("audit")
@@ -189,13 +183,6 @@ def locker() -> None:
     """Your Digital Locker: redeem vouchers, see balances, share, audit."""
 
 
-def _balances_text(balances: dict[str, int]) -> str:
-    if not balances:
-        return "  (no vouchers)"
-    width = max(len(reference) for reference in balances)
-    return "\n".join(f"  {reference:<{width}}  {quantity}" for reference, quantity in balances.items())
-
-
 @locker.command("redeem")
 @click.argument("code")
 @user_option
@@ -226,7 +213,7 @@ def locker_show(user_email, database_url, output_format):
                             for item in view.activations) or "  (none)"
     emit(view.to_json(), output_format,
          f"locker {view.id}, owner {view.owner}" + (f", shared with {members}" if view.shared else "")
-         + f"\nbalances:\n{_balances_text(view.balances)}\nactivations:\n{activations}")
+         + f"\nbalances:\n{balances_text(view.balances)}\nactivations:\n{activations}")
 
 
 @locker.command("invite")
@@ -261,7 +248,7 @@ def locker_accept(invitation_id, user_email, database_url, output_format):
     emit(done.to_json(), output_format,
          f"joined locker {done.locker.id} of {done.locker.owner}"
          + (f"; added your {merged}" if merged else "")
-         + f"\nbalances:\n{_balances_text(done.locker.balances)}")
+         + f"\nbalances:\n{balances_text(done.locker.balances)}")
 
 
 @locker.command("audit")
