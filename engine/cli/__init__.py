@@ -21,7 +21,7 @@ VERB_MODULES = {
     "activation": ("activate",),
     "subscription": ("amend", "renew"),
     "exports": ("bom", "checkout", "update-guide"),
-    "web": ("serve", "users"),  # adds set-password and set-role to locker's `users`
+    "web": ("serve",),
 }
 
 
@@ -33,11 +33,11 @@ class VerbGroup(click.Group):
         self.registered: set[str] = set()
 
     def get_command(self, ctx, cmd_name: str):
-        """Return the verb cmd_name, registering the modules that provide it first."""
+        """Return the verb cmd_name, registering the module that provides it first."""
         for module, verbs in VERB_MODULES.items():
             if cmd_name in verbs and module not in self.registered:
-                self.registered.add(module)  # first: cli_web asks for `users` while it registers
                 importlib.import_module(f"engine.cli.{module}").register(self)
+                self.registered.add(module)
         return super().get_command(ctx, cmd_name)
 
     def list_commands(self, ctx) -> list[str]:
