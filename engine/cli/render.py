@@ -42,9 +42,9 @@ def render_problem(problem: Problem) -> str:
 
 
 def report(problems: list[Problem], output_format: str) -> int:
-    """Print problems to standard error (JSON to standard output) and return the exit code."""
+    """Print problems to standard error (JSON to standard output) and return their exit code (the locker's verbs)."""
     if output_format == "json":
-        click.echo(json.dumps({"problems": [problem.to_json() for problem in problems]}, indent=2))
+        print_problems(problems, "json")
     else:
         for problem in problems:
             click.echo(render_problem(problem), err=True)
