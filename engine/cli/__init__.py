@@ -12,8 +12,8 @@ import click
 from engine.problem import EXIT_REFUSED
 
 # Each family's module and its verbs. A family is imported only when one of its verbs is asked for (help asks
-# for all): importing them all (SQLAlchemy and the locker, Flask, gunicorn) made `companion check` cost 1.2 s of
-# CPU instead of 0.34 s (measured with /usr/bin/time; 2.0 s instead of 0.56 s wall clock on a busy machine).
+# for all): importing them all (SQLAlchemy and the locker, Flask, gunicorn) made `companion check` take 1.0-1.25 s
+# instead of 0.25-0.28 s (/usr/bin/time, best of 8 runs).
 VERB_MODULES = {
     "rules": ("check", "validate", "options"),
     "fixtures": ("test", "diff"),
