@@ -106,7 +106,7 @@ def files_or_exit(paths: tuple[Path, ...]) -> list[Path]:
     missing = [path for path in paths if not path.exists()]
     if missing:
         print_sorted_problems([Problem("no-fixtures", "no such file or directory", Location(str(path)))
-                        for path in missing])
+                               for path in missing])
         sys.exit(EXIT_BAD_INPUT)
     files = fixtures.find_fixture_files(paths)
     if not files:

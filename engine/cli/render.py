@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 
 import click
 
-from engine.catalogue.load import display_path
+from engine.catalogue.source import display_path
 from engine.inference.request import dump_json
 from engine.problem import Problem, exit_status
 
