@@ -167,28 +167,3 @@ def check_follows(parent: locker.Activation, day: date, block: str) -> None:
         raise CompanionError([Problem(
             "before-parent", f"{day} is before {parent.id}, the {parent.kind} of {parent.activated_on} this changes",
             path=f"{block}.date", hint=f"date the change on or after {parent.activated_on}")])
-
-
-def render_outcome(outcome: ActivationOutcome) -> str:
-    """Render an activation outcome for people."""
-    lines = [f"notice: {notice}" for notice in outcome.notices]
-    if outcome.activation:
-        activation = outcome.activation
-        lines.append(f"ACTIVATED: {activation.id} ({activation.kind}, term starts {activation.term_start})")
-        for reference, count in activation.debits.items():
-            lines.append(f"  debited {count} x {reference}")
-        if not activation.debits:
-            lines.append("  debited nothing")
-    elif outcome.shortfall:
-        lines.append("NOT ACTIVATED: the locker does not cover this configuration; nothing was debited")
-        for line in outcome.shortfall.coverage.lines:
-            if line.short:
-                lines.append(f"  short: {line.short.quantity} x {line.short.voucher_reference} for {line.reference}"
-                             f" ({line.short.units} of {line.units} units missing)")
-                lines.append(f"      what to do: {line.advice}")
-    else:
-        lines.append("NOT ACTIVATED: the rules refuse this configuration; nothing was debited")
-        for item in outcome.verdict["violations"]:
-            lines.append(f"  error[{item['code']}] {item['rule']}: {item['message']}")
-            lines.append(f"      fix: {item['hint']}")
-    return "\n".join(lines)

@@ -64,7 +64,7 @@ class FixtureCase(pytest.Item):
 
     def repr_failure(self, excinfo):
         if isinstance(excinfo.value, CaseFailed):
-            from engine.cli.fixtures import difference_lines
+            from engine.cli.render import difference_lines
 
             result = excinfo.value.args[0]
             return "\n".join([f"{result.where}: {result.name}: expected versus got"]

@@ -401,7 +401,7 @@ def test_junit_output_parses_whatever_characters_names_and_messages_hold(suite, 
 
 def test_junit_report_escapes_control_characters(tmp_path):
     """Regression: \\x01, \\x02, \\x0b and ESC in a case name or a difference were written raw into the XML."""
-    from engine.cli.fixtures import junit_report
+    from engine.cli.render import junit_report
     from engine.fixtures import CaseResult, Difference
 
     odd = "a\x01b\x02c\x0bd\x1be"

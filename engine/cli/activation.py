@@ -9,11 +9,13 @@ from pathlib import Path
 
 import click
 
-from engine.activation import activate_change, activate_configuration, render_outcome
-from engine.cli import load_compiled_or_exit
-from engine.cli.locker import boundary, database_option, report, store_at, user_option
-from engine.cli.options import format_option, rules_option
+from engine.activation import activate_change, activate_configuration
+from engine.cli.loading import load_compiled_or_exit
+from engine.cli.locker import boundary
+from engine.cli.options import database_option, format_option, rules_option, user_option
+from engine.cli.render import render_outcome, report
 from engine.clock import server_clock
+from engine.locker.db import open_store
 from engine.locker.journal import command_line_actor
 from engine.problem import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, CompanionError, Problem
 from engine.inference.request import dump_json, load_request_text
@@ -54,7 +56,7 @@ def activate(request_file: Path, user_email: str, on, amend_id, renew_id, rules_
     except CompanionError as error:
         report(error.problems, output_format)
         sys.exit(EXIT_BAD_INPUT)
-    store = store_at(database_url)
+    store = open_store(database_url)
     today = server_clock().today()
     operator = command_line_actor() if on else None
     try:

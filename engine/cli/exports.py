@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
 import sys
 from pathlib import Path
@@ -12,8 +11,9 @@ from pathlib import Path
 import click
 
 from engine.services.checkout import CheckoutFailed, CheckoutRefused, cart_url_from, place_order, prepare_order
-from engine.cli import format_option, load_compiled_or_exit, load_or_exit, print_problems, read_requests, rules_option
-from engine.inference.explain import render_text
+from engine.cli.loading import load_compiled_or_exit, load_or_exit, read_requests
+from engine.cli.options import format_option, rules_option
+from engine.cli.render import exit_with, json_text, order_text, print_problems, render_verdict, shown
 from engine.services.exports import ExportRefused, TemplateNotAvailable, export_csv
 from engine.services.guidance import render_guide, update_guide
 from engine.problem import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, CompanionError, Location, Problem
@@ -32,7 +32,7 @@ def _refused(error, output_format: str) -> None:
     if output_format == "json":
         click.echo(dump_json(error.verdict.to_json()))
     else:
-        click.echo(render_text(error.verdict_name, error.verdict, False), err=True)
+        click.echo(render_verdict(error.verdict_name, error.verdict, False), err=True)
         click.echo("no bill of materials: the configuration is refused", err=True)
     sys.exit(EXIT_REFUSED)
 
@@ -67,9 +67,8 @@ def bom(request_file: Path, template: str, output: str | None, rules_dir: Path |
         try:
             write_output(output, data)
         except CompanionError as error:
-            print_problems(error.problems, output_format, sys.stdout if output_format == "json" else sys.stderr)
-            sys.exit(EXIT_BAD_INPUT)
-        click.echo(f"wrote {_shown(output)} ({template} template, {len(data):,} bytes)", err=True)
+            exit_with(error.problems, output_format, EXIT_BAD_INPUT)
+        click.echo(f"wrote {shown(output)} ({template} template, {len(data):,} bytes)", err=True)
     sys.exit(EXIT_OK)
 
 
@@ -82,7 +81,7 @@ def write_output(path: str, data: bytes) -> None:
         except OSError as error:
             reason = error.strerror or str(error)
     if reason:
-        raise CompanionError([Problem("file", f"cannot write file: {reason}", Location(_shown(path) or "''"))])
+        raise CompanionError([Problem("file", f"cannot write file: {reason}", Location(shown(path) or "''"))])
 
 
 def _write(target: str, data: bytes) -> None:
@@ -105,37 +104,14 @@ def _write(target: str, data: bytes) -> None:
         raise
 
 
-def _shown(text: str) -> str:
-    """Return text as typed when printable, else escaped like repr: control characters must not reach a terminal."""
-    return text if text.isprintable() else repr(text)
-
-
 def _text_or_exit(option: str, value: str | None, output_format: str) -> None:
     """Exit 2 when an option's value is not UTF-8 text (the shell passed other bytes): it cannot be sent or shown."""
     try:
         (value or "").encode("utf-8")
     except UnicodeEncodeError:
-        print_problems([Problem("bad-option", f"{_shown(value)} is not UTF-8 text", Location(option),
-                                hint="check the terminal's or the script's character encoding")],
-                       output_format, sys.stdout if output_format == "json" else sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
-
-
-def _json(data) -> str:
-    """Serialise for output like dump_json, escaping DEL and C1 controls too (JSON escapes only those below 0x20)."""
-    return re.sub("[\x7f-\x9f]", lambda found: f"\\u{ord(found.group()):04x}", dump_json(data))
-
-
-def _review_text(order, cart_url: str | None) -> str:
-    """Format an order for the partner to review: who, what, the key, where it would go, the JSON document."""
-    lines = [f"Order for purchasing account {_shown(order.account)}" +
-             (f", project {_shown(order.project)}" if order.project else ""), "Bill of materials:"]
-    for line in order.lines:
-        lines.append(f"  {line['quantity']:>6} x {line['reference']:<20} {line['description']}")
-    lines.append(f"Order key: {order.idempotency_key}")
-    lines.append(f"Would be sent to: {cart_url or '(no cart URL configured)'}")
-    lines.append(_json(order.payload))
-    return "\n".join(lines)
+        problem = Problem("bad-option", f"{shown(value)} is not UTF-8 text", Location(option),
+                          hint="check the terminal's or the script's character encoding")
+        exit_with([problem], output_format, EXIT_BAD_INPUT)
 
 
 def _cart_url_or_exit(explicit: str | None, confirm: bool, output_format: str) -> str | None:
@@ -144,8 +120,7 @@ def _cart_url_or_exit(explicit: str | None, confirm: bool, output_format: str) -
         return cart_url_from(explicit, "--cart-url")
     except CompanionError as error:
         if confirm or any(problem.code != "no-cart-url" for problem in error.problems):
-            print_problems(error.problems, output_format, sys.stdout if output_format == "json" else sys.stderr)
-            sys.exit(EXIT_BAD_INPUT)
+            exit_with(error.problems, output_format, EXIT_BAD_INPUT)
         return None  # a review without a cart says so
 
 
@@ -166,17 +141,16 @@ def checkout_command(request_file: Path, cart_url: str | None, confirm: bool, pr
     try:
         order = prepare_order(compiled, request, project)
     except CheckoutRefused as error:
-        print_problems(error.problems, output_format, sys.stdout if output_format == "json" else sys.stderr)
-        sys.exit(EXIT_REFUSED)
+        exit_with(error.problems, output_format, EXIT_REFUSED)
     except ExportRefused as error:
         error.verdict_name = name
         _refused(error, output_format)
     if not confirm:
         if output_format == "json":
-            click.echo(_json({"sent": False, "cart_url": url, "idempotency_key": order.idempotency_key,
-                              "payload": order.payload}))
+            click.echo(json_text({"sent": False, "cart_url": url, "idempotency_key": order.idempotency_key,
+                                  "payload": order.payload}))
         else:
-            click.echo(_review_text(order, url))
+            click.echo(order_text(order, url))
             click.echo("Nothing was sent. Check the order above, then run again with --confirm to place it.")
         sys.exit(EXIT_OK)
     try:
@@ -211,11 +185,10 @@ def update_guide_command(product: str, version: str | None, mode: str, event: st
     _text_or_exit("--activation-id", activation_id, output_format)
     catalog = load_or_exit(rules_dir, output_format)
     if activation_id is not None and output_format == "text":
-        activation_id = _shown(activation_id)  # written into the steps: JSON escapes it itself
+        activation_id = shown(activation_id)  # written into the steps: JSON escapes it itself
     try:
         guide = update_guide(catalog, product, version, mode, event, activation_id)
     except CompanionError as error:
-        print_problems(error.problems, output_format, sys.stdout if output_format == "json" else sys.stderr)
-        sys.exit(EXIT_BAD_INPUT)
-    click.echo(_json(guide) if output_format == "json" else render_guide(guide))
+        exit_with(error.problems, output_format, EXIT_BAD_INPUT)
+    click.echo(json_text(guide) if output_format == "json" else render_guide(guide))
     sys.exit(EXIT_OK)

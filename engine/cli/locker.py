@@ -1,8 +1,8 @@
-"""`companion users|vouchers|locker|license`: thin verbs over engine.locker and engine.locker.licence_files.
+"""`companion users|vouchers|locker|license`: thin verbs over engine.locker, its accounts and its licence files.
 
 `register(cli)` adds the groups to the main command line. Every verb that prints results takes
-`--format text|json`; exit 0 = fine, 1 = refused, 2 = bad input. Errors print
-`error[code]: message; hint` on standard error, never a traceback. The database is `--database-url`, else
+`--format text|json` (but `users set-password|set-role`); exit 0 = fine, 1 = refused, 2 = bad input. Errors
+print `error[code]: message; hint` on standard error, never a traceback. The database is `--database-url`, else
 `COMPANION_DATABASE_URL`, else the SQLite file in ./instance.
 """
 
@@ -16,35 +16,15 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import OperationalError
 
-from engine.locker import journal
+from engine.locker import accounts, journal
 from engine.locker import licence_files as licences
 from engine import locker as service
 from engine.catalogue.load import load_catalog
-from engine.cli.options import format_option, rules_option
-from engine.problem import CompanionError, Problem, did_you_mean, exit_status
+from engine.cli.options import database_option, format_option, rules_option, user_option
+from engine.cli.render import balances_text, emit, report, user_text
+from engine.problem import CompanionError, Problem, did_you_mean
 from engine.locker.connect import DATABASE_URL_VARIABLE
-from engine.locker.db import Store, open_store
-
-database_option = click.option("--database-url", envvar=DATABASE_URL_VARIABLE, default=None, metavar="URL",
-                               help=f"Database URL (default: ${DATABASE_URL_VARIABLE}, else companion.sqlite3 in the "
-                                    "instance folder, ./instance).")
-user_option = click.option("--user", "user_email", required=True, metavar="EMAIL", help="The acting user.")
-
-
-def render(problem: Problem) -> str:
-    """Return `error[code]: message; hint`, with the location first when there is one."""
-    text = problem.render()
-    return text[2:] if text.startswith(": ") else text
-
-
-def report(problems: list[Problem], output_format: str) -> int:
-    """Print problems to standard error (JSON to standard output) and return the exit code."""
-    if output_format == "json":
-        click.echo(json.dumps({"problems": [problem.to_json() for problem in problems]}, indent=2))
-    else:
-        for problem in problems:
-            click.echo(render(problem), err=True)
-    return exit_status(problems)
+from engine.locker.db import open_store
 
 
 def boundary(command):
@@ -64,16 +44,6 @@ def boundary(command):
             sys.exit(report([problem], output_format))
 
     return wrapper
-
-
-def emit(data, output_format: str, text: str) -> None:
-    """Print DATA as JSON, or TEXT."""
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False) if output_format == "json" else text)
-
-
-def store_at(url: str | None) -> Store:
-    """Open the locker database."""
-    return open_store(url)
 
 
 def known_references(rules_dir: Path | str | None = None) -> dict[str, str]:
@@ -96,12 +66,6 @@ def check_badges(badges: str | None, rules_dir: Path | str | None) -> None:
 # --- users -------------------------------------------------------------------------------------------
 
 
-def _user_text(user: service.User) -> str:
-    account = f"; purchasing account {user.purchasing_account}" if user.purchasing_account else ""
-    badges = ",".join(user.badges) or "no badges"
-    return f"{user.email}  {user.company}  {user.country}  {badges}{account}"
-
-
 @click.group()
 def users() -> None:
     """Manage partner accounts (email, company, badges, country, purchasing account)."""
@@ -120,10 +84,10 @@ def users() -> None:
 def users_add(email, company, badges, country, purchasing_account, rules_dir, database_url, output_format):
     """Add a user."""
     check_badges(badges, rules_dir)
-    with store_at(database_url) as store:
+    with open_store(database_url) as store:
         user = service.add_user(store, email, company=company, badges=badges, country=country,
                                 purchasing_account=purchasing_account)
-    emit(user.to_json(), output_format, f"added {_user_text(user)}")
+    emit(user.to_json(), output_format, f"added {user_text(user)}")
 
 
 @users.command("set")
@@ -145,9 +109,9 @@ def users_set(email, company, badges, country, purchasing_account, rules_dir, da
         raise CompanionError([Problem("nothing-to-change", "give at least one of --company, --badges, --country, "
                                       "--purchasing-account")])
     check_badges(badges, rules_dir)
-    with store_at(database_url) as store:
+    with open_store(database_url) as store:
         user = service.set_user(store, email, **changes)
-    emit(user.to_json(), output_format, f"updated {_user_text(user)}")
+    emit(user.to_json(), output_format, f"updated {user_text(user)}")
 
 
 @users.command("list")
@@ -156,10 +120,10 @@ def users_set(email, company, badges, country, purchasing_account, rules_dir, da
 @boundary
 def users_list(database_url, output_format):
     """List every user."""
-    with store_at(database_url) as store:
+    with open_store(database_url) as store:
         found = service.list_users(store)
     emit([user.to_json() for user in found], output_format,
-         "\n".join(_user_text(user) for user in found) or "no users")
+         "\n".join(user_text(user) for user in found) or "no users")
 
 
 @users.command("audit")
@@ -169,11 +133,49 @@ def users_list(database_url, output_format):
 @boundary
 def users_audit(email, database_url, output_format):
     """Show the journal of state changes outside the lockers (accounts, vouchers issued, projects, orders)."""
-    with store_at(database_url) as store:
+    with open_store(database_url) as store:
         found = journal.entries(store, service.normalize_email(email) if email else None)
     lines = [f"{entry.at:%Y-%m-%d %H:%M:%S}  {entry.actor}  {entry.action}  {entry.subject}  "
              f"{json.dumps(entry.details, sort_keys=True, ensure_ascii=False)}" for entry in found]
     emit([entry.to_json() for entry in found], output_format, "\n".join(lines) or "no journal entries")
+
+
+def _read_password(password_stdin: bool) -> str:
+    """Return the password: the first line of standard input, or typed twice at a prompt."""
+    if password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@users.command("set-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
+@click.option("--role", type=click.Choice(accounts.ROLES), default=None,
+              help="Also set the role (default for a new password: partner).")
+@database_option
+def set_password(email: str, password_stdin: bool, role: str | None, database_url: str | None) -> None:
+    """Set the web sign-in password of a user (prompted, or read from standard input)."""
+    password = _read_password(password_stdin)
+    try:
+        with open_store(database_url) as store:
+            account = accounts.set_password(store, email, password, role)
+    except CompanionError as error:
+        sys.exit(report(error.problems, "text"))
+    click.echo(f"password set for {account.email} (role {account.role})")
+
+
+@users.command("set-role")
+@click.argument("email")
+@click.argument("role", type=click.Choice(accounts.ROLES))
+@database_option
+def set_role(email: str, role: str, database_url: str | None) -> None:
+    """Make a user a partner or a product manager (who sees the Catalogue page)."""
+    try:
+        with open_store(database_url) as store:
+            account = accounts.set_role(store, email, role)
+    except CompanionError as error:
+        sys.exit(report(error.problems, "text"))
+    click.echo(f"{account.email} is now {account.role}")
 
 
 # --- vouchers ----------------------------------------------------------------------------------------
@@ -201,7 +203,7 @@ def vouchers_issue(reference, quantity, count, rules_dir, database_url, output_f
         raise CompanionError([Problem(code="unknown-reference",
                                       message=f"'{reference}' is not a commercial reference of the catalogue",
                                       hint=did_you_mean(reference, known) or "see the references in rules/")])
-    with store_at(database_url) as store:
+    with open_store(database_url) as store:
         issued = service.issue_vouchers(store, reference, quantity, count)
     emit({"reference": reference, "description": known[reference], "quantity": quantity, "codes": issued},
          output_format, "\n".join(issued))
@@ -215,13 +217,6 @@ def locker() -> None:
     """Your Digital Locker: redeem vouchers, see balances, share, audit."""
 
 
-def _balances_text(balances: dict[str, int]) -> str:
-    if not balances:
-        return "  (no vouchers)"
-    width = max(len(reference) for reference in balances)
-    return "\n".join(f"  {reference:<{width}}  {quantity}" for reference, quantity in balances.items())
-
-
 @locker.command("redeem")
 @click.argument("code")
 @user_option
@@ -230,7 +225,7 @@ def _balances_text(balances: dict[str, int]) -> str:
 @boundary
 def locker_redeem(code, user_email, database_url, output_format):
     """Redeem a voucher CODE into your locker."""
-    with store_at(database_url) as store:
+    with open_store(database_url) as store:
         done = service.redeem(store, user_email, code)
     emit(done.to_json(), output_format,
          f"redeemed {done.code}: +{done.quantity} {done.reference} (balance {done.balance}) "
@@ -244,7 +239,7 @@ def locker_redeem(code, user_email, database_url, output_format):
 @boundary
 def locker_show(user_email, database_url, output_format):
     """Show your locker: owner, members, balances, activations."""
-    with store_at(database_url) as store:
+    with open_store(database_url) as store:
         view = service.show_locker(store, user_email)
     members = ", ".join(view.members)
     activations = "\n".join(f"  {item['id']}  {item['kind']}  {item['on']}"
@@ -252,7 +247,7 @@ def locker_show(user_email, database_url, output_format):
                             for item in view.activations) or "  (none)"
     emit(view.to_json(), output_format,
          f"locker {view.id}, owner {view.owner}" + (f", shared with {members}" if view.shared else "")
-         + f"\nbalances:\n{_balances_text(view.balances)}\nactivations:\n{activations}")
+         + f"\nbalances:\n{balances_text(view.balances)}\nactivations:\n{activations}")
 
 
 @locker.command("invite")
@@ -263,7 +258,7 @@ def locker_show(user_email, database_url, output_format):
 @boundary
 def locker_invite(email, user_email, database_url, output_format):
     """Invite EMAIL to share your locker (owners only)."""
-    with store_at(database_url) as store:
+    with open_store(database_url) as store:
         invitation = service.invite(store, user_email, email)
     if output_format == "text":
         for warning in invitation.warnings:
@@ -281,13 +276,13 @@ def locker_invite(email, user_email, database_url, output_format):
 @boundary
 def locker_accept(invitation_id, user_email, database_url, output_format):
     """Accept an invitation (the only pending one when no ID is given); your vouchers join the shared locker."""
-    with store_at(database_url) as store:
+    with open_store(database_url) as store:
         done = service.accept(store, user_email, invitation_id)
     merged = ", ".join(f"{quantity} {reference}" for reference, quantity in done.merged.items())
     emit(done.to_json(), output_format,
          f"joined locker {done.locker.id} of {done.locker.owner}"
          + (f"; added your {merged}" if merged else "")
-         + f"\nbalances:\n{_balances_text(done.locker.balances)}")
+         + f"\nbalances:\n{balances_text(done.locker.balances)}")
 
 
 @locker.command("audit")
@@ -297,7 +292,7 @@ def locker_accept(invitation_id, user_email, database_url, output_format):
 @boundary
 def locker_audit(user_email, database_url, output_format):
     """List every change to your locker: who, what, when, balances before and after."""
-    with store_at(database_url) as store:
+    with open_store(database_url) as store:
         events = service.audit(store, user_email)
     lines = []
     for event in events:
@@ -330,7 +325,7 @@ def license_group() -> None:
 @boundary
 def license_export(activation_id, user_email, output, signing_key, database_url, output_format):
     """Write the signed licence file of one of your activations."""
-    with store_at(database_url) as store:
+    with open_store(database_url) as store:
         activation = service.get_activation(store, user_email, activation_id)
         holder = service.get_user(store, activation.user)
     key_path = Path(signing_key) if signing_key else licences.signing_key_path()

@@ -1,27 +1,28 @@
-"""`companion serve` (the web app under gunicorn) and `companion users set-password|set-role`.
+"""`companion serve`: the web app under gunicorn, and its demo accounts.
 
-`register(cli)` adds `serve` to the main command line and the password verbs to the `users` group (created
-by engine.cli.locker; registered here when it is missing). The web app is served by gunicorn through its
-Python API (several worker processes, each holding the compiled catalogue), never by Flask's development
-server.
+The web app is served by gunicorn through its Python API (several worker processes, each holding the compiled
+catalogue), never by Flask's development server.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 from pathlib import Path
 
 import click
+from gunicorn.app.base import BaseApplication
 
-from engine.locker import accounts
 from engine import locker as service
-from engine.cli.locker import database_option
-from engine.cli.options import rules_option_with
+from engine.cli.options import database_option, rules_option_with
+from engine.cli.render import report
 from engine.clock import TIME_ZONE_VARIABLE
-from engine.problem import EXIT_REFUSED, CompanionError, exit_status
+from engine.locker import accounts
 from engine.locker.db import open_store
+from engine.problem import EXIT_REFUSED, CompanionError
+from web import create_app
 
 DEMO_FILE = "demo-accounts.json"
 DEMO_PARTNER = "demo@partner.example"
@@ -33,57 +34,11 @@ DEMO_VOUCHERS = (("EPO-ESS-SUB-3Y", 1), ("EPO-ADV-SUB-3Y", 1), ("EPO-IMS-SUB-3Y"
 
 
 
-def _fail(error: CompanionError) -> None:
-    for problem in error.problems:
-        text = f"error[{problem.code}]: {problem.message}"
-        click.echo(text + (f"; {problem.hint}" if problem.hint else ""), err=True)
-    sys.exit(exit_status(error.problems))
-
-
-def _read_password(password_stdin: bool) -> str:
-    if password_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
-
-
-@click.command("set-password")
-@click.argument("email")
-@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
-@click.option("--role", type=click.Choice(accounts.ROLES), default=None,
-              help="Also set the role (default for a new password: partner).")
-@database_option
-def set_password(email: str, password_stdin: bool, role: str | None, database_url: str | None) -> None:
-    """Set the web sign-in password of a user (prompted, or read from standard input)."""
-    password = _read_password(password_stdin)
-    try:
-        with open_store(database_url) as store:
-            account = accounts.set_password(store, email, password, role)
-    except CompanionError as error:
-        _fail(error)
-    click.echo(f"password set for {account.email} (role {account.role})")
-
-
-@click.command("set-role")
-@click.argument("email")
-@click.argument("role", type=click.Choice(accounts.ROLES))
-@database_option
-def set_role(email: str, role: str, database_url: str | None) -> None:
-    """Make a user a partner or a product manager (who sees the Catalogue page)."""
-    try:
-        with open_store(database_url) as store:
-            account = accounts.set_role(store, email, role)
-    except CompanionError as error:
-        _fail(error)
-    click.echo(f"{account.email} is now {account.role}")
-
-
 def seed_demo(store, instance: Path) -> dict:
     """Create the demo partner, the demo product manager and a few vouchers once; return what to print."""
     path = instance / DEMO_FILE
     if path.exists():
         return json.loads(path.read_text(encoding="utf-8"))
-    import secrets
-
     demo = {"partner": {"email": DEMO_PARTNER, "password": secrets.token_urlsafe(12)},
             "product_manager": {"email": DEMO_MANAGER, "password": secrets.token_urlsafe(12)}, "vouchers": []}
     for who, company, badges, role in ((demo["partner"], "Demo Integrator", ["power-management"], "partner"),
@@ -117,8 +72,6 @@ def print_demo(demo: dict, url: str) -> None:
 
 def gunicorn_application(app, options: dict):
     """Wrap a WSGI app in a gunicorn application configured from OPTIONS."""
-    from gunicorn.app.base import BaseApplication
-
     class Server(BaseApplication):
         """gunicorn serving an already-built app."""
 
@@ -153,8 +106,6 @@ def gunicorn_application(app, options: dict):
 def serve(host: str, port: int, workers: int, rules_dir: Path | None, database_url: str | None,
           instance: Path | None, demo: bool, threads: int, access_log: bool, time_zone: str | None) -> None:
     """Serve the web app and the JSON API with gunicorn."""
-    from web import create_app
-
     instance = (instance or Path.cwd() / "instance").resolve()
     config: dict = {"INSTANCE_PATH": str(instance)}
     if rules_dir is not None:
@@ -166,7 +117,7 @@ def serve(host: str, port: int, workers: int, rules_dir: Path | None, database_u
     try:
         app = create_app(config)
     except CompanionError as error:  # a setting is wrong (the time zone)
-        _fail(error)
+        sys.exit(report(error.problems, "text"))
     if app.extensions["companion.rules"].current() is None:
         for problem in app.extensions["companion.rules"].state.problems:
             click.echo(problem.render(), err=True)
@@ -177,7 +128,7 @@ def serve(host: str, port: int, workers: int, rules_dir: Path | None, database_u
             if demo:
                 print_demo(seed_demo(store, instance), f"http://{host}:{port}/")
     except CompanionError as error:
-        _fail(error)
+        sys.exit(report(error.problems, "text"))
     options = {
         "bind": f"{host}:{port}", "workers": workers, "threads": threads,
         "worker_class": "gthread" if threads > 1 else "sync", "preload_app": True,
@@ -191,14 +142,5 @@ def serve(host: str, port: int, workers: int, rules_dir: Path | None, database_u
 
 
 def register(cli: click.Group) -> None:
-    """Add `serve`, and `set-password` / `set-role` to the `users` group."""
+    """Add `companion serve` to the command line."""
     cli.add_command(serve)
-    users = cli.get_command(None, "users")  # cli_locker's group, registered first when verbs load lazily
-    if users is None:
-        @click.group("users")
-        def users() -> None:
-            """Partner accounts."""
-
-        cli.add_command(users)
-    users.add_command(set_password)
-    users.add_command(set_role)

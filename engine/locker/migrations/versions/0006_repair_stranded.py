@@ -48,7 +48,7 @@ def upgrade() -> None:
         .where(lockers.c.merged_into.is_not(None)).order_by(memberships.c.user_id)).all()
     now = datetime.now(timezone.utc)
     if connection.dialect.name == "sqlite":
-        now = now.replace(tzinfo=None)  # as engine.locker.db.UTCDateTime stores it
+        now = now.replace(tzinfo=None)  # as engine.locker.tables.UTCDateTime stores it
     for user_id in stranded:
         # Locked as the engine locks (user, then locker): a server of the previous release may still be running.
         email = connection.scalar(sa.select(users.c.email).where(users.c.id == user_id).with_for_update())
