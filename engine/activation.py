@@ -19,6 +19,9 @@ from engine.problem import CompanionError, Problem
 from engine.inference.request import request_from_data
 from engine.locker.db import Store
 from engine.services.coverage import Requirement, VoucherUnit
+from engine.catalogue.policies.subscriptions import CHANGE, RENEWAL
+from engine.services.changes import amendment_from_data
+from engine.services.subscriptions import amend, renew
 
 
 def matching(catalog: Catalog) -> dict[str, list[VoucherUnit]]:
@@ -133,9 +136,6 @@ def activate_change(store: Store, compiled: CompiledCatalog, user_email: str, ac
     decide, as for any activation. The change is dated TODAY, the server's date (its months are counted
     from it); a change block dated otherwise is refused unless an OPERATOR backdates it.
     """
-    from engine.catalogue.policies.subscriptions import CHANGE, RENEWAL
-    from engine.services.changes import amendment_from_data
-    from engine.services.subscriptions import amend, renew
 
     if kind not in ("amendment", "renewal"):
         raise CompanionError([Problem("bad-kind", f"'{kind}' is neither an amendment nor a renewal")])

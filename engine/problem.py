@@ -6,6 +6,7 @@ the web's HTTP status are both read from it (`exit_status`, `http_status`).
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
@@ -127,7 +128,5 @@ def http_status(problems: list[Problem]) -> int:
 
 def did_you_mean(word: str, choices) -> str:
     """Return a `did you mean 'x'?` suggestion, or an empty string."""
-    import difflib
-
     matches = difflib.get_close_matches(str(word), [str(choice) for choice in choices], n=1, cutoff=0.6)
     return f"did you mean '{matches[0]}'?" if matches else ""

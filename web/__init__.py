@@ -18,7 +18,7 @@ from flask import Flask
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-from engine.clock import DEFAULT_ZONE, TIME_ZONE_VARIABLE, Clock, zone
+from engine import Clock, DEFAULT_ZONE, TIME_ZONE_VARIABLE, zone
 from web import api, errors
 from web.live import LiveCatalog
 from web.pages import activate, catalogue, checkout, configure, locker, projects, signin, subscriptions

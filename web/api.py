@@ -18,13 +18,8 @@ from flask_wtf.csrf import generate_csrf
 
 from engine.locker import accounts, idempotency
 from engine import locker
-from engine.services.exports import CSV_MEDIA_TYPE
-from engine.inference.evaluate import evaluate
-from engine.services.guidance import update_guide
-from engine.inference.options import options as list_options
+from engine import CSV_MEDIA_TYPE, MAX_DEPTH, evaluate, options as list_options, request_from_data, update_guide
 from engine.problem import CompanionError, Problem, did_you_mean
-from engine.inference.request import request_from_data
-from engine.catalogue.source import MAX_DEPTH
 from engine.locker.db import Store
 from web import auth, inputs, services
 from web import errors as web_errors

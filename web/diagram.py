@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from markupsafe import Markup, escape
 
-from engine.catalogue.model import Product
+from engine import Product
 
 BOX_W, BOX_H, GAP, MARGIN = 150, 46, 70, 16
 

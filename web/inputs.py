@@ -11,10 +11,8 @@ import datetime as dt
 import json
 import re
 
-from engine.catalogue.model import FIRST_DAY, LAST_DAY
+from engine import FIRST_DAY, LAST_DAY, SURROGATE, json_path, no_json_constant
 from engine.problem import CompanionError, Problem
-from engine.catalogue.schema import json_path
-from engine.catalogue.source import SURROGATE, no_json_constant
 
 MAX_ID = 2**31 - 1  # ids above this name nothing (and would overflow a database integer)
 DIGITS = re.compile(r"[0-9]+")

@@ -20,12 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from engine.catalogue.load import load_catalog
-from engine.catalogue.source import display_path
-from engine.inference.compile import CompiledCatalog, compile_catalog, load
+from engine import BUNDLED_RULES, CompiledCatalog, RULE_FILES, compile_catalog, display_path, load, load_catalog
 from engine.problem import CompanionError, Location, Problem
-from engine.catalogue.schema import BUNDLED_RULES
-from engine.catalogue.files import RULE_FILES
 
 log = logging.getLogger("companion.web")
 RETIRE_AFTER = 60.0  # seconds a replaced catalogue stays registered for requests that still use it

@@ -7,7 +7,7 @@ import copy
 import functools
 import json
 
-from engine.catalogue.schema import SCHEMA_DIR
+from engine import SCHEMA_DIR
 
 STATUS_TEXT = {
     400: "Malformed JSON body", 401: "Not signed in, or wrong credentials", 403: "Forbidden (another user's locker, "

@@ -5,14 +5,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from engine import activation as activations
-from engine.services import changes, checkout, exports, guidance, subscriptions as subscription
+from engine import (Catalog, CompiledCatalog, ExportRefused, GUIDANCE_MODES, MAX_DEPTH, Source, TemplateNotAvailable,
+                    activate_change, activate_configuration, amend, amendment_from_data, cart_url_from, channels,
+                    check_follows, export_csv, export_file_name, place_order, prepare_order, renew, request_from_data,
+                    schema_problems, update_guide)
 from engine import locker
-from engine.inference.compile import CompiledCatalog
-from engine.catalogue.model import Catalog
 from engine.problem import CompanionError, Problem
-from engine.inference.request import request_from_data, schema_problems
-from engine.catalogue.source import MAX_DEPTH, Source
 from engine.locker.db import Store
 from web import auth, inputs
 from web.state import store, today
@@ -78,24 +76,24 @@ def subscription_of(activation: locker.Activation) -> dict:
 def subscription_outcome(compiled: CompiledCatalog, document: dict, kind: str, explain: bool = False,
                          activation: locker.Activation | None = None) -> dict:
     """Work out an amendment (kind `change`) or a renewal (`renewal`) of a subscription (of ACTIVATION, if given)."""
-    request = changes.amendment_from_data(document, compiled.catalog, kind)
+    request = amendment_from_data(document, compiled.catalog, kind)
     if activation is not None:
-        activations.check_follows(activation, request.change.date, kind)
-    result = subscription.amend(compiled, request) if kind == "change" else subscription.renew(compiled, request)
+        check_follows(activation, request.change.date, kind)
+    result = amend(compiled, request) if kind == "change" else renew(compiled, request)
     return result.to_json(explain)
 
 
 def activate(database: Store, compiled: CompiledCatalog, email: str, configuration: dict,
              on: dt.date | None = None) -> dict:
     """Activate a configuration from the user's locker today; return the outcome (Activation ID or shortfall)."""
-    return activations.activate_configuration(database, compiled, email, configuration, today=today(),
+    return activate_configuration(database, compiled, email, configuration, today=today(),
                                               on=on).to_json()
 
 
 def activate_subscription_change(database: Store, compiled: CompiledCatalog, email: str, activation: locker.Activation,
                                  document: dict, kind: str) -> dict:
     """Activate today an amendment (kind `change`) or a renewal (`renewal`) of one of the user's activations."""
-    outcome = activations.activate_change(database, compiled, email, activation.id, document[kind],
+    outcome = activate_change(database, compiled, email, activation.id, document[kind],
                                           kind=KINDS[kind], today=today())
     return outcome.to_json()
 
@@ -141,11 +139,11 @@ def partner_request(current: CompiledCatalog, account, configuration: dict):
 
 
 def offer(current: CompiledCatalog | None, account, product: str | None = None) -> dict | None:
-    """Return engine.services.exports.channels for this partner and product; None without rules that declare exports."""
+    """Return engine.services.channels for this partner and product; None without rules that declare exports."""
     if current is None:
         return None
     try:
-        return exports.channels(current.catalog, account.user, product)
+        return channels(current.catalog, account.user, product)
     except CompanionError:
         return None
 
@@ -169,16 +167,16 @@ def configuration_bom(current: CompiledCatalog, account, configuration, template
         template = (offer(current, account, configuration.get("product")) or {}).get("recommended") or ""
     request = partner_request(current, account, configuration)
     try:
-        data = exports.export_csv(current, request, template)
-    except exports.TemplateNotAvailable as error:
+        data = export_csv(current, request, template)
+    except TemplateNotAvailable as error:
         raise CompanionError([dataclasses.replace(problem, path="template") for problem in error.problems]) from None
-    except exports.ExportRefused as error:
+    except ExportRefused as error:
         what = f"project “{name}”" if name else "the configuration"
         raise CompanionError([Problem("configuration-refused", f"{what} is not a valid configuration under the "
                                       "current rules, so it has no bill of materials to export",
                                       hint="open it on Configure, fix what the rules refuse, and save it",
                                       path="configuration"), *error.problems]) from None
-    return data, exports.export_file_name(template, name)
+    return data, export_file_name(template, name)
 
 
 def order_reference(project) -> str:
@@ -187,15 +185,15 @@ def order_reference(project) -> str:
 
 
 def prepare_checkout(current: CompiledCatalog, account, project):
-    """Return the order of a saved project for review (engine.services.checkout.prepare_order).
+    """Return the order of a saved project for review (engine.services.prepare_order).
 
     Raises CheckoutRefused (no or an invalid purchasing account: 403) or CompanionError (invalid configuration).
     """
     request = partner_request(current, account, stored_configuration(project))
     try:
-        return checkout.prepare_order(current, request, project=order_reference(project),
+        return prepare_order(current, request, project=order_reference(project),
                                       project_since=project.created_at.isoformat())
-    except exports.ExportRefused as error:
+    except ExportRefused as error:
         raise CompanionError([Problem("configuration-refused", f"project “{project.name}” is not a valid "
                                       "configuration under the current rules, so it cannot be ordered",
                                       hint="open it on Configure and fix it", path="configuration"),
@@ -203,19 +201,19 @@ def prepare_checkout(current: CompiledCatalog, account, project):
 
 
 def place_checkout(order, cart_url: str | None, retry: dict):
-    """Hand a reviewed order to the cart (checkout.place_order); CheckoutFailed carries the partner's message."""
-    return checkout.place_order(order, checkout.cart_url_from(cart_url or None), **retry)
+    """Hand a reviewed order to the cart (place_order); CheckoutFailed carries the partner's message."""
+    return place_order(order, cart_url_from(cart_url or None), **retry)
 
 
 def update_guides(catalog: Catalog, product: str | None, version: str | None, event: str,
                   activation_id: str | None = None) -> dict:
-    """Return the licence-update steps of a product version after EVENT, online and offline (guidance.update_guide)."""
+    """Return the licence-update steps of a product version after EVENT, online and offline (update_guide)."""
     result: dict = {"online": None, "offline": None, "problems": []}
     if not product:
         return result
-    for mode in guidance.MODES:
+    for mode in GUIDANCE_MODES:
         try:
-            result[mode] = guidance.update_guide(catalog, product, version or None, mode, event, activation_id)
+            result[mode] = update_guide(catalog, product, version or None, mode, event, activation_id)
         except CompanionError as error:
             result["problems"] = list(error.problems)
             break

@@ -7,10 +7,9 @@ import json
 from flask import Blueprint, render_template, request, url_for
 
 from engine import locker
-from engine.activation import matching, requirements_of
+from engine import cover, matching, requirements_of
 from engine.locker.db import Store
 from engine.problem import CompanionError, Problem
-from engine.services.coverage import cover
 from web import auth, inputs, services
 from web.pages.forms import Messages, new_form_key, not_activated, once_for_form, posted_configuration, sent_before
 from web.pages.queries import catalogue_or_error, configuration_from, guidance, is_complete, query_of

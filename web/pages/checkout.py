@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 
 from engine.locker import accounts, orders
 from engine.problem import CompanionError, Problem
-from engine.services.checkout import CheckoutFailed, CheckoutRefused, cart_url_from
+from engine import CheckoutFailed, CheckoutRefused, cart_url_from
 from web import auth, inputs, services
 from web.pages.queries import catalogue_or_error
 from web.state import store

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from flask import flash, redirect, request
 
 from engine.locker import idempotency
-from engine.catalogue.source import MAX_DEPTH
+from engine import MAX_DEPTH
 from engine.locker.db import Store
 from engine.problem import CompanionError, Problem
 from web import auth, inputs, services

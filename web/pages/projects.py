@@ -6,7 +6,7 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 
 from engine.locker import accounts, orders
 from engine.locker.db import Store
-from engine.services.exports import CSV_MEDIA_TYPE
+from engine import CSV_MEDIA_TYPE
 from web import auth, inputs, services
 from web.pages.forms import Messages, once_for_form, posted_configuration
 from web.pages.queries import catalogue_or_error, query_of

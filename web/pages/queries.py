@@ -9,10 +9,7 @@ from urllib.parse import urlencode
 
 from werkzeug.datastructures import MultiDict
 
-from engine.catalogue.model import PERPETUAL
-from engine.inference.evaluate import evaluate
-from engine.inference.options import options as list_options
-from engine.inference.request import request_from_data
+from engine import PERPETUAL, evaluate, options as list_options, request_from_data
 from engine.problem import CompanionError, Problem
 from web import auth, inputs
 from web.state import compiled, live

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from re import _constants, _parser  # re's own parser: exact about escapes and classes (Python 3.11+)
 from typing import Iterator, Mapping
 
 from engine.catalogue.model import Catalog, frozen
@@ -214,8 +215,6 @@ def _pattern_problems(checkout: Checkout) -> Iterator[Problem]:
 
 def _nested_quantifier(pattern: str) -> bool:
     """Return whether a part repeated more than once holds an unbounded repeat (+, *, {n,}) or a | of its own."""
-    from re import _constants, _parser  # re's own parser: exact about escapes and classes (Python 3.11+)
-
     repeats = (_constants.MAX_REPEAT, _constants.MIN_REPEAT, _constants.POSSESSIVE_REPEAT)
 
     def nested(items, repeated: bool) -> bool:
@@ -235,8 +234,6 @@ def _nested_quantifier(pattern: str) -> bool:
 
 def _subpatterns(value) -> Iterator:
     """Yield the subpatterns inside a parsed node's value (a group, the branches of |, a lookaround)."""
-    from re import _parser
-
     if isinstance(value, _parser.SubPattern):
         yield value
     elif isinstance(value, (tuple, list)):
