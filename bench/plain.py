@@ -149,9 +149,9 @@ def evaluate_plain(catalog: Catalog, request: Request) -> dict[str, Any]:
     reference = tier.references.get(offer)
     if reference is not None:
         bom.append((reference, 1, months))
-    licence = catalog.devices.get(product.id)
-    if licence is not None and devices > tier.devices_included:
-        reference = licence.references.get(offer)
+    license = catalog.devices.get(product.id)
+    if license is not None and devices > tier.devices_included:
+        reference = license.references.get(offer)
         if reference is not None:
             bom.append((reference, devices - tier.devices_included, months))
     for addon in entry.addons:

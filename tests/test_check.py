@@ -83,7 +83,7 @@ def test_every_rule_id_is_unique_and_in_a_documented_shape():
     for product in catalog.products.values():
         ids += [product.rule, f"license.{product.id}"] + [tier.rule for tier in product.tiers] + [up.rule for up in product.upgrades]
     ids += [addon.rule for addons in catalog.addons.values() for addon in addons.values()]
-    ids += [licence.rule for licence in catalog.devices.values()]
+    ids += [license.rule for license in catalog.devices.values()]
     assert len(ids) == len(set(ids))
     assert set(catalog.rules()) == set(ids)
     for rule in ids:

@@ -98,7 +98,7 @@ def test_former_tier_name_is_understood_with_a_notice(compiled):
     assert bom(verdict) == [("EBO-ADVP-PERP", 1, None)]
 
 
-def test_licence_models_and_terms(compiled):
+def test_license_models_and_terms(compiled):
     perpetual = {k: v for k, v in epo(license="perpetual").items() if k != "term_months"}
     assert codes(verdict_of(compiled, perpetual)) == [
         ("license.epo", "license-not-offered")]

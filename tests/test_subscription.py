@@ -331,7 +331,7 @@ def test_not_an_upgrade_path_names_the_paths_that_exist(compiled):
     assert "essential->advanced (rules/tiers.yaml:" in violation["hint"]
 
 
-def test_perpetual_licence_cannot_be_amended_or_renewed(compiled):
+def test_perpetual_license_cannot_be_amended_or_renewed(compiled):
     data = request({"date": "2025-09-01", "tier": "advanced"}, product="ebo", version="7.2", license="perpetual",
                    devices=60)
     data["partner"]["badges"] = ["building-automation"]

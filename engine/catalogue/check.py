@@ -116,10 +116,10 @@ def check_references(catalog: Catalog) -> Iterator[Problem]:
                 if other not in addons:
                     yield _unknown("add-on excludes add-on", other, addons, addon.spots[f"excludes.{position}"],
                                    addon.rule)
-    for licence in catalog.devices.values():
-        if licence.product not in products:
-            yield _unknown("device licence belongs to product", licence.product, products, licence.where,
-                           licence.rule)
+    for license in catalog.devices.values():
+        if license.product not in products:
+            yield _unknown("device licence belongs to product", license.product, products, license.where,
+                           license.rule)
 
 
 def _unknown(what: str, name: str, choices, where: Location, rule: str) -> Problem:
@@ -174,14 +174,14 @@ def _priced_items(catalog: Catalog):
     for product_id, addons in catalog.addons.items():
         for addon in addons.values():
             yield addon.rule, addon.where, addon.references, catalog.products.get(product_id), addon.spots.get
-    for licence in catalog.devices.values():
+    for license in catalog.devices.values():
         source = catalog.sources["addons.yaml"]
-        index = next(i for i, item in enumerate(source.data.get("devices", [])) if item["product"] == licence.product)
+        index = next(i for i, item in enumerate(source.data.get("devices", [])) if item["product"] == license.product)
 
         def spot(name: str, index=index, source=source):
             return source.locations.get(("devices", index) + tuple(name.split(".")))
 
-        yield licence.rule, licence.where, licence.references, catalog.products.get(licence.product), spot
+        yield license.rule, license.where, license.references, catalog.products.get(license.product), spot
 
 
 def check_upgrade_paths(catalog: Catalog) -> Iterator[Problem]:

@@ -165,8 +165,8 @@ def _sellables(catalog: Catalog) -> dict[str, Sellable]:
             for offer, reference in addon.references.items():
                 found.setdefault(reference, Sellable(reference, f"{name}: {addon.name}, {offer_text(offer)}",
                                                      "addon", product_id, offer, addon.rule, addon.where))
-    for licence in catalog.devices.values():
-        for offer, reference in licence.references.items():
-            found.setdefault(reference, Sellable(reference, f"{licence.name}, {offer_text(offer)}",
-                                                 "devices", licence.product, offer, licence.rule, licence.where))
+    for license in catalog.devices.values():
+        for offer, reference in license.references.items():
+            found.setdefault(reference, Sellable(reference, f"{license.name}, {offer_text(offer)}",
+                                                 "devices", license.product, offer, license.rule, license.where))
     return found

@@ -164,7 +164,7 @@ class Addon:
 
 
 @dataclass(frozen=True)
-class DeviceLicence:
+class DeviceLicense:
     """The device licence of one product: one unit per device beyond what the tier includes."""
 
     product: str
@@ -182,7 +182,7 @@ class Catalog:
     products: Mapping[str, Product]
     badges: Mapping[str, Badge]
     addons: Mapping[str, Mapping[str, Addon]]  # product -> add-on id -> add-on
-    devices: Mapping[str, DeviceLicence]  # product -> device licence
+    devices: Mapping[str, DeviceLicense]  # product -> device licence
     references: Mapping[str, Sellable]
     sources: Mapping[str, Source]
     rules_version: str
@@ -292,7 +292,7 @@ def build_products(source: Source) -> dict[str, Product]:
     return products
 
 
-def build_addons(source: Source) -> tuple[dict[str, dict[str, Addon]], dict[str, DeviceLicence]]:
+def build_addons(source: Source) -> tuple[dict[str, dict[str, Addon]], dict[str, DeviceLicense]]:
     """Build add-ons (by product) and device licences from a schema-valid addons.yaml."""
     addons: dict[str, dict[str, Addon]] = {}
     for index, item in enumerate(source.data["addons"]):
@@ -313,12 +313,12 @@ def build_addons(source: Source) -> tuple[dict[str, dict[str, Addon]], dict[str,
             description=item.get("description", ""),
         )
         addons.setdefault(addon.product, {}).setdefault(addon.id, addon)
-    devices: dict[str, DeviceLicence] = {}
+    devices: dict[str, DeviceLicense] = {}
     for index, item in enumerate(source.data.get("devices", ())):
         path = ("devices", index)
-        licence = DeviceLicence(item["product"], item["name"], frozen(item["references"]),
+        license = DeviceLicense(item["product"], item["name"], frozen(item["references"]),
                                 f"devices.{item['product']}", source.where(path + ("product",)))
-        devices.setdefault(licence.product, licence)
+        devices.setdefault(license.product, license)
     return addons, devices
 
 

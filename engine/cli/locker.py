@@ -17,7 +17,7 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from engine.locker import accounts, journal
-from engine.locker import licence_files as licences
+from engine.locker import license_files as licenses
 from engine import locker as service
 from engine.catalogue.load import load_catalog
 from engine.cli.options import database_option, format_option, rules_option, user_option
@@ -316,7 +316,7 @@ def license_group() -> None:
 @user_option
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the licence file.")
-@click.option("--signing-key", envvar=licences.SIGNING_KEY_VARIABLE, default=None,
+@click.option("--signing-key", envvar=licenses.SIGNING_KEY_VARIABLE, default=None,
               type=click.Path(dir_okay=False, path_type=Path),
               help="Private key PEM (default: $COMPANION_SIGNING_KEY, else instance/signing-key.pem, "
                    "generated on first use).")
@@ -328,15 +328,15 @@ def license_export(activation_id, user_email, output, signing_key, database_url,
     with open_store(database_url) as store:
         activation = service.get_activation(store, user_email, activation_id)
         holder = service.get_user(store, activation.user)
-    key_path = Path(signing_key) if signing_key else licences.signing_key_path()
-    key = licences.signing_key(key_path)
-    data = licences.export_licence(activation, key, {"email": holder.email, "company": holder.company})
+    key_path = Path(signing_key) if signing_key else licenses.signing_key_path()
+    key = licenses.signing_key(key_path)
+    data = licenses.export_license(activation, key, {"email": holder.email, "company": holder.company})
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(data)
-    public = licences.public_path(key_path)
-    emit({"file": str(output), "activation_id": activation.id, "key_id": licences.key_id(key),
+    public = licenses.public_path(key_path)
+    emit({"file": str(output), "activation_id": activation.id, "key_id": licenses.key_id(key),
           "public_key": str(public) if public.exists() else None}, output_format,
-         f"wrote {output} for {activation.id} (signed by key {licences.key_id(key)}"
+         f"wrote {output} for {activation.id} (signed by key {licenses.key_id(key)}"
          + (f"; public key {public})" if public.exists() else ")"))
 
 
@@ -348,13 +348,13 @@ def license_export(activation_id, user_email, output, signing_key, database_url,
 @boundary
 def license_verify(file, public_key, output_format):
     """Check a licence file's signature without the database."""
-    key = licences.load_public_key(public_key)
+    key = licenses.load_public_key(public_key)
     try:
         data = file.read_bytes()
     except OSError as error:
         raise CompanionError([Problem(code="malformed-licence", message=f"cannot read {file}: {error.strerror}")]) \
             from None
-    document = licences.verify_licence(data, key)
+    document = licenses.verify_license(data, key)
     product = document.get("configuration", {}).get("product", "?") if isinstance(
         document.get("configuration"), dict) else "?"
     emit({"valid": True, "licence": document}, output_format,

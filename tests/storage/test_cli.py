@@ -142,17 +142,17 @@ def test_voucher_story(companion, issue, database_url, tag, tmp_path):
     code, out, _ = companion("locker", "audit", "--user", ann, "--format", "json")
     actions = [event["action"] for event in json.loads(out)]
     assert code == 0 and actions.count("redemption") == 3 and "activation" in actions and "acceptance" in actions
-    licence_file = tmp_path / "out" / "licence.json"
-    code, out, _ = companion("license", "export", activation.id, "--user", ann, "-o", str(licence_file))
-    assert code == 0 and licence_file.exists()
+    license_file = tmp_path / "out" / "licence.json"
+    code, out, _ = companion("license", "export", activation.id, "--user", ann, "-o", str(license_file))
+    assert code == 0 and license_file.exists()
     public = tmp_path / "keys" / "vendor.pub.pem"
-    code, out, _ = companion("license", "verify", str(licence_file), "--public-key", str(public))
+    code, out, _ = companion("license", "verify", str(license_file), "--public-key", str(public))
     assert code == 0 and activation.id in out
-    licence_file.write_bytes(licence_file.read_bytes().replace(b'"units":5', b'"units":9'))
-    code, _, err = companion("license", "verify", str(licence_file), "--public-key", str(public))
+    license_file.write_bytes(license_file.read_bytes().replace(b'"units":5', b'"units":9'))
+    code, _, err = companion("license", "verify", str(license_file), "--public-key", str(public))
     assert code == 1 and err.startswith("error[bad-signature]")
     code, _, err = companion("license", "export", activation.id, "--user", f"cat@{tag}.example", "-o",
-                             str(licence_file))
+                             str(license_file))
     assert code == 1 and "error[unknown-user]" in err
 
 

@@ -100,7 +100,7 @@ def test_activating_then_refreshing_and_resubmitting_issues_one_activation_id_an
     assert balances_of(app, email) == {}
 
 
-def test_the_activate_page_shown_again_replays_and_activating_another_licence_is_a_choice(app, clock):
+def test_the_activate_page_shown_again_replays_and_activating_another_license_is_a_choice(app, clock):
     """Back may fetch the form page again: it keeps the first key, and a second licence takes its own button."""
     clock("2026-12-02")
     client, email = new_partner(app, "twice", *ESSENTIAL_VOUCHERS, *ESSENTIAL_VOUCHERS)

@@ -166,8 +166,8 @@ def _sellables(policy: SubscriptionPolicy, catalog: Catalog) -> dict[str, Sellab
             source, target = (product.tier(tier) for tier in entry.item.split("->"))
             what = f"amendment {source.name if source else '?'} to {target.name if target else '?'}"
         elif entry.kind == "devices":
-            licence = catalog.devices.get(entry.product)
-            name, what = (licence.name if licence else f"{name} device licence"), "amendment, per device"
+            license = catalog.devices.get(entry.product)
+            name, what = (license.name if license else f"{name} device licence"), "amendment, per device"
         elif entry.kind == "addon":
             addon = catalog.addons.get(entry.product, {}).get(entry.item)
             what = f"{addon.name if addon else entry.item} amendment"
@@ -291,8 +291,8 @@ def check_amendment_coverage(catalog: Catalog) -> Iterator[Problem]:
                 yield Problem("missing-reference", f"no amendment reference for the upgrade path {product.id} "
                               f"{upgrade.source} -> {upgrade.target}", where, rule=upgrade.rule,
                               hint=f"add `{{from: {upgrade.source}, to: {upgrade.target}, reference: <SKU>}}` under tiers")
-        licence = catalog.devices.get(product.id)
-        if licence and any(offer != PERPETUAL for offer in licence.references) and not (entry and entry.devices):
+        license = catalog.devices.get(product.id)
+        if license and any(offer != PERPETUAL for offer in license.references) and not (entry and entry.devices):
             yield Problem("missing-reference", f"no amendment reference for {product.id} device licences", where,
                           rule=f"amendment.{product.id}.devices", hint="add `devices: <SKU>`")
         for addon in catalog.addons.get(product.id, {}).values():

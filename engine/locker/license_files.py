@@ -137,7 +137,7 @@ def public_path(private_path: str | os.PathLike) -> Path:
 # --- licence files -----------------------------------------------------------------------------------
 
 
-def licence_document(activation, issued_to: dict | None = None) -> dict:
+def license_document(activation, issued_to: dict | None = None) -> dict:
     """Return the licence document of an activation (an `engine.locker.Activation` or its JSON)."""
     data = activation.to_json() if hasattr(activation, "to_json") else dict(activation)
     document = {
@@ -158,10 +158,10 @@ def licence_document(activation, issued_to: dict | None = None) -> dict:
     return document
 
 
-def export_licence(activation, private_key: Ed25519PrivateKey, issued_to: dict | None = None) -> bytes:
+def export_license(activation, private_key: Ed25519PrivateKey, issued_to: dict | None = None) -> bytes:
     """Return the signed licence file of an activation."""
     unsigned = {"format": FORMAT, "algorithm": ALGORITHM, "key_id": key_id(private_key),
-                "licence": licence_document(activation, issued_to)}
+                "licence": license_document(activation, issued_to)}
     signature = private_key.sign(canonical_json(unsigned))
     return canonical_json({**unsigned, "signature": base64.b64encode(signature).decode("ascii")}) + b"\n"
 
@@ -183,7 +183,7 @@ def _parse(raw: bytes):
     return value
 
 
-def verify_licence(data: bytes | str, public_key: Ed25519PublicKey) -> dict:
+def verify_license(data: bytes | str, public_key: Ed25519PublicKey) -> dict:
     """Return the licence document of a signed licence file, or raise `malformed-licence`/`bad-signature`."""
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     envelope = _parse(raw)
