@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from re import _constants, _parser  # re's own parser: exact about escapes and classes (Python 3.11+)
 from typing import Iterator, Mapping
 
-from engine.catalogue.model import Catalog, frozen
+from engine.catalogue.model import Catalog, extra_of, frozen
 from engine.problem import Location, Problem, did_you_mean
 from engine.catalogue.source import Source
 
-from engine.catalogue.model import extra_of
 
 FILE = "exports.yaml"
 SCHEMA = "exports.schema.json"

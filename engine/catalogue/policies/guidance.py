@@ -6,11 +6,10 @@ import string
 from dataclasses import dataclass
 from typing import Iterator, Mapping
 
-from engine.catalogue.model import Catalog, frozen
+from engine.catalogue.model import Catalog, extra_of, frozen
 from engine.problem import Location, Problem, did_you_mean
 from engine.catalogue.source import Source
 
-from engine.catalogue.model import extra_of
 
 FILE = "guidance.yaml"
 SCHEMA = "guidance.schema.json"

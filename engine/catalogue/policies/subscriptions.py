@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Iterator, Mapping
 
-from engine.catalogue.model import PERPETUAL, Catalog, Product, Sellable, frozen, extra_of
+from engine.catalogue.model import PERPETUAL, Catalog, Product, Sellable, extra_of, frozen
 from engine.catalogue.source import Source
 from engine.problem import Location, Problem, did_you_mean
 
