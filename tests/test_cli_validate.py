@@ -39,7 +39,10 @@ def test_refused_request_exits_1_and_says_what_to_change():
     assert "error[requires-tier] addon.epo.insulation-monitoring" in out
     assert "fix: choose tier advanced or higher" in out
     assert "rule written at rules/addons.yaml:20:13" in out
-    assert "saw: on_insulation_monitoring=True, tier=essential, tier_rank=0; required: tier >= advanced" in out
+    assert "why: addons include insulation-monitoring, unless configuration.tier is at least advanced" in out
+    assert "addons include insulation-monitoring: holds (saw insulation-monitoring) at rules/addons.yaml:16:9" in out
+    assert ("required configuration.tier is at least advanced: fails (saw essential) at rules/addons.yaml:20:13"
+            in out)
     assert "rules that fired, in order:" in out and "1. badge.power-management [entitle]" in out
 
 

@@ -56,7 +56,11 @@ def test_device_limit_is_inclusive(compiled):
     assert verdict_of(compiled, epo(tier="essential", devices=100)).valid  # essential max is 100
     refused = verdict_of(compiled, epo(tier="essential", devices=101))
     assert codes(refused) == [("tier.epo.essential", "over-limit")]
-    assert refused.violations[0]["saw"] == {"tier": "essential", "devices": 101}
+    assert refused.violations[0]["saw"] == {"configuration.tier": "essential", "configuration.devices": 101}
+    assert [(item["condition"], item["saw"], item["held"], item["required"])
+            for item in refused.violations[0]["conditions"]] == [
+        ("configuration.tier is essential", "essential", True, False),
+        ("configuration.devices is at most 100", 101, False, True)]
     assert "advanced" in refused.violations[0]["hint"]  # the next tier that fits 101 devices
     assert refused.bom == []
 
@@ -144,7 +148,8 @@ def test_explanation_lists_fired_rules_in_order_with_locations(compiled):
     assert trace[0]["where"] == "rules/badges.yaml:18:18"
     refusal = next(item for item in trace if item["kind"] == "violation")
     assert refusal["rule"] == "addon.epo.insulation-monitoring"
-    assert refusal["saw"]["tier"] == "essential" and "tier below advanced" in refusal["condition"]
+    assert refusal["saw"]["configuration.tier"] == "essential"
+    assert "unless configuration.tier is at least advanced" in refusal["condition"]
     violation = verdict.violations[0]
     assert violation["required"] == {"tier": ">= advanced"}
     assert violation["where"] == "rules/addons.yaml:20:13"
@@ -219,7 +224,8 @@ def test_each_product_compiles_to_its_own_ruleset(compiled):
         assert all(name.startswith(f"{product}@{compiled.rules_version}.") for name in names)
     # Every compiled rule is tagged with a catalogue rule id and a location in the rule files.
     for rule in compiled.rules.values():
-        assert rule.rule.split(".")[0] in {"badge", "product", "license", "tier", "devices", "addon"}
+        assert rule.rule.split(".")[0] in {"badge", "product", "license", "tier", "devices", "addon", "upgrade",
+                                           "upgrades"}
         assert rule.where.file.startswith("rules/") and rule.where.line >= 1
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from engine.catalogue.model import Catalog, Sellable
-from engine.catalogue.policies import exports, guidance, subscriptions, vouchers
+from engine.catalogue.policies import constraints, exports, guidance, subscriptions, vouchers
 from engine.catalogue.source import Source
 from engine.problem import Location, Problem
 
@@ -34,6 +34,8 @@ RULE_FILES: dict[str, RuleFile] = {
     subscriptions.POLICY_FILE: RuleFile(subscriptions.POLICY_SCHEMA, build=subscriptions.build_policy,
                                         check=subscriptions.check_policy, rules=subscriptions.SubscriptionPolicy.rules,
                                         references=subscriptions.policy_references),
+    constraints.FILE: RuleFile(constraints.SCHEMA, build=constraints.build, check=constraints.check,
+                               rules=constraints.rules),
     exports.FILE: RuleFile(exports.SCHEMA, build=exports.build, check=exports.check, rules=exports.rules),
     guidance.FILE: RuleFile(guidance.SCHEMA, build=guidance.build, check=guidance.check, rules=guidance.rules),
 }

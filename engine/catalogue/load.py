@@ -14,7 +14,7 @@ from engine.catalogue.model import Catalog, Sellable, frozen
 from engine.problem import CompanionError, Location, Problem, did_you_mean
 from engine.catalogue.files import POLICIES, RULE_FILES
 from engine.catalogue.schema import BUNDLED_RULES, validate_source
-from engine.catalogue.source import Source, display_path, load_yaml
+from engine.catalogue.source import Source, dates_as_text, display_path, load_yaml
 
 
 def rules_of(catalog: Catalog) -> dict[str, Location]:
@@ -67,7 +67,7 @@ def _load_catalog(directory: Path | str | None) -> Catalog:
                                         hint=f"create it; its schema is rules/schemas/{rule_file.schema}"))
             continue
         try:
-            source = load_yaml(path, shown)
+            source = dates_as_text(load_yaml(path, shown))
         except CompanionError as error:
             problems.extend(error.problems)
             continue

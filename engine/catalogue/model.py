@@ -8,6 +8,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
+from engine.catalogue import conditions
+from engine.catalogue.conditions import Node
 from engine.catalogue.source import Source, display_path
 from engine.problem import CompanionError, Location, Problem
 
@@ -64,6 +66,8 @@ class Tier:
     where: Location
     spots: Mapping[str, Location]
     description: str = ""
+    min_version: str | None = None  # requires.min_version: the tier is sold from this product version
+    when: Node | None = None  # its limit and requirements apply only when this holds
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class Upgrade:
     where: Location
     where_source: Location
     where_target: Location
+    when: Node | None = None  # the path is open only when this holds
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,8 @@ class Product:
     where: Location
     spots: Mapping[str, Location]
     description: str = ""
+    min_version: str | None = None  # requires.min_version: configurable from this version only
+    offer_when: Mapping[str, Node] = field(default_factory=dict)  # licence model -> sold only when this holds
 
     @property
     def licenses(self) -> tuple[str, ...]:
@@ -131,6 +138,7 @@ class Unlock:
     min_version: str | None
     where: Location
     where_version: Location | None
+    when: Node | None = None  # the badge unlocks the product only when this holds
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,8 @@ class Addon:
     where: Location
     spots: Mapping[str, Location]
     description: str = ""
+    min_version: str | None = None  # requires.min_version: sold from this product version
+    when: Node | None = None  # its requirements, exclusions and limit apply only when this holds
 
 
 @dataclass(frozen=True)
@@ -230,6 +240,7 @@ def build_badges(source: Source) -> dict[str, Badge]:
                 where=source.where(path + ("unlocks", position, "product")),
                 where_version=source.where(path + ("unlocks", position, "min_version"))
                 if "min_version" in unlock else None,
+                when=when_of(source, path + ("unlocks", position), unlock),
             )
             for position, unlock in enumerate(item["unlocks"])
         )
@@ -259,6 +270,8 @@ def build_products(source: Source) -> dict[str, Product]:
                 where=source.where(path + ("tiers", rank, "id")),
                 spots=Spots(source, path + ("tiers", rank)),
                 description=tier.get("description", ""),
+                min_version=tier.get("requires", {}).get("min_version"),
+                when=when_of(source, path + ("tiers", rank), tier),
             )
             for rank, tier in enumerate(item["tiers"])
         )
@@ -271,6 +284,7 @@ def build_products(source: Source) -> dict[str, Product]:
                 where=source.where(path + ("upgrades", position)),
                 where_source=source.where(path + ("upgrades", position, "from")),
                 where_target=source.where(path + ("upgrades", position, "to")),
+                when=when_of(source, path + ("upgrades", position), upgrade),
             )
             for position, upgrade in enumerate(item.get("upgrades", ()))
         )
@@ -287,6 +301,9 @@ def build_products(source: Source) -> dict[str, Product]:
             where=source.where(path + ("id",)),
             spots=Spots(source, path),
             description=item.get("description", ""),
+            min_version=item.get("requires", {}).get("min_version"),
+            offer_when=frozen({model: conditions.parse(source, path + ("licenses", model, "when"))
+                               for model, offer in licenses.items() if "when" in (offer or {})}),
         )
         products.setdefault(product_id, product)
     return products
@@ -311,6 +328,8 @@ def build_addons(source: Source) -> tuple[dict[str, dict[str, Addon]], dict[str,
             where=source.where(path + ("id",)),
             spots=Spots(source, path),
             description=item.get("description", ""),
+            min_version=requires.get("min_version"),
+            when=when_of(source, path, item),
         )
         addons.setdefault(addon.product, {}).setdefault(addon.id, addon)
     devices: dict[str, DeviceLicense] = {}
@@ -320,6 +339,11 @@ def build_addons(source: Source) -> tuple[dict[str, dict[str, Addon]], dict[str,
                                 f"devices.{item['product']}", source.where(path + ("product",)))
         devices.setdefault(license.product, license)
     return addons, devices
+
+
+def when_of(source: Source, path: tuple, item: dict) -> Node | None:
+    """Return the parsed `when:` condition of a rule-file entry, or None when it has none."""
+    return conditions.parse(source, path + ("when",)) if "when" in item else None
 
 
 class Spots(Mapping):

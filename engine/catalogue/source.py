@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import os
 import gc
 import re
 import stat
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,26 @@ def _within(locations: Mapping[tuple, Location], path: tuple) -> Mapping[tuple, 
     if isinstance(locations, Locations):
         return locations.within(path)
     return {inner[len(path):]: where for inner, where in locations.items() if inner[:len(path)] == path}
+
+
+ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def dates_as_text(source: Source) -> Source:
+    """Return source with YAML dates written as ISO text, so that YAML and JSON validate alike."""
+    if source.text and not ISO_DAY.search(source.text):
+        return source  # walking a large catalogue for nothing costs it tens of milliseconds
+    return replace(source, data=_dates_as_text(source.data))
+
+
+def _dates_as_text(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {key: _dates_as_text(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_dates_as_text(value) for value in data]
+    if isinstance(data, (dt.date, dt.datetime)):
+        return data.isoformat()
+    return data
 
 
 def location_of(file: str, mark) -> Location:

@@ -77,10 +77,8 @@ def render_verdict(name: str, verdict, explain_rules: bool = False) -> str:
         lines.append(f"      fix: {item['hint']}")
         lines.append(f"      rule written at {item['where']}")
         if explain_rules:
-            seen = ", ".join(f"{key}={value}" for key, value in item["saw"].items())
-            needed = ", ".join(f"{key} {value}" for key, value in item["required"].items())
-            lines.append(f"      why: the rule matched {item['condition']}")
-            lines.append(f"      saw: {seen}; required: {needed}")
+            lines.append(f"      why: {item['condition']}")
+            lines.extend(render_conditions(item["conditions"], "        "))
     for item in verdict.notices:
         lines.append(f"  notice[{item['code']}] {item['rule']}: {item['message']} ({item['where']})")
     if verdict.bom:
@@ -94,9 +92,26 @@ def render_verdict(name: str, verdict, explain_rules: bool = False) -> str:
             lines.append(f"    {number:>2}. {item['rule']} [{item['kind']}] at {item['where']}")
             lines.append(f"        matched: {item['condition']}")
             lines.append(f"        saw: {seen}")
+            lines.extend(render_conditions(item["conditions"], "          "))
             for line in item.get("yields", []):
                 lines.append(f"        yields: {line['quantity']} x {line['reference']} ({line['rule']})")
     return "\n".join(lines)
+
+
+def shown_value(value) -> str:
+    """Show a fact's value: a list as its items, a missing fact as unknown."""
+    if value is None:
+        return "unknown (not given)"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(item) for item in value) or "none"
+    return str(value)
+
+
+def render_conditions(items: list[dict], indent: str) -> list[str]:
+    """Render each condition of a rule: whether it held, the value seen, where it is written."""
+    held = {True: "holds", False: "fails", "unknown": "unknown"}
+    return [f"{indent}{'required ' if item['required'] else ''}{item['condition']}: {held[item['held']]} "
+            f"(saw {shown_value(item['saw'])}) at {item['where']}" for item in items]
 
 
 def render_options(result: dict) -> str:

@@ -26,81 +26,74 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+from engine.catalogue.conditions import (All, Any_, Node, Not, Scope, Test, conjunction, disjunction, leaves,
+                                         resolve_tree, text)
 from engine.catalogue.load import load_catalog
 from engine.catalogue.model import PERPETUAL, SUBSCRIPTION, VERSION_BASE, VERSION_PARTS, Catalog, Product, version_key
-from engine.problem import CompanionError, Location, Problem
+from engine.catalogue.policies import constraints
+from engine.inference.patterns import NOT_TRUE, TRUE, both, member_field, pattern, pattern_fields
 from engine.inference.session import RuleSession, check_limits
+from engine.problem import CompanionError, Location, Problem
 
 SHARD_RULES = 200  # stage-2 rules per shard: well under the engine's 256-rules-per-shared-pattern limit
 
 
-@dataclass(frozen=True)
-class Cond:
-    """One test on a config fact field, as an engine pattern and as text for people."""
-
-    spec: dict
-    text: str
-    fields: tuple[str, ...]
+NOWHERE = Location("<compiled>")
+ALWAYS = All((), NOWHERE)  # the empty conjunction: holds
+NEVER = Any_((), NOWHERE)  # the empty disjunction: never holds
 
 
-def eq(name: str, value) -> Cond:
-    """field == value."""
-    shown = str(value).lower() if isinstance(value, bool) else value
-    return Cond({name: value}, f"{name} == {shown}", (name,))
-
-
-def neq(name: str, value) -> Cond:
-    """field != value."""
-    return Cond({"$neq": {name: value}}, f"{name} != {value}", (name,))
-
-
-def gt(name: str, value: int) -> Cond:
-    """field > value."""
-    return Cond({"$gt": {name: value}}, f"{name} > {value}", (name,))
-
-
-def gte(name: str, value: int) -> Cond:
-    """field >= value."""
-    return Cond({"$gte": {name: value}}, f"{name} >= {value}", (name,))
-
-
-def lt(name: str, value: int) -> Cond:
-    """field < value."""
-    return Cond({"$lt": {name: value}}, f"{name} < {value}", (name,))
-
-
-def either(*conds: Cond) -> Cond:
-    """Any of the conditions."""
-    return Cond({"$or": [cond.spec for cond in conds]}, "(" + " or ".join(cond.text for cond in conds) + ")",
-                tuple(name for cond in conds for name in cond.fields))
+def test(fact: str, op: str, value, where: Location, written=None) -> Test:
+    """Return a resolved comparison the compiler writes itself (a short form's meaning)."""
+    return Test(fact, op, value if written is None else written, where, value)
 
 
 @dataclass(frozen=True)
 class CompiledRule:
-    """One engine rule, tagged with the catalogue rule it came from."""
+    """One engine rule, tagged with the catalogue rule it came from.
+
+    It fires when WHEN is known to hold and, for a requirement, when UNLESS is not known to hold.
+    """
 
     key: str  # unique within the compiled catalogue, e.g. addon.epo.insulation-monitoring#requires-tier
     rule: str  # the catalogue rule id
     where: Location
-    kind: str  # entitle | violation | notice | offer | bom
+    kind: str  # entitle | violation | notice | bom | path
     code: str
-    stage: int
-    conds: tuple[Cond, ...]
+    stage: int  # 1: the config fact; 2: the entitled fact; 3: a change fact (amendments and renewals)
+    when: Node = ALWAYS
+    unless: Node | None = None
     item: dict = field(default_factory=dict, compare=False)  # what the verdict item needs (reference, limits...)
+
+    @functools.cached_property
+    def spec(self) -> dict | bool:
+        """Return the engine pattern of the rule (without its fact-type test), or a constant."""
+        parts = [pattern(self.when, TRUE)]
+        if self.unless is not None:
+            parts.append(pattern(self.unless, NOT_TRUE))
+        return both(parts)
 
     @functools.cached_property
     def condition(self) -> str:
         """Return the rule's condition as text."""
-        return " and ".join(cond.text for cond in self.conds if cond is not IS_CONFIG) or "always"
+        shown = "" if isinstance(self.when, All) and not self.when.parts else text(self.when)
+        if self.unless is not None:
+            required = f"unless {text(self.unless)}"
+            shown = f"{shown}, {required}" if shown else required.capitalize()
+        return shown or "always"
 
     @functools.cached_property
-    def fields(self) -> tuple[str, ...]:
-        """Return the config fields the rule tests."""
-        seen: dict[str, None] = {}
-        for cond in self.conds:
-            for name in cond.fields:
-                seen.setdefault(name, None)
-        return tuple(seen)
+    def fields(self) -> frozenset[str]:
+        """Return the config fact fields the rule reads."""
+        return frozenset(pattern_fields(self.spec))
+
+    @functools.cached_property
+    def facts(self) -> tuple[str, ...]:
+        """Return the facts the rule tests, in order."""
+        found = [leaf.fact for leaf in leaves(self.when)]
+        if self.unless is not None:
+            found += [leaf.fact for leaf in leaves(self.unless)]
+        return tuple(dict.fromkeys(found))
 
 
 @dataclass
@@ -149,11 +142,6 @@ class CompiledCatalog:
         self.shards = {}
 
 
-def field_name(prefix: str, item_id: str) -> str:
-    """Name a config field after an id: `has_power_management` (ids never contain '_')."""
-    return f"{prefix}_{item_id.replace('-', '_')}"
-
-
 def version_number(version: str) -> int:
     """Encode a version as one integer that orders like the version (check.py refuses what does not fit)."""
     parts = list(version_key(version))
@@ -166,120 +154,255 @@ def version_number(version: str) -> int:
     return number
 
 
-IS_CONFIG = eq("t", "config")
-IS_ENTITLED = eq("t", "entitled")
+FACT_TYPES = {1: "config", 2: "entitled", 3: "change"}  # the `t` field each stage's rules match
 
 
 @dataclass(frozen=True)
 class FactFields:
-    """The explicit fields a product's config fact carries: one per unlocking badge and per add-on."""
+    """The fields a product's facts carry: one per badge its rules name, per add-on, and what stages read."""
 
     badges: tuple[tuple[str, str], ...]  # (field, badge id)
     addons: tuple[tuple[str, str, str], ...]  # (on-field, quantity-field, add-on id)
-
-    @property
-    def stage_one(self) -> tuple[str, ...]:
-        """Return the fields stage-1 rules test (entitlement, refusals and notices of the config fact)."""
-        return ("t", "version_n", "tier_written") + tuple(name for name, _ in self.badges)
+    stage_one: tuple[str, ...] = ()  # the fields stage-1 rules read: all the asserted fact carries
+    stage_two: tuple[str, ...] = ()  # the fields stage-2 rules read: all the entitled fact carries
+    change: tuple[str, ...] = ()  # the fields change rules read
 
 
-def fact_fields(catalog: Catalog, product: Product) -> FactFields:
-    """Work out once which fields a product's config fact needs."""
-    badges = tuple((field_name("has", badge.id), badge.id) for badge, _ in catalog.badges_unlocking(product.id))
-    addons = tuple((field_name("on", addon_id), field_name("q", addon_id), addon_id)
-                   for addon_id in catalog.addons.get(product.id, {}))
-    return FactFields(badges, addons)
+def fact_fields(catalog: Catalog, product: Product, rules: list[CompiledRule] = ()) -> FactFields:
+    """Work out once which fields a product's facts need, from the rules that read them."""
+    badges = {badge.id for badge, _ in catalog.badges_unlocking(product.id)}
+    for rule in rules:
+        for leaf in _leaves(rule):
+            if leaf.fact == "partner.badges" and leaf.op != "present":
+                badges.update([leaf.engine] if isinstance(leaf.engine, str) else leaf.engine)
+    by_stage: dict[int, set[str]] = {1: {"t"}, 2: {"t"}, 3: {"t"}}
+    for rule in rules:
+        by_stage[rule.stage] |= rule.fields
+    return FactFields(
+        tuple((member_field("has", badge_id), badge_id) for badge_id in catalog.badges if badge_id in badges),
+        tuple((member_field("on", addon_id), member_field("q", addon_id), addon_id)
+              for addon_id in catalog.addons.get(product.id, {})),
+        tuple(sorted(by_stage[1])), tuple(sorted(by_stage[2])), tuple(sorted(by_stage[3])))
+
+
+def _leaves(rule: CompiledRule):
+    yield from leaves(rule.when)
+    if rule.unless is not None:
+        yield from leaves(rule.unless)
+
+
+def scope_of(catalog: Catalog, product: Product) -> Scope:
+    """Return what a product's conditions are resolved against."""
+    return Scope(tuple(catalog.badges), product, tuple(catalog.addons.get(product.id, {})),
+                 tuple(catalog.products), version_number)
+
+
+def resolved(node: Node | None, scope: Scope) -> Node | None:
+    """Resolve a condition written in a rule file (catalogue.check has reported what is wrong with it)."""
+    if node is None:
+        return None
+    problems: list[Problem] = []
+    tree = resolve_tree(node, scope, problems)
+    if problems:
+        raise CompanionError(problems)
+    return tree
 
 
 def product_rules(catalog: Catalog, product: Product) -> list[CompiledRule]:
-    """Generate every compiled rule of one product."""
+    """Generate every compiled rule of one product: each short form desugared into a condition tree."""
     rules: list[CompiledRule] = []
     add = rules.append
+    scope = scope_of(catalog, product)
     unlocking = catalog.badges_unlocking(product.id)
-    has = {badge.id: field_name("has", badge.id) for badge, _ in unlocking}
+    where_of = product.spots.get
+
+    def version_at_least(version: str, where: Location) -> Test:
+        return test("configuration.version", "at_least", version_number(version), where, version)
 
     # Stage 1: entitlement by badge, refusals and notices on the config fact alone.
+    holders, entitlements = [], []
     for badge, unlock in unlocking:
-        conds = [IS_CONFIG, eq(has[badge.id], True)]
-        if unlock.min_version:
-            conds.append(gte("version_n", version_number(unlock.min_version)))
-        add(CompiledRule(f"{badge.rule}#{product.id}", badge.rule, unlock.where, "entitle", "entitled", 1,
-                         tuple(conds), {"product": product.id, "min_version": unlock.min_version}))
+        holds = [test("partner.badges", "is", badge.id, unlock.where)]
+        if unlock.when is not None:
+            holds.append(resolved(unlock.when, scope))
+        holder = conjunction(holds, unlock.where)
+        entitled = conjunction(holds + ([version_at_least(unlock.min_version, unlock.where_version)]
+                                        if unlock.min_version else []), unlock.where)
+        holders.append(holder)
+        entitlements.append(entitled)
+        add(CompiledRule(f"{badge.rule}#{product.id}", badge.rule, unlock.where, "entitle", "entitled", 1, entitled,
+                         item={"product": product.id, "min_version": unlock.min_version}))
     add(CompiledRule(f"{product.rule}#not-entitled", product.rule, product.where, "violation", "not-entitled", 1,
-                     (IS_CONFIG,) + tuple(eq(name, False) for name in has.values()),
-                     {"badges": sorted(has)}))
-    for badge, unlock in unlocking:
+                     unless=disjunction(holders, product.where),
+                     item={"badges": [badge.id for badge, _ in unlocking]}))
+    for index, (badge, unlock) in enumerate(unlocking):
         if not unlock.min_version:
             continue
-        conds = [IS_CONFIG, eq(has[badge.id], True), lt("version_n", version_number(unlock.min_version))]
-        for other, other_unlock in unlocking:
-            if other.id == badge.id:
-                continue
-            if other_unlock.min_version is None:
-                conds.append(eq(has[other.id], False))
-            else:
-                conds.append(either(eq(has[other.id], False),
-                                    lt("version_n", version_number(other_unlock.min_version))))
+        others = [entitled for position, entitled in enumerate(entitlements) if position != index]
         add(CompiledRule(f"{badge.rule}#{product.id}-version", badge.rule, unlock.where_version or unlock.where,
-                         "violation", "version-too-low", 1, tuple(conds),
-                         {"product": product.id, "min_version": unlock.min_version}))
+                         "violation", "version-too-low", 1,
+                         conjunction([holders[index], Not(version_at_least(unlock.min_version, unlock.where_version),
+                                                          unlock.where_version)], unlock.where),
+                         unless=disjunction(others, unlock.where) if others else None,
+                         item={"product": product.id, "min_version": unlock.min_version}))
     for tier in product.tiers:
         for position, former in enumerate(tier.former_names):
-            add(CompiledRule(f"{tier.rule}#former-{former}", tier.rule,
-                             tier.spots.get(f"former_names.{position}", tier.where), "notice", "former-name", 1,
-                             (IS_CONFIG, eq("tier_written", former)), {"former": former, "tier": tier.id}))
+            spot = tier.spots.get(f"former_names.{position}", tier.where)
+            add(CompiledRule(f"{tier.rule}#former-{former}", tier.rule, spot, "notice", "former-name", 1,
+                             test("configuration.tier_written", "is", former, spot),
+                             item={"former": former, "tier": tier.id}))
 
-    # Stage 2: joined with the entitlement.
+    # Stage 2: the entitled configuration.
+    if product.min_version:
+        spot = where_of("requires.min_version", product.where)
+        add(CompiledRule(f"{product.rule}#min-version", product.rule, spot, "violation", "version-too-low", 2,
+                         unless=version_at_least(product.min_version, spot),
+                         item={"product": product.id, "min_version": product.min_version}))
     license_rule = f"license.{product.id}"
-    license_where = product.spots.get("licenses", product.where)
+    license_where = where_of("licenses", product.where)
     offered = product.licenses
     add(CompiledRule(f"{license_rule}#not-offered", license_rule, license_where, "violation",
-                     "license-not-offered", 2, (IS_CONFIG,) + tuple(neq("license", model) for model in offered),
-                     {"offered": list(offered)}))
+                     "license-not-offered", 2, unless=test("configuration.license", "one_of", offered, license_where),
+                     item={"offered": list(offered)}))
+    for model, when in product.offer_when.items():
+        spot = where_of(f"licenses.{model}.when", license_where)
+        add(CompiledRule(f"{license_rule}#{model}-when", license_rule, spot, "violation", "not-available", 2,
+                         test("configuration.license", "is", model, spot), unless=resolved(when, scope),
+                         item={"product": product.id, "offer": model}))
+    is_subscription = test("configuration.license", "is", SUBSCRIPTION, license_where)
     if product.terms:
-        add(CompiledRule(f"{license_rule}#term", license_rule, product.spots.get("licenses.subscription.terms",
-                                                                                 license_where),
-                         "violation", "term-not-offered", 2,
-                         (IS_CONFIG, eq("license", SUBSCRIPTION)) + tuple(neq("term", term) for term in product.terms),
-                         {"terms": list(product.terms)}))
+        spot = where_of("licenses.subscription.terms", license_where)
+        add(CompiledRule(f"{license_rule}#term", license_rule, spot, "violation", "term-not-offered", 2,
+                         is_subscription, unless=test("configuration.term_months", "one_of", product.terms, spot),
+                         item={"terms": list(product.terms)}))
         for term in product.terms:
             add(CompiledRule(f"{license_rule}#subscription-{term}", license_rule, license_where, "bom", "offer", 2,
-                             (IS_CONFIG, eq("license", SUBSCRIPTION), eq("term", term)),
-                             {"offer": f"{SUBSCRIPTION}-{term}"}))
+                             conjunction([is_subscription, test("configuration.term_months", "is", term,
+                                                                license_where)], license_where),
+                             item={"offer": f"{SUBSCRIPTION}-{term}"}))
     if product.perpetual:
-        add(CompiledRule(f"{license_rule}#perpetual", license_rule, license_where, "bom", "offer", 2,
-                         (IS_CONFIG, eq("license", PERPETUAL)), {"offer": PERPETUAL}))
+        is_perpetual = test("configuration.license", "is", PERPETUAL, license_where)
+        add(CompiledRule(f"{license_rule}#perpetual", license_rule, license_where, "bom", "offer", 2, is_perpetual,
+                         item={"offer": PERPETUAL}))
         add(CompiledRule(f"{license_rule}#perpetual-term", license_rule, license_where, "notice", "term-ignored", 2,
-                         (IS_CONFIG, eq("license", PERPETUAL), gt("term", 0)), {}))
+                         conjunction([is_perpetual, Not(test("configuration.term_months", "at_most", 0,
+                                                             license_where), license_where)], license_where)))
     for tier in product.tiers:
-        tier_is = eq("tier", tier.id)
-        add(CompiledRule(f"{tier.rule}#over-limit", tier.rule, tier.spots.get("devices.max", tier.where),
-                         "violation", "over-limit", 2, (IS_CONFIG, tier_is, gt("devices", tier.devices_max)),
-                         {"max": tier.devices_max, "tier": tier.id}))
+        chosen = [test("configuration.tier", "is", tier.id, tier.where)]
+        if tier.when is not None:
+            chosen.append(resolved(tier.when, scope))
+        scope_tier = conjunction(chosen, tier.where)
+        spot = tier.spots.get("devices.max", tier.where)
+        add(CompiledRule(f"{tier.rule}#over-limit", tier.rule, spot, "violation", "over-limit", 2, scope_tier,
+                         unless=test("configuration.devices", "at_most", tier.devices_max, spot),
+                         item={"max": tier.devices_max, "tier": tier.id}))
+        if tier.min_version:
+            spot = tier.spots.get("requires.min_version", tier.where)
+            add(CompiledRule(f"{tier.rule}#min-version", tier.rule, spot, "violation", "requires-version", 2,
+                             scope_tier, unless=version_at_least(tier.min_version, spot),
+                             item={"tier": tier.id, "name": tier.name, "min_version": tier.min_version}))
     ranks = {tier.id: tier.rank for tier in product.tiers}
     for addon in catalog.addons.get(product.id, {}).values():
-        on = field_name("on", addon.id)
+        spots = addon.spots
+        chosen = [test("addons", "is", addon.id, addon.where)]
+        if addon.when is not None:
+            chosen.append(resolved(addon.when, scope))
+        scope_addon = conjunction(chosen, addon.where)
+        about = {"addon": addon.id, "name": addon.name}
         if addon.requires_tier in ranks:
-            add(CompiledRule(f"{addon.rule}#requires-tier", addon.rule, addon.spots["requires.tier"], "violation",
-                             "requires-tier", 2, (IS_CONFIG, eq(on, True),
-                              Cond({"$lt": {"tier_rank": ranks[addon.requires_tier]}},
-                                   f"tier below {addon.requires_tier}", ("tier", "tier_rank"))),
-                             {"addon": addon.id, "name": addon.name, "tier": addon.requires_tier}))
+            spot = spots["requires.tier"]
+            add(CompiledRule(f"{addon.rule}#requires-tier", addon.rule, spot, "violation", "requires-tier", 2,
+                             scope_addon, unless=test("configuration.tier", "at_least", ranks[addon.requires_tier],
+                                                      spot, addon.requires_tier),
+                             item={**about, "tier": addon.requires_tier}))
+        if addon.min_version:
+            spot = spots["requires.min_version"]
+            add(CompiledRule(f"{addon.rule}#min-version", addon.rule, spot, "violation", "requires-version", 2,
+                             scope_addon, unless=version_at_least(addon.min_version, spot),
+                             item={**about, "min_version": addon.min_version}))
         for position, other in enumerate(addon.requires_addons):
-            add(CompiledRule(f"{addon.rule}#requires-{other}", addon.rule, addon.spots[f"requires.addons.{position}"],
-                             "violation", "requires-addon", 2,
-                             (IS_CONFIG, eq(on, True), eq(field_name("on", other), False)),
-                             {"addon": addon.id, "name": addon.name, "other": other}))
+            spot = spots[f"requires.addons.{position}"]
+            add(CompiledRule(f"{addon.rule}#requires-{other}", addon.rule, spot, "violation", "requires-addon", 2,
+                             scope_addon, unless=test("addons", "is", other, spot), item={**about, "other": other}))
         for position, other in enumerate(addon.excludes):
-            add(CompiledRule(f"{addon.rule}#excludes-{other}", addon.rule, addon.spots[f"excludes.{position}"],
-                             "violation", "excluded", 2,
-                             (IS_CONFIG, eq(on, True), eq(field_name("on", other), True)),
-                             {"addon": addon.id, "name": addon.name, "other": other}))
+            spot = spots[f"excludes.{position}"]
+            add(CompiledRule(f"{addon.rule}#excludes-{other}", addon.rule, spot, "violation", "excluded", 2,
+                             conjunction([scope_addon, test("addons", "is", other, spot)], spot),
+                             item={**about, "other": other}))
         if addon.max_quantity is not None:
-            add(CompiledRule(f"{addon.rule}#over-limit", addon.rule, addon.spots.get("quantity.max", addon.where),
-                             "violation", "over-limit", 2,
-                             (IS_CONFIG, eq(on, True), gt(field_name("q", addon.id), addon.max_quantity)),
-                             {"addon": addon.id, "name": addon.name, "max": addon.max_quantity}))
+            spot = spots.get("quantity.max", addon.where)
+            add(CompiledRule(f"{addon.rule}#over-limit", addon.rule, spot, "violation", "over-limit", 2,
+                             scope_addon, unless=test(f"addon.{addon.id}.quantity", "at_most", addon.max_quantity,
+                                                      spot), item={**about, "max": addon.max_quantity}))
+    rules.extend(further_rules(catalog, product, scope))
+    rules.extend(path_rules(product, scope))
+    return rules
+
+
+def further_rules(catalog: Catalog, product: Product, scope: Scope) -> list[CompiledRule]:
+    """Compile the availability windows, constraints and notices of constraints.yaml for one product."""
+    further = catalog.extras.get(constraints.FILE)
+    if further is None:
+        return []
+    rules = []
+    for window in further.availability:
+        if window.product != product.id:
+            continue
+        offer = [test("configuration.license", "is", window.license, window.where_offer, window.offer)]
+        if window.term is not None:
+            offer.append(test("configuration.term_months", "is", window.term, window.where_offer, window.offer))
+        if window.when is not None:
+            offer.append(resolved(window.when, scope))
+        allowed = []
+        if window.countries:
+            allowed.append(test("partner.country", "one_of", window.countries, window.where_countries))
+        if window.start:
+            allowed.append(test("date", "at_least", window.start.toordinal(), window.where_start, window.start))
+        if window.end:
+            allowed.append(test("date", "at_most", window.end.toordinal(), window.where_end, window.end))
+        rules.append(CompiledRule(f"{window.rule}#window", window.rule, window.where, "violation", "not-available",
+                                  2, conjunction(offer, window.where), unless=conjunction(allowed, window.where),
+                                  item={"product": product.id, "offer": window.offer,
+                                        "countries": list(window.countries),
+                                        "from": str(window.start) if window.start else None,
+                                        "until": str(window.end) if window.end else None}))
+    for constraint in further.constraints:
+        if constraint.product != product.id:
+            continue
+        rules.append(CompiledRule(f"{constraint.rule}#require", constraint.rule, constraint.where, "violation",
+                                  constraint.code, 2, resolved(constraint.when, scope) or ALWAYS,
+                                  unless=resolved(constraint.require, scope),
+                                  item={"message": constraint.message, "hint": constraint.hint}))
+    for notice in further.notices:
+        if notice.product != product.id:
+            continue
+        rules.append(CompiledRule(f"{notice.rule}#notice", notice.rule, notice.where, "notice", notice.code, 2,
+                                  resolved(notice.when, scope) or ALWAYS, item={"message": notice.message}))
+    return rules
+
+
+def path_rules(product: Product, scope: Scope) -> list[CompiledRule]:
+    """Compile the declared upgrade paths: rules over a change fact that decide each upward tier move."""
+    rules = []
+    for old in product.tiers:
+        for new in product.tiers:
+            if new.rank <= old.rank:
+                continue
+            move = [test("change.from_tier", "is", old.id, old.where), test("change.to_tier", "is", new.id, new.where)]
+            paths = []
+            for upgrade in product.upgrades:
+                if (upgrade.source, upgrade.target) != (old.id, new.id):
+                    continue
+                path = conjunction(move + ([resolved(upgrade.when, scope)] if upgrade.when is not None else []),
+                                   upgrade.where)
+                paths.append(path)
+                rules.append(CompiledRule(f"{upgrade.rule}#path", upgrade.rule, upgrade.where, "path", "upgrade-path",
+                                          3, path, item={"from": old.id, "to": new.id}))
+            rule = f"upgrades.{product.id}"
+            rules.append(CompiledRule(f"{rule}#{old.id}-{new.id}", rule, product.spots.get("upgrades", product.where),
+                                      "violation", "not-an-upgrade-path", 3, conjunction(move, product.where),
+                                      unless=disjunction(paths, product.where),
+                                      item={"from": old.id, "to": new.id}))
     return rules
 
 
@@ -298,16 +421,19 @@ def _action(key: str, entitles: bool) -> Callable:
     return record
 
 
-def engine_rule(rule: CompiledRule) -> dict:
-    """Return the durable_rules dict form of a compiled rule."""
-    conds = rule.conds if rule.stage == 1 else (IS_ENTITLED,) + rule.conds[1:]
-    return {"all": [{"c": {"$and": [cond.spec for cond in conds]}}], "run": _action(rule.key, rule.kind == "entitle")}
+def engine_rule(rule: CompiledRule) -> dict | None:
+    """Return the durable_rules dict form of a compiled rule, or None when it can never fire."""
+    spec = both([{"t": FACT_TYPES[rule.stage]}, rule.spec])
+    if spec is False:
+        return None
+    return {"all": [{"c": spec if list(spec) == ["$and"] else {"$and": [spec]}}],
+            "run": _action(rule.key, rule.kind == "entitle")}
 
 
 def shard(rules: list[CompiledRule]) -> list[list[CompiledRule]]:
-    """Split a product's rules into shards: stage-1 rules go everywhere they are needed."""
+    """Split a product's rules into shards: stage-1 rules go everywhere they are needed, change rules first."""
     entitle = [rule for rule in rules if rule.kind == "entitle"]
-    first = [rule for rule in rules if rule.stage == 1]
+    first = [rule for rule in rules if rule.stage in (1, 3)]
     later = [rule for rule in rules if rule.stage == 2]
     chunks = [later[start:start + SHARD_RULES] for start in range(0, len(later), SHARD_RULES)] or [[]]
     return [(first if index == 0 else entitle) + chunk for index, chunk in enumerate(chunks)]
@@ -333,16 +459,16 @@ def _compile(catalog: Catalog, engine: RuleSession | None) -> CompiledCatalog:
     compiled: dict[str, CompiledRule] = {}
     plans: dict[str, list[tuple[str, dict]]] = {}
     problems: list[Problem] = []
-    fields = {product.id: fact_fields(catalog, product) for product in catalog.products.values()}
+    fields: dict[str, FactFields] = {}
     for product in catalog.products.values():
         rules = product_rules(catalog, product)
-        _check_stages(rules, fields[product.id])
+        fields[product.id] = fact_fields(catalog, product, rules)
         compiled.update((rule.key, rule) for rule in rules)
         plans[product.id] = []
         reasons: dict[str, None] = {}
         for index, group in enumerate(shard(rules)):
             name = f"{product.id}@{catalog.rules_version}.{serial}" + (f"#{index}" if index else "")
-            definition = {rule.key: engine_rule(rule) for rule in group}
+            definition = {rule.key: engine_rule(rule) for rule in group if engine_rule(rule) is not None}
             reasons.update(dict.fromkeys(check_limits(definition)))
             plans[product.id].append((name, definition))
         if reasons:
@@ -358,15 +484,6 @@ def _compile(catalog: Catalog, engine: RuleSession | None) -> CompiledCatalog:
             engine.register(name, definition, limits_checked=True)
         shards[product_id] = tuple(name for name, _ in plan)
     return CompiledCatalog(catalog, engine, shards, compiled, fields)
-
-
-def _check_stages(rules: list[CompiledRule], fields: FactFields) -> None:
-    """Make sure each rule tests only the fields of the fact its stage sees (else it could never fire)."""
-    stage_one = set(fields.stage_one)
-    for rule in rules:
-        tested = set(rule.fields) - {"t"}
-        if (rule.stage == 1) != (tested <= stage_one):
-            raise RuntimeError(f"compiler bug: {rule.key} (stage {rule.stage}) tests {sorted(tested)}")
 
 
 _CACHE: dict[tuple[str, str], CompiledCatalog] = {}

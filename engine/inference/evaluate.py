@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.catalogue.conditions import RANK, fact_named
+from engine.clock import server_clock
 from engine.inference import explain
 from engine.inference.compile import CompiledCatalog, Trace, CompiledRule, FactFields, version_number
 from engine.catalogue.model import SUBSCRIPTION, Catalog, Product
 from engine.inference.request import Request
+
+
+SET_FACTS = ("partner.badges", "addons")  # flattened into one boolean field per member
 
 
 @dataclass
@@ -21,12 +27,13 @@ class Verdict:
     bom: list[dict]
     rules_version: str
     fired: list[CompiledRule] = field(default_factory=list, repr=False)  # in firing order
-    fact: dict = field(default_factory=dict, repr=False)  # the config fact the rules saw
+    facts: dict = field(default_factory=dict, repr=False)  # the facts the rules saw, by name
+    shown: dict = field(default_factory=dict, repr=False)  # the same as a person reads them
 
     @property
     def trace(self) -> list[dict]:
         """Return the rules that fired, in order, each with where it is written and what it matched."""
-        items = [explain.trace_item(rule, self.fact) for rule in self.fired]
+        items = [explain.trace_item(rule, self.facts, self.shown) for rule in self.fired]
         for item in items:
             if item["kind"] == "bom":  # what the offer rule yielded, line by line, with each line's rule
                 item["yields"] = [{"reference": line["reference"], "quantity": line["quantity"],
@@ -49,31 +56,66 @@ class Verdict:
         return data
 
 
-def config_fact(fields: FactFields, product: Product, request: Request) -> dict:
-    """Flatten a request into the one fact the product's rules match; absent things become explicit fields."""
+def request_facts(product: Product, request: Request, change: dict | None = None) -> dict[str, Any]:
+    """Name every fact of a request as conditions see it (engine values: versions and dates as numbers)."""
     configuration = request.configuration
+    partner = request.partner
     tier = product.tier(configuration.tier) if configuration.tier else None
-    version = configuration.version or product.latest_version
-    fact: dict[str, Any] = {
-        "t": "config",
-        "version_n": version_number(version),
-        "license": configuration.license or "",
-        "term": configuration.term_months or 0,
-        "tier": configuration.tier or "",
-        "tier_written": configuration.tier_written or "",
-        "tier_rank": tier.rank if tier else -1,
-        "devices": configuration.devices,
+    chosen = {addon.id: addon.quantity for addon in configuration.addons}
+    facts: dict[str, Any] = {
+        "partner.badges": frozenset(partner.badges),
+        "partner.country": partner.country,
+        "partner.company": partner.company,
+        "partner.purchasing_account": partner.purchasing_account or None,
+        "date": (request.date or server_clock().today()).toordinal(),
+        "configuration.product": product.id,
+        "configuration.version": version_number(configuration.version or product.latest_version),
+        "configuration.license": configuration.license or "",
+        "configuration.term_months": configuration.term_months or 0,
+        "configuration.tier": configuration.tier or "",
+        "configuration.tier" + RANK: tier.rank if tier else -1,
+        "configuration.tier_written": configuration.tier_written or "",
+        "configuration.devices": configuration.devices,
+        "addons": frozenset(chosen),
+        "addons.count": len(chosen),
     }
-    held = request.partner.badges
+    for addon_id in chosen:
+        facts[f"addon.{addon_id}.quantity"] = chosen[addon_id]
+    if change:
+        facts.update(change)
+    return facts
+
+
+def shown_facts(product: Product, request: Request, facts: dict) -> dict[str, Any]:
+    """Return the facts as a person reads them (versions and dates as written)."""
+    configuration = request.configuration
+    shown = {name: value for name, value in facts.items() if RANK not in name and value is not None}
+    shown["partner.badges"] = sorted(facts["partner.badges"])
+    shown["addons"] = [addon.id for addon in configuration.addons]
+    shown["configuration.version"] = configuration.version or product.latest_version
+    shown["date"] = str(dt.date.fromordinal(facts["date"]))
+    return shown
+
+
+def engine_fact(fields: FactFields, facts: dict, kind: str = "config") -> dict[str, Any]:
+    """Flatten named facts into the one fact the product's rules match; absent things become explicit fields."""
+    fact: dict[str, Any] = {"t": kind}
+    for name, value in facts.items():
+        if value is None or name in SET_FACTS:
+            continue
+        if name.startswith("addon."):
+            continue
+        known = fact_named(name.split("#", 1)[0])
+        if known is None:
+            continue
+        fact[known.field + ("_rank" if name.endswith(RANK) else "")] = value
+    held = facts["partner.badges"]
     for name, badge_id in fields.badges:
         fact[name] = badge_id in held
-    chosen = {addon.id: addon.quantity for addon in configuration.addons}
+    chosen = facts["addons"]
     for on, quantity, addon_id in fields.addons:
         fact[on] = addon_id in chosen
-        if addon_id in chosen:
-            # Only a chosen add-on's quantity is ever tested (after `on_<addon> == true`); every field
-            # less is JSON the engine does not encode and decode again for each rule that fires.
-            fact[quantity] = chosen[addon_id]
+        fact[quantity] = facts.get(f"addon.{addon_id}.quantity", 0)
     return fact
 
 
@@ -81,19 +123,20 @@ def evaluate(compiled: CompiledCatalog, request: Request) -> Verdict:
     """Evaluate one complete request and return its verdict."""
     catalog = compiled.catalog
     product = catalog.products[request.configuration.product]
-    fact = config_fact(compiled.fields[product.id], product, request)
-    fired = run_rules(compiled, product.id, fact)
-    return build_verdict(catalog, product, request, fact, fired)
+    facts = request_facts(product, request)
+    fired = run_rules(compiled, product.id, engine_fact(compiled.fields[product.id], facts))
+    return build_verdict(catalog, product, request, facts, fired)
 
 
 def run_rules(compiled: CompiledCatalog, product_id: str, fact: dict) -> list[CompiledRule]:
     """Run the fact through every shard of the product and return the compiled rules that fired, in order."""
     fired: list[CompiledRule] = []
     seen: set[str] = set()
-    # The asserted fact carries only what stage-1 rules test; the entitlement derives the rest. Every field
-    # less is JSON the engine does not encode and decode again for each rule that fires.
-    stage_one = {name: fact[name] for name in compiled.fields[product_id].stage_one}
-    stage_two = {name: value for name, value in fact.items() if name not in stage_one or name == "t"}
+    # Each fact carries only what its stage's rules read: every field less is JSON the engine does not
+    # encode and decode again for each rule that fires.
+    fields = compiled.fields[product_id]
+    stage_one = {name: fact[name] for name in fields.stage_one if name in fact}
+    stage_two = {name: fact[name] for name in fields.stage_two if name in fact}
     for name in compiled.shards[product_id]:
         trace = Trace(stage_two)
         compiled.engine.run(name, [stage_one], trace)
@@ -104,20 +147,31 @@ def run_rules(compiled: CompiledCatalog, product_id: str, fact: dict) -> list[Co
     return fired
 
 
-def build_verdict(catalog: Catalog, product: Product, request: Request, fact: dict,
+def run_change(compiled: CompiledCatalog, product_id: str, fact: dict) -> list[CompiledRule]:
+    """Run a change fact through the product's change rules (its first shard) and return those that fired."""
+    fields = compiled.fields[product_id]
+    change = {name: fact[name] for name in fields.change if name in fact}
+    change["t"] = "change"
+    trace = Trace({})
+    compiled.engine.run(compiled.shards[product_id][0], [change], trace)
+    return [compiled.rules[key] for key in trace.fired]
+
+
+def build_verdict(catalog: Catalog, product: Product, request: Request, facts: dict,
                   fired: list[CompiledRule]) -> Verdict:
     """Turn the fired rules into violations, notices and, when the offer rule fired, a bill of materials."""
     configuration = request.configuration
     violations: list[dict] = []
     notices: list[dict] = []
+    shown = shown_facts(product, request, facts)
     offer = None
     if configuration.version is None:
         notices.append(explain.version_assumed(product))
     for rule in fired:
         if rule.kind == "violation":
-            violations.append(explain.violation(catalog, product, rule, fact, request))
+            violations.append(explain.violation(catalog, product, rule, facts, shown, request))
         elif rule.kind == "notice":
-            notices.append(explain.notice(product, rule, fact, request))
+            notices.append(explain.notice(product, rule, facts, shown, request))
         elif rule.kind == "bom":
             offer = rule.item["offer"]
     valid = not violations
@@ -128,7 +182,8 @@ def build_verdict(catalog: Catalog, product: Product, request: Request, fact: di
         bom=bom_lines(catalog, product, configuration, offer) if valid and offer else [],
         rules_version=catalog.rules_version,
         fired=fired,
-        fact=fact,
+        facts=facts,
+        shown=shown,
     )
 
 

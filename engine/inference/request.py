@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 from engine.catalogue.model import Catalog, Product, whole
 from engine.problem import CompanionError, Location, Problem, did_you_mean
 from engine.catalogue.schema import SCHEMA_DIR, describe, json_path, schema_validator
-from engine.catalogue.source import Source, parse_yaml, read_text
+from engine.catalogue.source import Source, dates_as_text, parse_yaml, read_text
 
 REQUIRED_CHOICES = ("product", "license", "tier")
 
@@ -63,6 +64,7 @@ class Request:
     configuration: Configuration
     file: str = "<request>"
     source: Source | None = field(default=None, compare=False, repr=False)
+    date: dt.date | None = None  # the quote date; None: the server's date
 
 
 def request_validator(schema_file: str = "request.schema.json"):
@@ -109,14 +111,27 @@ def schema_problems(source: Source, schema_file: str) -> list[Problem]:
 
 def check_request(source: Source, catalog: Catalog, partial: bool = False) -> Request:
     """Check a parsed request against the schema and the catalogue's ids; raise CompanionError if wrong."""
+    source = dates_as_text(source)
     problems = schema_problems(source, "request.schema.json")
     if problems:
         raise CompanionError(problems)
     partner = parse_partner(source, catalog, ("partner",), problems)
     configuration = parse_configuration(source, catalog, ("configuration",), problems, partial)
+    day = parse_day(source, ("date",), problems) if "date" in source.data else None
     if problems:
         raise CompanionError(problems)
-    return Request(partner, configuration, source.file, source)
+    return Request(partner, configuration, source.file, source, day)
+
+
+def parse_day(source: Source, path: tuple, problems: list[Problem]) -> dt.date | None:
+    """Read a calendar date written as YYYY-MM-DD; a date that does not exist is a located problem."""
+    text = str(_get(source.data, path))
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as error:
+        problems.append(_error(source, path, "bad-date", f"'{text}' is not a calendar date: {error}",
+                               "write a date such as 2025-06-01"))
+        return None
 
 
 def parse_partner(source: Source, catalog: Catalog, at: tuple, problems: list[Problem]) -> Partner:

@@ -10,7 +10,7 @@ from typing import Any
 from engine.catalogue.model import FIRST_DAY, LAST_DAY, SUBSCRIPTION, Catalog, Product, whole
 from engine.catalogue.policies.subscriptions import CHANGE, RENEWAL
 from engine.catalogue.schema import json_path
-from engine.catalogue.source import Source, read_text
+from engine.catalogue.source import Source, dates_as_text, read_text
 from engine.inference.request import (AddonChoice, Configuration, Partner, load_request_text, parse_configuration,
                                       parse_partner, schema_problems)
 from engine.problem import CompanionError, Location, Problem, did_you_mean
@@ -54,20 +54,9 @@ class AmendmentRequest:
         return str(where), json_path(path)
 
 
-def _dates_as_text(data: Any) -> Any:
-    """Write YAML dates as ISO text, so that YAML and JSON requests validate alike."""
-    if isinstance(data, dict):
-        return {key: _dates_as_text(value) for key, value in data.items()}
-    if isinstance(data, list):
-        return [_dates_as_text(value) for value in data]
-    if isinstance(data, (dt.date, dt.datetime)):
-        return data.isoformat()
-    return data
-
-
 def check_amendment_request(source: Source, catalog: Catalog, kind: str) -> AmendmentRequest:
     """Check a parsed amend (kind `change`) or renew (kind `renewal`) request; raise CompanionError if wrong."""
-    source = Source(source.file, _dates_as_text(source.data), source.locations, source.key_locations, source.text)
+    source = dates_as_text(source)
     problems = schema_problems(source, REQUEST_SCHEMA)
     if problems:
         raise CompanionError(problems)
