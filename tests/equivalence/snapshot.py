@@ -24,7 +24,7 @@ import yaml
 
 from engine import (BUNDLED_RULES, CompanionError, CompiledCatalog, amend, amendment_from_data, evaluate, renew,
                     request_from_data)
-from engine.fixtures import find_fixture_files, load_fixture_file, run_case
+from engine.fixtures import Case, find_fixture_files, load_fixture_file, run_case
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -89,13 +89,20 @@ def case_id(file: Path, name: str) -> str:
     return f"{Path(file).resolve().relative_to(ROOT).as_posix()}::{name}"
 
 
+def fixture_cases(rules: Path | str | None = None, fixtures: Path = FIXTURES) -> dict[str, Case]:
+    """Return {case id: case} for every case of every fixture file, to run under `rules` when given."""
+    return {case_id(path, case.name): case for path in find_fixture_files([fixtures])
+            for case in load_fixture_file(path, rules)}
+
+
+def fixture_requests(cases: dict[str, Case]) -> dict[str, tuple[str, Any]]:
+    """Return {case id: (kind, request data)}, for predicates and reports."""
+    return {key: (case.kind, case.request.data) for key, case in cases.items()}
+
+
 def observe_fixtures(rules: Path | str | None = None, fixtures: Path = FIXTURES) -> dict[str, dict]:
     """Return {case id: outcome} for every case of every fixture file, under `rules` when given."""
-    outcomes = {}
-    for path in find_fixture_files([fixtures]):
-        for case in load_fixture_file(path, rules):
-            outcomes[case_id(path, case.name)] = fixture_outcome(run_case(case).outcome)
-    return outcomes
+    return {key: fixture_outcome(run_case(case).outcome) for key, case in fixture_cases(rules, fixtures).items()}
 
 
 def rules_digest(rules: Path | str = BUNDLED_RULES) -> str:
@@ -145,9 +152,9 @@ class ExpectedChange:
         """Return whether this entry allows the outcome of a request (or fixture case) to change."""
         if self.id is not None or self.fixture is not None:
             return request_id in (self.id, self.fixture)
-        if data is None:  # a predicate speaks of corpus requests only
+        if not isinstance(data, dict):
             return False
-        configuration = data.get("configuration") or data.get("subscription") or {}
+        configuration = data.get("configuration") or data.get("subscription") or data
         fields = dict(configuration, kind=kind)
         return all(fields.get(name) == value for name, value in self.match)
 
@@ -195,10 +202,11 @@ class Difference:
 
 def compare(before: dict[str, dict], after: dict[str, dict], requests: dict[str, tuple[str, dict]] | None = None,
             expected: list[ExpectedChange] = ()) -> list[Difference]:
-    """Return the differences between recorded and current outcomes, in id order; missing ones included."""
+    """Return the differences between recorded and current outcomes, in corpus order; missing ones included."""
     requests = requests or {}
+    position = {key: index for index, key in enumerate(requests)}
     differences = []
-    for key in sorted(set(before) | set(after)):
+    for key in sorted(set(before) | set(after), key=lambda key: (position.get(key, len(position)), key)):
         old, new = before.get(key), after.get(key)
         if old == new:
             continue
@@ -209,7 +217,7 @@ def compare(before: dict[str, dict], after: dict[str, dict], requests: dict[str,
 
 
 def _show(value: Any) -> str:
-    return "(absent)" if value is None else json.dumps(value, sort_keys=True)
+    return "(absent)" if value is None else json.dumps(value, sort_keys=True, default=str)  # YAML dates
 
 
 def report(differences: list[Difference], total: int, what: str, shown: int = SHOWN) -> str:
@@ -225,7 +233,7 @@ def report(differences: list[Difference], total: int, what: str, shown: int = SH
         lines.append("by kind: " + ", ".join(f"{kind} {count}" for kind, count in sorted(by_kind.items())))
     for item in unexpected[:shown]:
         lines += [f"--- {item.id} ({item.kind})",
-                  f"  request: {_show(item.request) if item.request is not None else '(a fixture case)'}",
+                  f"  request: {_show(item.request)}",
                   f"  before:  {_show(item.before)}",
                   f"  after:   {_show(item.after)}"]
     if len(unexpected) > shown:
