@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # bench/ and tests/ are not installed packages
@@ -22,7 +23,7 @@ if str(ROOT) not in sys.path:  # bench/ and tests/ are not installed packages
 
 from engine import BUNDLED_RULES, load  # noqa: E402
 from engine.fixtures.run import forget_compiled  # noqa: E402
-from tests.equivalence.corpus import SEED, corpus  # noqa: E402
+from tests.equivalence.corpus import SEED, UNSOLD_TERMS, corpus  # noqa: E402
 from tests.equivalence.snapshot import (ExpectedChange, compare, fixture_cases, fixture_requests,  # noqa: E402
                                         observe_all, observe_fixtures, read_expected_changes, read_recording,
                                         report, rules_digest, unused)
@@ -56,6 +57,48 @@ def test_the_corpus_regenerates_as_recorded(recording, compiled):
     assert len(generated) == len(recording["requests"]) == 6000
     first = next((new for new, old in zip(generated, recording["requests"]) if new != old), None)
     assert first is None, f"the generator no longer gives the recorded request {first[0]}: {first}"
+
+
+def test_the_corpus_reaches_every_corner_of_the_catalogue(recording, compiled):
+    catalog = compiled.catalog
+    configurations = [data["configuration"] for _, kind, data in recording["requests"] if kind == "validate"]
+    seen = {(c["product"], c.get("version"), c["license"], c.get("term_months"), c["tier"]) for c in configurations}
+    for product in catalog.products.values():
+        for version in (None, *product.versions):
+            for license in ("subscription", "perpetual"):
+                for term in (None, *product.terms, *UNSOLD_TERMS):
+                    for tier in product.tiers:
+                        for name in (tier.id, *tier.former_names):
+                            assert (product.id, version, license, term, name) in seen
+        for tier in product.tiers:
+            counts = {c.get("devices") for c in configurations if (c["product"], c["tier"]) == (product.id, tier.id)}
+            for boundary in (tier.devices_included, tier.devices_max):
+                assert {boundary - 1, boundary, boundary + 1} <= counts, (product.id, tier.id)
+        for addon in catalog.addons.get(product.id, {}).values():
+            if addon.max_quantity is not None:
+                assert any({"id": addon.id, "quantity": addon.max_quantity + 1} in c.get("addons", ())
+                           for c in configurations if c["product"] == product.id)
+    badge_sets = {tuple(data["partner"]["badges"]) for _, kind, data in recording["requests"] if kind == "validate"}
+    assert () in badge_sets and all((badge,) in badge_sets for badge in catalog.badges)
+    assert tuple(sorted(catalog.badges)) in badge_sets
+    codes: dict[str, set] = {"validate": set(), "amend": set(), "renew": set()}
+    lines = set()
+    for request_id, kind, _ in recording["requests"]:
+        outcome = recording["outcomes"][request_id]
+        codes[kind] |= {code for _, code in outcome.get("violations", []) + outcome.get("notices", [])}
+        codes[kind] |= {code for code, _ in outcome.get("errors", [])}
+        lines |= {line[0] for line in outcome.get("lines", []) if kind == "amend"}
+    assert {"not-entitled", "version-too-low", "license-not-offered", "term-not-offered", "term-ignored",
+            "former-name", "over-limit", "requires-tier", "requires-addon", "excluded", "unknown-ref"} <= codes["validate"]
+    assert {"mid-term-downgrade", "not-an-upgrade-path", "mid-term-removal", "devices-kept", "no-change", "before-start",
+            "after-end", "no-term", "over-limit", "requires-tier", "over-removal"} <= codes["amend"]
+    assert {"renewal-downgrade", "renewal-removal", "late-renewal", "renewal-lapsed", "before-start", "no-term",
+            "term-not-offered", "over-limit"} <= codes["renew"]
+    # every amendment reference (each declared upgrade path, device licence and add-on) is charged somewhere
+    written = yaml.safe_load((Path(BUNDLED_RULES) / "subscriptions.yaml").read_text(encoding="utf-8"))["amendments"]
+    references = {item["devices"] for item in written} | {entry["reference"] for item in written
+                                                          for entry in item["tiers"] + item["addons"]}
+    assert references and references <= lines
 
 
 def test_every_corpus_request_keeps_its_outcome(recording, compiled, expected):
