@@ -13,7 +13,7 @@ field is false in the engine (`$neq` included), and `$nex` says it is missing.
 
 from __future__ import annotations
 
-from engine.catalogue.conditions import All, Any_, Node, Not, Test, fact_named
+from engine.catalogue.conditions import All, Node, Not, Test, fact_named
 
 TRUE, FALSE, NOT_TRUE, NOT_FALSE = "true", "false", "not-true", "not-false"
 _NEGATED_SENSE = {TRUE: FALSE, FALSE: TRUE, NOT_TRUE: NOT_FALSE, NOT_FALSE: NOT_TRUE}
