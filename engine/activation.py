@@ -35,6 +35,10 @@ def matching(catalog: Catalog) -> dict[str, list[VoucherUnit]]:
             for covers, group in packs.items()}
 
 
+# The notice codes of a change the subscription policy grants without a debit.
+FREE_BY_POLICY = ("last-month-free", "not-credited")
+
+
 def requirements_of(lines: list[dict]) -> list[Requirement]:
     """Turn bill-of-materials lines into locker requirements (units given, or the quantity)."""
     return [Requirement(line["reference"], int(line.get("units", line["quantity"])), line["description"])
@@ -106,16 +110,19 @@ def activate_lines(store: Store, compiled: CompiledCatalog, user_email: str, con
     """Activate already-evaluated lines unless their JSON VERDICT (of a configuration or a change) refuses them."""
     if not verdict["valid"]:
         return ActivationOutcome(verdict, notices=notices)  # refused by the rules: nothing is debited
-    # A new Activation ID that debits nothing is a free change: only the subscription policy may grant one.
-    free = tuple(f"no voucher is debited: {item['message']} ({item['rule']} at {item['where']})"
-                 for item in verdict.get("notices", ()) if item.get("code") == "last-month-free")
-    if lines and not any(int(line.get("units", line["quantity"])) for line in lines) and not free:
+    # A new Activation ID that debits nothing is a free change: only the subscription policy may grant one, by a
+    # free last month or by a reduction it allows mid-term (which changes the state and charges no line).
+    debits = any(int(line.get("units", line["quantity"])) for line in lines)
+    free = () if debits else tuple(f"no voucher is debited: {item['message']} ({item['rule']} at {item['where']})"
+                                   for item in verdict.get("notices", ()) if item.get("code") in FREE_BY_POLICY)
+    if lines and not debits and not free:
         raise CompanionError([Problem("nothing-to-activate", f"every line of this {kind} is 0 units: it would "
                                       "issue an Activation ID that debits nothing",
-                                      hint="only a change the subscription policy makes free (last_month: free in "
-                                           "subscriptions.yaml) is activated without a debit")])
+                                      hint="only a change the subscription policy makes free (last_month: free, or "
+                                           "a reduction mid_term allows, in subscriptions.yaml) is activated "
+                                           "without a debit")])
     notices = notices + free
-    if not lines:
+    if not lines and not free:
         raise CompanionError([Problem("nothing-to-activate", "the configuration has no bill-of-materials lines")])
     result = locker.activate(store, user_email, configuration, compiled.rules_version, requirements_of(lines),
                              matching(compiled.catalog), on=on, kind=kind, parent=parent, backdated=backdated)

@@ -626,11 +626,11 @@ def test_check_unknown_product_addon_and_duplicates(tmp_path):
 
 def test_check_schema_problems_are_located(tmp_path):
     rules = copy_rules(tmp_path, {"subscriptions.yaml": [("partial_month: charge", "partial_month: prorate"),
-                                                         ("tier-downgrade: refused", "tier-downgrade: allowed")]})
+                                                         ("tier-downgrade: refused", "tier-downgrade: credited")]})
     text = (rules / "subscriptions.yaml").read_text()
     found = problems_of(rules)
     assert ("schema", "subscriptions.yaml", line_of(text, "prorate"), 18, "") in found
-    assert ("schema", "subscriptions.yaml", line_of(text, "tier-downgrade: allowed"), 21, "") in found
+    assert ("schema", "subscriptions.yaml", line_of(text, "tier-downgrade: credited"), 21, "") in found
 
 
 def test_rules_without_a_policy_cannot_amend(tmp_path):

@@ -8,12 +8,15 @@ months; a 12-month term from 2025-03-15 amended on 2025-07-01 (in month 4, begun
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from engine import fixtures
 from engine.catalogue.load import load_catalog, rules_of
 from engine.fixtures.kinds import fixture_amend, fixture_renew
 from engine.catalogue.policies.subscriptions import POLICY_FILE
+from engine.catalogue.schema import BUNDLED_RULES
 
 EPO = ('partner: {badges: [power-management]}\n'
        '      subscription: {product: epo, version: "2024", license: subscription, term_months: 36, start: 2025-06-01, ')
@@ -183,3 +186,61 @@ def test_every_subscription_rule_is_exercised(results):
     assert wanted <= set(rules_of(catalog))
     exercised = {rule for result in results for rule in result.exercised}
     assert sorted(wanted - exercised) == []
+
+
+# The other value of each policy key that used to be a constant, as fixture cases over a copy of the bundled
+# rules with those keys changed (the shipped values are the cases of tests/fixtures/amendments/).
+CHOICES = f"""\
+description: subscriptions.yaml allowing downgrades, fewer devices and removals mid-term, renewing on the date
+rules: rules
+cases:
+  - name: a downgrade mid-term changes the tier and charges nothing
+    kind: amend
+    request:
+      {EPO}tier: advanced, devices: 50}}
+      change: {{date: 2026-01-10, tier: essential}}
+    expect:  # Advanced 50 included, Essential 25: 50 devices need 25 licences, 25 x 29 months (2026-01-10: 36 - 7)
+      valid: true
+      notices:
+        - {{rule: policy.mid-term-downgrade, code: not-credited, message: nothing is credited}}
+        - {{rule: policy.mid-term-devices, code: devices-after-downgrade}}
+      bom: [{{reference: EPO-AMD-DEV, quantity: 25, months: 29, units: 725}}]
+  - name: fewer devices and a removal mid-term, not credited
+    kind: amend
+    request:
+      {EPO}tier: advanced, devices: 150, addons: [{{id: insulation-monitoring}}]}}
+      change: {{date: 2026-01-10, devices: 100, remove_addons: [{{id: insulation-monitoring}}]}}
+    expect:
+      valid: true
+      notices:
+        - {{rule: policy.mid-term-fewer-devices, code: not-credited, message: from 150 to 100}}
+        - {{rule: policy.mid-term-removal, code: not-credited, message: insulation-monitoring is removed}}
+      bom: []
+  - name: an early renewal starts on its date
+    kind: renew
+    request:
+      {EPO}tier: essential, devices: 100}}
+      renewal: {{date: 2028-05-15}}
+    expect:  # 2028-05-15 .. 2028-05-31 is lost: 17 days
+      valid: true
+      notices: [{{rule: policy.renewal, code: early-renewal, message: renewed 17 days before the end (2028-06-01)}}]
+      bom: [{{reference: EPO-ESS-SUB-3Y, months: 36}}, {{reference: EPO-DEV-SUB-3Y, quantity: 75, months: 36}}]
+"""
+
+
+def test_the_other_value_of_each_policy_choice_as_fixtures(tmp_path, monkeypatch):
+    monkeypatch.setitem(fixtures.EVALUATORS, "amend", fixture_amend)
+    monkeypatch.setitem(fixtures.EVALUATORS, "renew", fixture_renew)
+    shutil.copytree(BUNDLED_RULES, tmp_path / "rules")
+    policy = tmp_path / "rules" / POLICY_FILE
+    text = policy.read_text(encoding="utf-8")
+    for key, old, new in (("tier-downgrade", "refused", "allowed"), ("fewer-devices", "refused", "allowed"),
+                          ("addon-removal", "refused", "allowed"), ("start", "old-end", "renewal-date")):
+        text = text.replace(f"{key}: {old}", f"{key}: {new}", 1)
+    policy.write_text(text, encoding="utf-8")
+    path = tmp_path / "choices.yaml"
+    path.write_text(CHOICES, encoding="utf-8")
+    result = fixtures.run_file(path)
+    assert not result.problems, result.problems
+    assert [(item.name, item.differences) for item in result.results if not item.passed] == []
+    assert len(result.results) == 3

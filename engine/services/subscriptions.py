@@ -6,8 +6,14 @@ Amendment lines carry a commercial reference priced per month: a tier change alo
 term: after a tier upgrade that includes more devices, the subscription covers the new tier's included
 devices plus the licences paid, and only licences beyond those are charged.
 
-A renewal starts a new term at the old end date, for the current or a changed configuration (downgrades and
-removals allowed); a renewal asked for after the end date is back-dated to the old end date (`late:
+Downgrades, fewer devices and removed add-ons are refused mid-term unless the policy allows them
+(`mid_term.tier-downgrade`, `fewer-devices`, `addon-removal`: allowed); an allowed one changes the state at once
+and is never credited.
+
+A renewal starts a new term at the old end date (`renewal.start: old-end`, the default) or, with `renewal.start:
+renewal-date`, on the renewal's date even before the end (the rest of the old term is lost, and a notice says
+so), for the current or a changed configuration (downgrades and removals allowed); a renewal asked for after
+the end date is back-dated to the old end date (`late:
 backdate`, the default: no unlicensed gap, and the lapsed days are not free) or starts on the renewal date
 (`late: restart`).
 """
@@ -153,11 +159,11 @@ def amend(compiled, request: AmendmentRequest) -> Amendment:
     tier = _tier_change(out, policy, product, sub, change, amendments, months, lines)
     devices = _device_change(out, policy, catalog, product, sub, tier, change, amendments, months, lines)
     addons = _addon_change(out, policy, catalog, product, sub, change, amendments, months, lines)
-    if not lines and not out.violations:
-        out.notice(policy.unit.rule, policy.unit.where, "no-change", "the change leaves the subscription as it is; "
-                   "nothing is charged")
     written = change.tier_written if change.tier and tier == change.tier else sub.tier_written
     configuration = replace(sub, tier=tier, tier_written=written, devices=devices, addons=addons)
+    if not lines and not out.violations and (tier, devices, addons) == (sub.tier, sub.devices, sub.addons):
+        out.notice(policy.unit.rule, policy.unit.where, "no-change", "the change leaves the subscription as it is; "
+                   "nothing is charged")
     verdict = evaluate(compiled, Request(request.partner, configuration, request.file))
     out.violations.extend(verdict.violations)
     out.notices.extend(verdict.notices)
@@ -210,6 +216,11 @@ def _tier_change(out, policy, product, sub, change, amendments, months, lines) -
     old, new = product.tier(sub.tier), product.tier(change.tier)
     if new.rank < old.rank:
         rule = policy.mid_term["tier-downgrade"]
+        if policy.allows("tier-downgrade"):
+            out.fire(rule.rule, rule.where, f"tier downgrade {old.id} -> {new.id} allowed mid-term, not credited")
+            out.notice(rule.rule, rule.where, "not-credited", f"tier {old.id} goes down to {new.id} on {change.date}; "
+                       f"nothing is credited for the rest of the term (ends {out.end})")
+            return new.id
         out.refuse(rule.rule, rule.where, "mid-term-downgrade",
                    f"tier {old.id} cannot go down to {new.id} during the term; downgrades are not credited",
                    f"downgrade at the renewal on {out.end}: companion renew with tier: {new.id}", "@", "tier")
@@ -248,16 +259,27 @@ def _device_change(out, policy, catalog, product, sub, tier_id, change, amendmen
     """
     old_tier, new_tier = product.tier(sub.tier), product.tier(tier_id)
     wanted = sub.devices if change.devices is None else change.devices
-    if wanted < sub.devices:
-        rule = policy.mid_term["fewer-devices"]
-        out.refuse(rule.rule, rule.where, "mid-term-removal",
-                   f"devices cannot go down from {sub.devices} to {wanted} during the term; licences are not credited",
-                   f"reduce them at the renewal on {out.end}: companion renew with devices: {wanted}", "@", "devices")
-        wanted = sub.devices
     paid = max(0, sub.devices - old_tier.devices_included)
-    needed = max(paid, wanted - new_tier.devices_included)
-    quantity = needed - paid
-    total = wanted if needed == 0 else new_tier.devices_included + needed
+    fewer = wanted < sub.devices
+    if fewer and policy.allows("fewer-devices"):
+        # The partner gives the licences up: the end state is what was asked for, not what was paid for.
+        rule = policy.mid_term["fewer-devices"]
+        out.fire(rule.rule, rule.where, f"fewer devices allowed mid-term, not credited: {sub.devices} -> {wanted}")
+        out.notice(rule.rule, rule.where, "not-credited", f"devices go down from {sub.devices} to {wanted} on "
+                   f"{change.date}; nothing is credited for the rest of the term (ends {out.end})")
+        needed = max(0, wanted - new_tier.devices_included)
+        quantity, total = max(0, needed - paid), wanted
+    else:
+        if fewer:
+            rule = policy.mid_term["fewer-devices"]
+            out.refuse(rule.rule, rule.where, "mid-term-removal",
+                       f"devices cannot go down from {sub.devices} to {wanted} during the term; licences are not "
+                       "credited", f"reduce them at the renewal on {out.end}: companion renew with devices: {wanted}",
+                       "@", "devices")
+            wanted = sub.devices
+        needed = max(paid, wanted - new_tier.devices_included)
+        quantity = needed - paid
+        total = wanted if needed == 0 else new_tier.devices_included + needed
     if total > wanted and tier_id != sub.tier:
         ref = amendments.devices if amendments and amendments.devices else policy.mid_term["more-devices"]
         out.notice(ref.rule, ref.where, "devices-kept",
@@ -266,6 +288,10 @@ def _device_change(out, policy, catalog, product, sub, tier_id, change, amendmen
     if quantity <= 0:
         return total
     rule = policy.mid_term["more-devices"]
+    if new_tier.devices_included < old_tier.devices_included:
+        out.notice(rule.rule, rule.where, "devices-after-downgrade",
+                   f"{new_tier.name} includes {new_tier.devices_included} devices ({old_tier.name} "
+                   f"{old_tier.devices_included}): {total} devices need {quantity} more device licences")
     if not policy.allows("more-devices"):
         out.refuse(rule.rule, rule.where, "not-allowed-mid-term", "the policy allows no more devices mid-term",
                    f"add them at the renewal on {out.end}: companion renew", "@", "devices")
@@ -286,6 +312,14 @@ def _addon_change(out, policy, catalog, product, sub, change, amendments, months
     held = {addon.id: addon.quantity for addon in sub.addons}
     for index, removal in enumerate(change.removals):
         rule = policy.mid_term["addon-removal"]
+        if policy.allows("addon-removal"):
+            before = held[removal.id]
+            held[removal.id] -= removal.quantity or before
+            left = f"goes down from {before} to {held[removal.id]}" if held[removal.id] else "is removed"
+            out.fire(rule.rule, rule.where, f"add-on {removal.id} {left} mid-term, not credited")
+            out.notice(rule.rule, rule.where, "not-credited", f"add-on {removal.id} {left} on {change.date}; nothing "
+                       f"is credited for the rest of the term (ends {out.end})")
+            continue
         out.refuse(rule.rule, rule.where, "mid-term-removal",
                    f"add-on {removal.id} cannot be removed during the term; add-ons are not credited",
                    f"remove it at the renewal on {out.end}: companion renew with remove_addons", "@", "remove_addons",
@@ -308,7 +342,7 @@ def _addon_change(out, policy, catalog, product, sub, change, amendments, months
         held[addon.id] = held.get(addon.id, 0) + addon.quantity
     order = [addon.id for addon in sub.addons] + [addon.id for addon in change.addons if addon.id not in
                                                    {held_addon.id for held_addon in sub.addons}]
-    return tuple(AddonChoice(addon_id, held[addon_id]) for addon_id in order if addon_id in held)
+    return tuple(AddonChoice(addon_id, held[addon_id]) for addon_id in order if held.get(addon_id, 0) > 0)
 
 
 def _state(configuration: Configuration, start: dt.date, end: dt.date | None) -> dict:
@@ -321,7 +355,7 @@ def _state(configuration: Configuration, start: dt.date, end: dt.date | None) ->
 
 
 def renew(compiled, request: AmendmentRequest) -> Renewal:
-    """Work out a renewal: the new term from the old end date, its configuration and bill of materials, and why."""
+    """Work out a renewal: the new term (from the old end or as the policy says), its bill of materials, and why."""
     catalog = compiled.catalog
     policy = policy_of(catalog)
     product = catalog.products[request.subscription.product]
@@ -342,6 +376,15 @@ def renew(compiled, request: AmendmentRequest) -> Renewal:
         out.refuse(policy.unit.rule, policy.unit.where, "before-start",
                    f"the renewal date {change.date} is before the subscription starts ({request.start})",
                    f"date it on or after {request.start}", "@", "date")
+    elif change.date < end and policy.renewal.value == "renewal-date":
+        lost = (end - change.date).days
+        new_start = change.date
+        steps.append(f"renewal asked for on {change.date}, before the end: the new term starts on the renewal date; "
+                     f"the {lost} days left of the current term are lost [{policy.renewal.rule}: renewal-date]")
+        out.fire(policy.renewal.rule, policy.renewal.where, f"new term starts on the renewal date {change.date}")
+        out.notice(policy.renewal.rule, policy.renewal.where, "early-renewal",
+                   f"renewed {lost} days before the end ({end}); the new term starts on {change.date}, and the rest of "
+                   f"the current term, {change.date} .. {end - dt.timedelta(days=1)}, is not credited")
     elif change.date < end:
         steps.append(f"renewal asked for on {change.date}, before the end: the current term runs to its end; the "
                      f"new term starts on {end} [{policy.renewal.rule}]")

@@ -36,6 +36,9 @@ def _change_from(args: MultiDict, kind: str) -> tuple[dict, list[Problem]]:
         quantity = inputs.form_number(args.get("addon_quantity") or "1", f"{kind}.addons[0].quantity", problems, 1)
         if quantity is not None:
             change["addons"] = [{"id": addon, "quantity": quantity}]
+    removal = (args.get("remove_addon") or "").strip()
+    if removal:
+        change["remove_addons"] = [{"id": removal}]  # all of it: the policy says whether that waits for the renewal
     return change, problems
 
 
@@ -69,7 +72,7 @@ def change_subscription(activation_id: str, action: str):
     return _change_page(current, account, activation, action, request.args)
 
 
-CHANGE_FIELDS = ("tier", "devices", "term_months", "addon", "addon_quantity")
+CHANGE_FIELDS = ("tier", "devices", "term_months", "addon", "addon_quantity", "remove_addon")
 
 
 def _change_page(current, account, activation: locker.Activation, action: str, values: MultiDict,
