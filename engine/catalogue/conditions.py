@@ -26,6 +26,7 @@ source of each condition's "value seen, held or not" in explanations).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
@@ -87,6 +88,7 @@ INTERNAL = {"configuration.tier_written": Fact("configuration.tier_written", "te
                                                 "the tier as the request wrote it")}
 
 
+@functools.cache
 def fact_named(name: str) -> Fact | None:
     """Return the fact a condition names, including `addon.<id>.quantity`, or None."""
     if name in FACTS:

@@ -148,12 +148,12 @@ def run_rules(compiled: CompiledCatalog, product_id: str, fact: dict) -> list[Co
 
 
 def run_change(compiled: CompiledCatalog, product_id: str, fact: dict) -> list[CompiledRule]:
-    """Run a change fact through the product's change rules (its first shard) and return those that fired."""
-    fields = compiled.fields[product_id]
-    change = {name: fact[name] for name in fields.change if name in fact}
+    """Run a change fact through the product's change rules and return those that fired."""
+    name, fields = compiled.change_ruleset(product_id)
+    change = {field: fact[field] for field in fields if field in fact}
     change["t"] = "change"
     trace = Trace({})
-    compiled.engine.run(compiled.shards[product_id][0], [change], trace)
+    compiled.engine.run(name, [change], trace)
     return [compiled.rules[key] for key in trace.fired]
 
 
