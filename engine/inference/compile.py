@@ -1,20 +1,28 @@
 """Compile the catalogue model into durable_rules rulesets (generated dicts, never Python source).
 
+One compile path: every rule-file entry that decides something becomes a CompiledRule holding condition
+trees (catalogue.conditions) over named facts: `when`, which must be known to hold, and for a requirement
+`unless`, which refuses when it is not known to hold. The short forms of the rule files (a badge's unlock and
+minimum version, a tier's device limit, an add-on's prerequisites, exclusions and quantity, the offers)
+desugar into such trees in product_rules(); the availability windows, constraints and notices of
+constraints.yaml in further_rules(); the upgrade paths in path_rules(). patterns.pattern() turns each tree
+into one engine pattern on one fact, negation pushed down to the leaves. Each comparison keeps the
+file:line:col it was written at, and each rule the id and location of its entry.
+
 One ruleset per product (split into shards under the engine's limits), named `<product>@<rules version>`
 so that a new catalogue never redefines a registered ruleset. A request is routed only to the shards of its
 product, so its cost does not grow with the number of products.
 
-The request becomes one flat `config` fact (see evaluate.config_fact). Rules come in two stages:
-stage 1 matches the config fact (entitlement by badge, refusals, notices); an entitlement derives an
-`entitled` copy of the config fact, and stage 2 rules match that derived fact: the refusals of offers,
-tiers, devices and add-ons, and one rule per offer sold (`license.<product>`), which fires when the
-entitled configuration's licence model and term are sold and yields its bill of materials. The bill of
-materials is that offer's reference of the chosen tier, the device licences beyond what the tier includes
-and the chosen add-ons, each line naming the catalogue rule it comes from (evaluate.bom_lines): one engine
-firing per request instead of one per line, since each firing costs the engine's Python dispatch about
-25 us. Every rule matches one fact: joins of several facts crash the engine (see engine/inference/session.py).
-Absent things are explicit fields (`has_<badge>: false`, `on_<addon>: false`), because the engine's
-negations crash it and `$neq` on a missing field is false.
+The request becomes one flat `config` fact (evaluate.engine_fact). Rules come in stages: stage 1 matches the
+config fact (entitlement by badge, not-entitled, former names); an entitlement derives an `entitled` copy,
+and stage 2 rules match it: the refusals of offers, tiers, devices and add-ons, availability, constraints and
+notices, and one rule per offer sold (`license.<product>`), which fires when the entitled configuration's
+licence model and term are sold and yields its bill of materials (evaluate.bom_lines: one engine firing
+per request instead of one per line, since each firing costs the engine's Python dispatch about 25 us).
+Stage 3 rules match a `change` fact: the upgrade paths an amendment moves along, registered per product on
+the first amendment. Every rule matches one fact: joins of several facts crash the engine (see
+engine/inference/session.py). Set facts are explicit booleans (`has_<badge>`, `on_<addon>`), because the
+engine's negations crash it; a fact the request leaves out is a missing field, and `$neq` on it is false.
 """
 
 from __future__ import annotations
