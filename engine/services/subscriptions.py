@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 from engine.catalogue.model import PERPETUAL
 from engine.catalogue.policies.subscriptions import AmendmentRef, SubscriptionPolicy, policy_of
-from engine.inference.evaluate import evaluate
+from engine.inference.evaluate import change_facts, evaluate
 from engine.inference.request import AddonChoice, Configuration, Request
 from engine.problem import Location
 from engine.services.changes import AmendmentRequest
@@ -50,6 +50,8 @@ class Amendment:
     steps: list[str] = field(default_factory=list)  # the month derivation, for people
     fired: list[dict] = field(default_factory=list)  # the rules that fired, in order
     configuration: Configuration | None = field(default=None, repr=False)
+    facts: dict | None = field(default=None, repr=False)  # the facts the amended configuration's rules saw
+    change: dict | None = field(default=None, repr=False)  # those facts and the tier change's, if the tier changes
 
     def to_json(self, explain_rules: bool = False) -> dict:
         """Return the amendment as a JSON-ready document."""
@@ -75,6 +77,8 @@ class Renewal:
     steps: list[str] = field(default_factory=list)
     fired: list[dict] = field(default_factory=list)
     configuration: Configuration | None = field(default=None, repr=False)
+    facts: dict | None = field(default=None, repr=False)  # the facts the renewed configuration's rules saw
+    change: dict | None = field(default=None, repr=False)  # a renewal decides no upgrade path: always None
 
     def to_json(self, explain_rules: bool = False) -> dict:
         """Return the renewal as a JSON-ready document."""
@@ -170,9 +174,13 @@ def amend(compiled, request: AmendmentRequest) -> Amendment:
     for item in verdict.trace:
         out.fire(item["rule"], item["where"], f"amended configuration: {item['condition']}")
     valid = not out.violations
+    moved = None
+    if change.tier and change.tier != sub.tier:  # what the upgrade-path rules (compile.path_rules) decide
+        moved = {**verdict.facts, **change_facts(product, "amendment", sub.tier, change.tier, term.get("month"),
+                                                 term.get("months"))}
     return Amendment(valid, out.violations, out.notices, lines if valid else [],
                      _state(configuration, request.start, end), term, catalog.rules_version, steps, out.fired,
-                     configuration)
+                     configuration, verdict.facts, moved)
 
 
 def _last_month(out: _Outcome, policy: SubscriptionPolicy, proration: Proration) -> None:
@@ -427,7 +435,7 @@ def renew(compiled, request: AmendmentRequest) -> Renewal:
     valid = not out.violations
     return Renewal(valid, out.violations, out.notices, verdict.bom if valid else [],
                    _state(configuration, new_start, new_end), term, catalog.rules_version, steps, out.fired,
-                   configuration)
+                   configuration, verdict.facts)
 
 
 def _renewed_configuration(out, policy, product, sub, change, new_term) -> Configuration:
