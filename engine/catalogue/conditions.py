@@ -377,6 +377,8 @@ def holds(test: Test, facts: dict) -> bool | None:
     """Return whether a resolved comparison holds on FACTS (engine values by fact name); None when unknown."""
     value = test.engine
     seen = facts.get(test.fact)
+    if seen is None and ADDON_QUANTITY.match(test.fact):
+        seen = 0  # an add-on not chosen has quantity 0, as the engine's fact says
     if test.op == "present":
         return (seen is not None) == value
     if seen is None:

@@ -417,7 +417,8 @@ def path_rules(product: Product, scope: Scope) -> list[CompiledRule]:
     """Compile the declared upgrade paths: rules over a change fact that decide each upward tier move.
 
     One rule per path (it opens the move when its `when` holds), one per tier for the moves up that no path
-    declares, and one per move whose every path carries a `when` (refused unless one of them holds).
+    declares, and one per move whose every path carries a `when` (refused unless one of them holds). The
+    engine is asked about moves up only.
     """
     rules = []
     spot = product.spots.get("upgrades", product.where)
@@ -443,11 +444,11 @@ def path_rules(product: Product, scope: Scope) -> list[CompiledRule]:
                 conjunction([start, test("change.to_tier", "is", new.id, new.where)], spot),
                 unless=disjunction([resolved(upgrade.when, scope) for upgrade in paths], spot),
                 item={"from": old.id, "to": new.id}))
-        if old.rank + 1 < len(product.tiers):
-            up = test("change.to_tier", "at_least", old.rank + 1, spot, product.tiers[old.rank + 1].id)
+        higher = {tier.id for tier in product.tiers if tier.rank > old.rank}
+        if higher - set(targets):  # some move up from this tier is declared by no path
+            # Only moves up reach these rules (a move down is the policy's: mid_term.tier-downgrade).
             rules.append(CompiledRule(
-                f"{rule}#{old.id}", rule, spot, "violation", "not-an-upgrade-path", 3,
-                conjunction([start, up], spot),
+                f"{rule}#{old.id}", rule, spot, "violation", "not-an-upgrade-path", 3, start,
                 unless=test("change.to_tier", "one_of", targets, spot) if targets else None,
                 item={"from": old.id}))
     return rules

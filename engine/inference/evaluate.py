@@ -86,6 +86,14 @@ def request_facts(product: Product, request: Request, change: dict | None = None
     return facts
 
 
+def change_facts(product: Product, kind: str, from_tier: str, to_tier: str, month: int | None = None,
+                 months_left: int | None = None) -> dict[str, Any]:
+    """Name the facts of a change (amendment or renewal) from one tier to another, as request_facts' CHANGE."""
+    return {"change.kind": kind, "change.from_tier": from_tier, "change.from_tier" + RANK: product.tier(from_tier).rank,
+            "change.to_tier": to_tier, "change.to_tier" + RANK: product.tier(to_tier).rank, "change.month": month,
+            "change.months_left": months_left}
+
+
 def shown_facts(product: Product, request: Request, facts: dict) -> dict[str, Any]:
     """Return the facts as a person reads them (versions and dates as written)."""
     configuration = request.configuration
