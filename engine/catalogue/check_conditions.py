@@ -376,7 +376,7 @@ def _duplicates(further, trees) -> Iterator[Problem]:
                 seen[identity] = item
                 continue
             yield Problem("duplicate-rule", f"{kind} {item.id} has the same conditions as {first.id} "
-                          f"({first.where})", item.where, rule=item.rule, severity="warning",
+                          f"(line {first.where.line})", item.where, rule=item.rule, severity="warning",
                           hint="remove one of them, or merge their messages")
 
 
@@ -397,7 +397,7 @@ def _exclusive_windows(further, trees, products) -> Iterator[Problem]:
             found = outcomes(allowed, product, both)
             if found is not None and found.values and True not in found.values:
                 yield Problem("contradictory-rules",
-                              f"availability windows {first.id} ({first.where}) and {second.id} both apply to "
+                              f"availability windows {first.id} (line {first.where.line}) and {second.id} both apply to "
                               f"{product.id} {_offer(first, second)} and no partner and day meets both",
                               second.where, rule=second.rule,
                               hint="nothing is ever sold: widen one window's countries or dates, or merge them")

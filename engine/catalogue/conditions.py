@@ -365,7 +365,8 @@ def _member(value: str, choices, what: str, where: Location):
         return value, None
     noun, _, rest = what.partition(" ")
     listed = f"{noun}s{' ' + rest if rest else ''}: " + ", ".join(choices)
-    return None, Problem("unknown-value", f"'{value}' is not a {what}", where,
+    article = "an" if what[0] in "aeiou" else "a"
+    return None, Problem("unknown-value", f"'{value}' is not {article} {what}", where,
                          hint=did_you_mean(value, choices) or listed)
 
 
