@@ -118,6 +118,7 @@ class Test:
     value: Any
     where: Location
     engine: Any = field(default=None, compare=False)  # the value as compared (resolve_tree sets it)
+    where_fact: Location | None = field(default=None, compare=False)  # where the fact's name is written
 
     @property
     def text(self) -> str:
@@ -228,14 +229,15 @@ def _parse(source, path: tuple, data: dict) -> Node:
 
 
 def _comparisons(source, at: tuple, fact: str, value) -> list[Test]:
+    named = source.where_key(at)
     if isinstance(value, dict):
-        return [Test(fact, op, tuple(operand) if isinstance(operand, list) else operand, source.where(at + (op,)))
-                for op, operand in value.items()]
+        return [Test(fact, op, tuple(operand) if isinstance(operand, list) else operand, source.where(at + (op,)),
+                     where_fact=named) for op, operand in value.items()]
     if value == "present" or value == "absent":
-        return [Test(fact, "present", value == "present", source.where(at))]
+        return [Test(fact, "present", value == "present", source.where(at), where_fact=named)]
     if isinstance(value, list):
-        return [Test(fact, "one_of", tuple(value), source.where(at))]
-    return [Test(fact, "is", value, source.where(at))]
+        return [Test(fact, "one_of", tuple(value), source.where(at), where_fact=named)]
+    return [Test(fact, "is", value, source.where(at), where_fact=named)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -259,13 +261,14 @@ def resolve(test: Test, scope: Scope) -> tuple[Any, list[Problem]]:
     fact = fact_named(test.fact)
     if fact is None:
         names = list(FACTS) + [f"addon.{addon}.quantity" for addon in scope.addons]
-        return None, [Problem("unknown-fact", f"no fact is called '{test.fact}'", test.where,
+        return None, [Problem("unknown-fact", f"no fact is called '{test.fact}'", test.where_fact or test.where,
                               hint=did_you_mean(test.fact, names) or "facts: " + ", ".join(FACTS))]
     quantity = ADDON_QUANTITY.match(test.fact)
     if quantity and quantity.group(1) not in scope.addons:
         names = [f"addon.{addon}.quantity" for addon in scope.addons]
         owner = f" of {scope.product.id}" if scope.product else ""
-        return None, [Problem("unknown-fact", f"'{quantity.group(1)}' is not an add-on{owner}", test.where,
+        return None, [Problem("unknown-fact", f"'{quantity.group(1)}' is not an add-on{owner}",
+                              test.where_fact or test.where,
                               hint=did_you_mean(test.fact, names) or f"add-ons{owner}: " + ", ".join(scope.addons))]
     if test.op not in OPERATORS:
         return None, [Problem("unknown-operator", f"'{test.op}' is not a comparison", test.where,
