@@ -33,8 +33,13 @@ def version_key(version: str) -> tuple[int, ...]:
 
 
 def version_number(version: str) -> int:
-    """Encode a version as one integer that orders like the version, as the rule engine compares it."""
+    """Encode a version as one integer that orders like the version, as the rule engine compares it.
+
+    check.py refuses a version that does not fit; one that slips through is a ValueError, never a wrong order.
+    """
     parts = list(version_key(version))
+    if len(parts) > VERSION_PARTS or any(part >= VERSION_BASE for part in parts):
+        raise ValueError(f"version {version!r} has more than {VERSION_PARTS} parts or a part over {VERSION_BASE - 1}")
     parts += [0] * (VERSION_PARTS - len(parts))
     number = 0
     for part in parts:

@@ -37,7 +37,7 @@ from typing import Callable
 from engine.catalogue.conditions import (All, Any_, Node, Not, Scope, Test, conjunction, disjunction, leaves,
                                          resolve_tree, text)
 from engine.catalogue.load import load_catalog
-from engine.catalogue.model import PERPETUAL, SUBSCRIPTION, VERSION_BASE, VERSION_PARTS, Catalog, Product, version_key
+from engine.catalogue.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, version_number
 from engine.catalogue.policies import constraints
 from engine.inference.patterns import NOT_TRUE, TRUE, both, member_field, pattern, pattern_fields
 from engine.inference.session import RuleSession, check_limits
@@ -172,18 +172,6 @@ class CompiledCatalog:
                 self.engine.unregister(name)
             self.changes = {}
         self.shards = {}
-
-
-def version_number(version: str) -> int:
-    """Encode a version as one integer that orders like the version (check.py refuses what does not fit)."""
-    parts = list(version_key(version))
-    if len(parts) > VERSION_PARTS or any(part >= VERSION_BASE for part in parts):
-        raise ValueError(f"version {version!r} has more than {VERSION_PARTS} parts or a part over {VERSION_BASE - 1}")
-    parts += [0] * (VERSION_PARTS - len(parts))
-    number = 0
-    for part in parts:
-        number = number * VERSION_BASE + part
-    return number
 
 
 FACT_TYPES = {1: "config", 2: "entitled", 3: "change"}  # the `t` field each stage's rules match

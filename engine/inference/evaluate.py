@@ -9,8 +9,8 @@ from typing import Any
 from engine.catalogue.conditions import RANK, fact_named
 from engine.clock import server_clock
 from engine.inference import explain
-from engine.inference.compile import CompiledCatalog, Trace, CompiledRule, FactFields, version_number
-from engine.catalogue.model import SUBSCRIPTION, Catalog, Product
+from engine.inference.compile import CompiledCatalog, Trace, CompiledRule, FactFields
+from engine.catalogue.model import SUBSCRIPTION, Catalog, Product, version_number
 from engine.inference.request import Request
 
 
