@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, replace
 
 from engine.catalogue.model import PERPETUAL
 from engine.catalogue.policies.subscriptions import AmendmentRef, SubscriptionPolicy, policy_of
-from engine.inference.evaluate import evaluate
+from engine.catalogue.conditions import RANK, text
+from engine.inference.evaluate import engine_fact, evaluate, request_facts, run_change
 from engine.inference.request import AddonChoice, Configuration, Request
 from engine.problem import Location
 from engine.services.changes import AmendmentRequest
@@ -156,7 +157,8 @@ def amend(compiled, request: AmendmentRequest) -> Amendment:
     months = proration.months if not out.violations else 0
     amendments = policy.products.get(product.id)
     lines: list[dict] = []
-    tier = _tier_change(out, policy, product, sub, change, amendments, months, lines)
+    tier = _tier_change(out, policy, product, sub, change, amendments, months, lines,
+                        lambda upgrade: _path_open(compiled, request, upgrade, proration))
     devices = _device_change(out, policy, catalog, product, sub, tier, change, amendments, months, lines)
     addons = _addon_change(out, policy, catalog, product, sub, change, amendments, months, lines)
     written = change.tier_written if change.tier and tier == change.tier else sub.tier_written
@@ -209,7 +211,22 @@ def _missing_reference(out: _Outcome, policy: SubscriptionPolicy, rule: str, wha
                "add it to subscriptions.yaml (companion check lists what is missing)", *path)
 
 
-def _tier_change(out, policy, product, sub, change, amendments, months, lines) -> str:
+def _path_open(compiled, request: AmendmentRequest, upgrade, proration: Proration) -> bool:
+    """Return whether a declared upgrade path's `when` holds for this amendment (its compiled path rule fires)."""
+    if upgrade.when is None:
+        return True
+    product = compiled.catalog.products[upgrade.product]
+    old, new = product.tier(upgrade.source), product.tier(upgrade.target)
+    change = {"change.kind": "amendment", "change.from_tier": old.id, "change.from_tier" + RANK: old.rank,
+              "change.to_tier": new.id, "change.to_tier" + RANK: new.rank, "change.month": proration.index + 1,
+              "change.months_left": proration.months}
+    facts = request_facts(product, Request(request.partner, request.subscription, request.file,
+                                           date=request.change.date), change)
+    fired = run_change(compiled, product.id, engine_fact(compiled.fields[product.id], facts, "change"))
+    return any(rule.key == f"{upgrade.rule}#path" for rule in fired)
+
+
+def _tier_change(out, policy, product, sub, change, amendments, months, lines, path_open) -> str:
     """Check and charge a tier change; return the tier of the end state."""
     if change.tier is None or change.tier == sub.tier:
         return sub.tier
@@ -233,6 +250,11 @@ def _tier_change(out, policy, product, sub, change, amendments, months, lines) -
                    f"{product.id} declares no upgrade path {old.id} -> {new.id}",
                    ("upgrade paths from " + old.id + ": " + ", ".join(paths)) if paths
                    else f"no upgrade path leaves {old.id}", "@", "tier")
+        return sub.tier
+    if not path_open(upgrade):
+        out.refuse(upgrade.rule, upgrade.where, "not-an-upgrade-path",
+                   f"the upgrade path {old.id} -> {new.id} is open only when {text(upgrade.when)}",
+                   "upgrade by another declared path, or at the renewal on " + str(out.end), "@", "tier")
         return sub.tier
     rule = policy.mid_term["tier-upgrade"]
     if not policy.allows("tier-upgrade"):
