@@ -80,7 +80,7 @@ class CompiledRule:
         shown = "" if isinstance(self.when, All) and not self.when.parts else text(self.when)
         if self.unless is not None:
             required = f"unless {text(self.unless)}"
-            shown = f"{shown}, {required}" if shown else required.capitalize()
+            shown = f"{shown}, {required}" if shown else required[0].upper() + required[1:]  # values keep their case
         return shown or "always"
 
     @functools.cached_property
