@@ -101,7 +101,13 @@ def evaluate_plain(catalog: Catalog, request: Request) -> dict[str, Any]:
     if violations:
         return _verdict(violations, notices, [])
 
-    # 2. licence model and term
+    # 2. the product's, tier's and add-ons' minimum versions (requires.min_version)
+    if product.min_version and version < version_key(product.min_version):
+        violations.add((product.rule, "version-too-low"))
+    if tier.min_version and version < version_key(tier.min_version):
+        violations.add((tier.rule, "requires-version"))
+
+    # 3. licence model and term
     license_rule = f"license.{product.id}"
     offer = None
     if configuration.license == SUBSCRIPTION:
@@ -119,12 +125,12 @@ def evaluate_plain(catalog: Catalog, request: Request) -> dict[str, Any]:
             if configuration.term_months:
                 notices.append((license_rule, "term-ignored"))
 
-    # 3. tier device limit
+    # 4. tier device limit
     devices = configuration.devices
     if devices > tier.devices_max:
         violations.add((tier.rule, "over-limit"))
 
-    # 4. add-ons
+    # 5. add-ons
     chosen = {addon.id: addon.quantity for addon in configuration.addons}
     rank = tier.rank
     for addon in entry.addons:
@@ -140,10 +146,12 @@ def evaluate_plain(catalog: Catalog, request: Request) -> dict[str, Any]:
                 violations.add((addon.rule, "excluded"))
         if addon.max_quantity is not None and chosen[addon.id] > addon.max_quantity:
             violations.add((addon.rule, "over-limit"))
+        if addon.min_version and version < version_key(addon.min_version):
+            violations.add((addon.rule, "requires-version"))
     if violations or offer is None:
         return _verdict(violations, notices, [])
 
-    # 5. bill of materials
+    # 6. bill of materials
     months = configuration.term_months if configuration.license == SUBSCRIPTION else None
     bom = []
     reference = tier.references.get(offer)

@@ -603,8 +603,9 @@ def test_amendments_that_change_the_tier_see_the_upgrade_path_conditions():
         return {rule: counts["both"] for rule, counts in rules.items() if rule.startswith("upgrade")}
 
     amended = upgrade_rules(ROOT / "tests" / "fixtures" / "amendments" / "upgrades.yaml")
-    # every move up of EPO is a declared path without a condition: no rule refuses one, so none is listed
-    assert amended["upgrade.epo.essential.advanced"] == 2 and "upgrades.epo" not in amended
+    # EPO's essential -> expert path needs 12 months left: the rule that refuses that move without them
+    # (from essential, to expert, unless months_left >= 12) is seen both ways on each of its 3 conditions
+    assert amended["upgrade.epo.essential.advanced"] == 2 and amended["upgrades.epo"] == 3
     assert set(upgrade_rules(ROOT / "tests" / "fixtures" / "tiers").values()) == {0}
 
 
@@ -618,4 +619,5 @@ def test_the_project_suite_sees_every_condition_both_ways():
     # A licence model is always given and always one of the two: offering both can never be refused.
     assert [(item["rule"], item["condition"], item["always"]) for item in conditions["not_counted"]] == [
         ("license.ebo", "configuration.license is one of [subscription, perpetual]", "true"),
-        ("license.pme", "configuration.license is one of [subscription, perpetual]", "true")]
+        ("license.pme", "configuration.license is one of [subscription, perpetual]", "true"),
+        ("license.epo", "configuration.license is one of [subscription, perpetual]", "true")]

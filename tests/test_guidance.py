@@ -68,7 +68,21 @@ def test_online_refreshes_offline_returns_and_activates_again(catalog):
     assert online["summary"] == "refresh the licence"
     assert offline["summary"] == "return the licence and activate it again"
     assert online["title"] == ("EcoStruxure Power Operation 2024, after the renewal: refresh the licence "
-                               "in Floating License Manager")
+                               "in License Configuration Tool")
+
+
+@pytest.mark.parametrize("version", ["2024", "2022", "2021"])
+def test_epo_guides_name_the_license_configuration_tool_on_the_power_operation_server(catalog, version):
+    for mode in ("online", "offline"):
+        for event in ("activation", "amendment"):
+            guide = update_guide(catalog, "epo", version, mode, event)
+            assert guide["tool"] == "License Configuration Tool"
+            assert "Floating License Manager" not in " ".join(guide["steps"]) + guide["title"]
+    steps = update_guide(catalog, "epo", version, "online", "activation")["steps"]
+    assert any("License Configuration Tool" in step for step in steps)
+    if version != "2021":  # the 2021 guide stops the runtime first, then opens the tool
+        assert steps[0].startswith("On the PC where the Power Operation Server is installed, open License "
+                                   "Configuration Tool")
 
 
 def test_without_a_version_the_latest_is_assumed(catalog):

@@ -19,6 +19,8 @@ def compiled():
 
 
 def verdict_of(compiled, configuration, badges=("power-management",), **partner):
+    partner.setdefault("country", "US")  # EPO subscriptions are sold in some countries only (constraints.yaml)
+    partner = {key: value for key, value in partner.items() if value is not None}
     request = request_from_data({"partner": {"badges": list(badges), **partner}, "configuration": configuration},
                                 compiled.catalog)
     return evaluate(compiled, request)
@@ -69,7 +71,7 @@ def test_product_no_badge_unlocks_is_refused_with_the_account_message(compiled):
     verdict = verdict_of(compiled, {"product": "ebo", "version": "7.2", "license": "perpetual", "tier": "essential"})
     assert codes(verdict) == [("product.ebo", "not-entitled")]
     assert "contact your vendor representative to check your account settings" in verdict.violations[0]["message"]
-    assert verdict.violations[0]["where"] == "rules/tiers.yaml:10:9"  # `  - id: ebo`
+    assert verdict.violations[0]["where"] == "rules/tiers.yaml:13:9"  # `  - id: ebo`
 
 
 def test_badges_add_up(compiled):
@@ -80,12 +82,24 @@ def test_badges_add_up(compiled):
     assert fired.count("badge.power-management") == 1 and fired.count("badge.power-automation") == 1
 
 
-def test_minimum_version_of_a_badge(compiled):
+def test_minimum_version_of_the_product(compiled):
     base = {"product": "ebo", "license": "subscription", "term_months": 12, "tier": "essential"}
     assert verdict_of(compiled, {**base, "version": "7.0"}, badges=["building-automation"]).valid
     refused = verdict_of(compiled, {**base, "version": "6.0"}, badges=["building-automation"])
-    assert codes(refused) == [("badge.building-automation", "version-too-low")]
-    assert refused.violations[0]["where"] == "rules/badges.yaml:12:22"
+    assert codes(refused) == [("product.ebo", "version-too-low")]
+    assert refused.violations[0]["message"] == ("EcoStruxure Building Operation is configurable from version 7.0 "
+                                                "only; the configuration has 6.0")
+    assert refused.violations[0]["where"] == "rules/tiers.yaml:15:29"
+
+
+def test_a_refusal_s_condition_keeps_the_case_of_its_values(compiled):
+    refused = verdict_of(compiled, epo(), country="JP")
+    assert codes(refused) == [("availability.epo-subscription", "not-available")]
+    assert refused.violations[0]["condition"].startswith("configuration.license is subscription, unless "
+                                                         "partner.country is one of [US, CA, GB")
+    not_entitled = verdict_of(compiled, epo(), badges=[])
+    assert "include power-management" in not_entitled.violations[0]["condition"]
+    assert not_entitled.violations[0]["condition"].startswith("Unless partner.badges")
 
 
 def test_missing_version_assumes_the_latest_with_a_notice(compiled):
@@ -94,18 +108,21 @@ def test_missing_version_assumes_the_latest_with_a_notice(compiled):
     assert [(item["code"], "2024" in item["message"]) for item in verdict.notices] == [("version-assumed", True)]
 
 
-def test_former_tier_name_is_understood_with_a_notice(compiled):
+@pytest.mark.parametrize("written", ["sustainability-pack", "Sustainability Pack", "sustainability pack",
+                                     "SUSTAINABILITY-PACK", "Sustainability_Pack", " Sustainability  Pack "])
+def test_former_tier_name_is_understood_with_a_notice(compiled, written):
     verdict = verdict_of(compiled, {"product": "ebo", "version": "7.2", "license": "perpetual",
-                                    "tier": "sustainability-pack"}, badges=["building-automation"])
+                                    "tier": written}, badges=["building-automation"])
     assert verdict.valid
+    assert verdict.notices[0]["message"].startswith("tier 'Sustainability Pack' is now called 'advanced-plus'")
     assert [(item["rule"], item["code"]) for item in verdict.notices] == [("tier.ebo.advanced-plus", "former-name")]
     assert bom(verdict) == [("EBO-ADVP-PERP", 1, None)]
 
 
 def test_license_models_and_terms(compiled):
     perpetual = {k: v for k, v in epo(license="perpetual").items() if k != "term_months"}
-    assert codes(verdict_of(compiled, perpetual)) == [
-        ("license.epo", "license-not-offered")]
+    assert bom(verdict_of(compiled, perpetual, country=None)) == [("EPO-ADV-PERP", 1, None)]  # sold perpetual too
+    assert codes(verdict_of(compiled, epo(), country=None)) == [("availability.epo-subscription", "not-available")]
     assert codes(verdict_of(compiled, epo(term_months=24))) == [("license.epo", "term-not-offered")]
     no_term = {k: v for k, v in epo().items() if k != "term_months"}
     assert codes(verdict_of(compiled, no_term)) == [("license.epo", "term-not-offered")]
@@ -145,14 +162,14 @@ def test_explanation_lists_fired_rules_in_order_with_locations(compiled):
     verdict = verdict_of(compiled, epo(tier="essential", addons=[{"id": "insulation-monitoring"}]))
     trace = verdict.trace
     assert trace[0]["rule"] == "badge.power-management" and trace[0]["kind"] == "entitle"
-    assert trace[0]["where"] == "rules/badges.yaml:18:18"
+    assert trace[0]["where"] == "rules/badges.yaml:17:18"
     refusal = next(item for item in trace if item["kind"] == "violation")
     assert refusal["rule"] == "addon.epo.insulation-monitoring"
     assert refusal["saw"]["configuration.tier"] == "essential"
     assert "unless configuration.tier is at least advanced" in refusal["condition"]
     violation = verdict.violations[0]
     assert violation["required"] == {"tier": ">= advanced"}
-    assert violation["where"] == "rules/addons.yaml:20:13"
+    assert violation["where"] == "rules/addons.yaml:22:13"
 
 
 @pytest.mark.parametrize("configuration, code, path", [
@@ -205,7 +222,7 @@ def test_options_offer_only_what_can_still_be_valid(compiled):
     assert addons["powerscada-anywhere"]["allowed"]
     assert not addons["insulation-monitoring"]["allowed"]
     assert addons["insulation-monitoring"]["reasons"][0]["code"] == "requires-tier"
-    assert [entry["value"] for entry in result["license"]["options"] if entry["allowed"]] == ["subscription"]
+    assert [entry["value"] for entry in result["license"]["options"] if entry["allowed"]] == ["perpetual"]  # no country: EPO subscriptions are not known to be sold
     assert result["possible"] and "verdict" not in result
 
 
@@ -225,7 +242,7 @@ def test_each_product_compiles_to_its_own_ruleset(compiled):
     # Every compiled rule is tagged with a catalogue rule id and a location in the rule files.
     for rule in compiled.rules.values():
         assert rule.rule.split(".")[0] in {"badge", "product", "license", "tier", "devices", "addon", "upgrade",
-                                           "upgrades"}
+                                           "upgrades", "availability", "constraint", "notice"}
         assert rule.where.file.startswith("rules/") and rule.where.line >= 1
 
 

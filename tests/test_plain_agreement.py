@@ -10,6 +10,7 @@ others, products sold only perpetually or only by subscription).
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -163,10 +164,16 @@ ALL_CODES = {"not-entitled", "version-too-low", "license-not-offered", "term-not
              "requires-tier", "requires-addon", "excluded", "former-name", "term-ignored", "version-assumed"}
 
 
-def test_sample_catalogue_agrees():
-    found, seen = disagreements(ROOT / "rules", 2000, seed=1)
+def test_sample_catalogue_agrees(tmp_path):
+    # the plain model is of the core files: constraints.yaml (availability, constraints, notices) is compared
+    # with the condition language's own reference evaluator in the conditions tests
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    (rules / "constraints.yaml").unlink()
+    found, seen = disagreements(rules, 2000, seed=1)
     assert not found, report(found)
-    assert set(seen) - {"valid"} == ALL_CODES  # every rule kind was exercised
+    # every rule kind was exercised; every sample product is sold both ways since EPO is sold perpetual (issue #14)
+    assert set(seen) - {"valid"} == ALL_CODES - {"license-not-offered"} | {"requires-version"}
     assert 600 < seen["valid"] < 1400
 
 

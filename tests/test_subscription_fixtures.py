@@ -18,7 +18,7 @@ from engine.fixtures.kinds import fixture_amend, fixture_renew
 from engine.catalogue.policies.subscriptions import POLICY_FILE
 from engine.catalogue.schema import BUNDLED_RULES
 
-EPO = ('partner: {badges: [power-management]}\n'
+EPO = ('partner: {badges: [power-management], country: US}\n'
        '      subscription: {product: epo, version: "2024", license: subscription, term_months: 36, start: 2025-06-01, ')
 PME = ('partner: {badges: [power-management]}\n'
        '      subscription: {product: pme, version: "2024", license: subscription, term_months: 12, start: 2025-03-15, ')
@@ -111,12 +111,18 @@ cases:
         - {{rule: policy.mid-term-downgrade, code: mid-term-downgrade, path: change.tier}}
         - {{rule: policy.mid-term-fewer-devices, code: mid-term-removal, path: change.devices}}
         - {{rule: policy.mid-term-removal, code: mid-term-removal, path: "change.remove_addons[0].id"}}
-  - name: not an upgrade path
+  - name: not an upgrade path (EPO Essential -> Expert directly needs 12 months left)
+    kind: amend
+    request:
+      {EPO}tier: essential, devices: 25}}
+      change: {{date: 2027-07-01, tier: expert}}
+    expect: {{valid: false, violations: [{{rule: upgrade.epo.essential.expert, code: not-an-upgrade-path}}]}}
+  - name: PME Essential to Expert directly
     kind: amend
     request:
       {PME}tier: essential, devices: 25}}
       change: {{date: 2025-07-01, tier: expert}}
-    expect: {{valid: false, violations: [{{rule: policy.mid-term-upgrade, code: not-an-upgrade-path}}]}}
+    expect: {{valid: true, bom: [{{reference: PME-AMD-ESS-EXP, quantity: 1, months: 9}}]}}
   - name: a perpetual licence has no term
     kind: amend
     request:

@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Callable, Iterator
 
 from engine.catalogue.check_conditions import check_conditions
-from engine.catalogue.model import VERSION_BASE, VERSION_PARTS, Catalog, Product, version_key
+from engine.catalogue.model import VERSION_BASE, VERSION_PARTS, Catalog, Product, name_key, version_key
 from engine.problem import Location, Problem, did_you_mean
 
 
@@ -355,20 +355,21 @@ def check_former_names(catalog: Catalog) -> Iterator[Problem]:
     Failing: `{id: advanced-plus, former_names: [advanced]}` while `advanced` is still a tier.
     """
     for product in catalog.products.values():
-        live = {tier.id for tier in product.tiers}
+        live = {name_key(tier.id) for tier in product.tiers}
         owners: dict[str, str] = {}
         for tier in product.tiers:
             for position, name in enumerate(tier.former_names):
                 where = tier.spots.get(f"former_names.{position}", tier.where)
-                if name in live:
+                key = name_key(name)  # as requests are read: "Advanced" is the live tier advanced
+                if key in live:
                     yield Problem("former-name-clash", f"former name '{name}' is the id of a live tier",
                                   where, rule=tier.rule, hint="a request naming it would be ambiguous; remove it")
-                elif name in owners:
+                elif key in owners:
                     yield Problem("former-name-clash",
-                                  f"former name '{name}' is also a former name of tier {owners[name]}",
+                                  f"former name '{name}' is also a former name of tier {owners[key]}",
                                   where, rule=tier.rule, hint="keep it on one tier only")
                 else:
-                    owners[name] = tier.id
+                    owners[key] = tier.id
 
 
 def check_versions(catalog: Catalog) -> Iterator[Problem]:

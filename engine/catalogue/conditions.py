@@ -155,6 +155,8 @@ class Test:
         if FACTS.get(self.fact, Fact("", "", "", False, "")).kind == "set" or self.fact == "addons":
             words.update({"is": "include", "is_not": "do not include", "one_of": "include one of",
                           "none_of": "include none of"})
+        if self.op == "present" and name == self.fact:
+            return f"{name} is {'present' if self.value else 'absent'}"
         if self.op == "present":
             return f"{name} is {'given' if self.value else 'not given'}"
         return f"{name} {words[self.op]} {value}"

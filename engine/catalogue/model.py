@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -45,6 +46,11 @@ def version_number(version: str) -> int:
     for part in parts:
         number = number * VERSION_BASE + part
     return number
+
+
+def name_key(name: str) -> str:
+    """Return a tier name as it is compared: case folded, runs of spaces, dashes and underscores as one dash."""
+    return re.sub(r"[\s_-]+", "-", name.casefold()).strip("-")
 
 
 def whole(number):
@@ -132,8 +138,9 @@ class Product:
         return next((tier for tier in self.tiers if tier.id == tier_id), None)
 
     def tier_by_former_name(self, name: str) -> Tier | None:
-        """Return the tier that used to be called name, or None."""
-        return next((tier for tier in self.tiers if name in tier.former_names), None)
+        """Return the tier that used to be called name (in any case; spaces, dashes, underscores alike), or None."""
+        key = name_key(name)
+        return next((tier for tier in self.tiers if key in map(name_key, tier.former_names)), None)
 
     @property
     def latest_version(self) -> str:

@@ -37,7 +37,7 @@ from typing import Callable
 from engine.catalogue.conditions import (All, Any_, Node, Not, Scope, Test, conjunction, disjunction, leaves,
                                          resolve_tree, text)
 from engine.catalogue.load import load_catalog
-from engine.catalogue.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, version_number
+from engine.catalogue.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, name_key, version_number
 from engine.catalogue.policies import constraints
 from engine.inference.patterns import NOT_TRUE, TRUE, both, member_field, pattern, pattern_fields
 from engine.inference.session import RuleSession, check_limits
@@ -87,7 +87,7 @@ class CompiledRule:
         shown = "" if isinstance(self.when, All) and not self.when.parts else text(self.when)
         if self.unless is not None:
             required = f"unless {text(self.unless)}"
-            shown = f"{shown}, {required}" if shown else required.capitalize()
+            shown = f"{shown}, {required}" if shown else required[0].upper() + required[1:]  # values keep their case
         return shown or "always"
 
     @functools.cached_property
@@ -268,8 +268,8 @@ def product_rules(catalog: Catalog, product: Product) -> list[CompiledRule]:
     for tier in product.tiers:
         for position, former in enumerate(tier.former_names):
             spot = tier.spots.get(f"former_names.{position}", tier.where)
-            add(CompiledRule(f"{tier.rule}#former-{former}", tier.rule, spot, "notice", "former-name", 1,
-                             test("configuration.tier_written", "is", former, spot),
+            add(CompiledRule(f"{tier.rule}#former-{name_key(former)}", tier.rule, spot, "notice", "former-name", 1,
+                             test("configuration.tier_written", "is", name_key(former), spot, former),
                              item={"former": former, "tier": tier.id}))
 
     # Stage 2: the entitled configuration.

@@ -10,7 +10,7 @@ from engine.catalogue.conditions import RANK, fact_named
 from engine.clock import server_clock
 from engine.inference import explain
 from engine.inference.compile import CompiledCatalog, Trace, CompiledRule, FactFields
-from engine.catalogue.model import SUBSCRIPTION, Catalog, Product, version_number
+from engine.catalogue.model import SUBSCRIPTION, Catalog, Product, name_key, version_number
 from engine.inference.request import Request
 
 
@@ -74,7 +74,7 @@ def request_facts(product: Product, request: Request, change: dict | None = None
         "configuration.term_months": configuration.term_months or 0,
         "configuration.tier": configuration.tier or "",
         "configuration.tier" + RANK: tier.rank if tier else -1,
-        "configuration.tier_written": configuration.tier_written or "",
+        "configuration.tier_written": name_key(configuration.tier_written or ""),  # as former names compare
         "configuration.devices": configuration.devices,
         "addons": frozenset(chosen),
         "addons.count": len(chosen),
@@ -102,6 +102,8 @@ def shown_facts(product: Product, request: Request, facts: dict) -> dict[str, An
     shown["addons"] = [addon.id for addon in configuration.addons]
     shown["configuration.version"] = configuration.version or product.latest_version
     shown["date"] = str(dt.date.fromordinal(facts["date"]))
+    if configuration.tier_written:
+        shown["configuration.tier_written"] = configuration.tier_written
     return shown
 
 

@@ -264,11 +264,15 @@ def _tier_change(out, compiled, request, policy, product, sub, change, amendment
         paths = [f"{item.source}->{item.target} ({item.where})" for item in product.upgrades if item.source == old.id]
         rule = policy.mid_term["tier-upgrade"]
         closed = [item for item in product.upgrades if (item.source, item.target) == (old.id, new.id)]
-        message = (f"the upgrade path {old.id} -> {new.id} of {product.id} is open only when {text(closed[0].when)}"
-                   if closed else f"{product.id} declares no upgrade path {old.id} -> {new.id}")
-        out.refuse(rule.rule, rule.where, "not-an-upgrade-path", message,
-                   ("upgrade paths from " + old.id + ": " + ", ".join(paths)) if paths
-                   else f"no upgrade path leaves {old.id}", "@", "tier")
+        if closed:  # declared, but its condition does not hold: the path's own rule refuses
+            out.refuse(closed[0].rule, closed[0].where, "not-an-upgrade-path",
+                       f"the upgrade path {old.id} -> {new.id} is open only when {text(closed[0].when)}",
+                       "upgrade by another declared path, or at the renewal on " + str(out.end), "@", "tier")
+        else:
+            out.refuse(rule.rule, rule.where, "not-an-upgrade-path",
+                       f"{product.id} declares no upgrade path {old.id} -> {new.id}",
+                       ("upgrade paths from " + old.id + ": " + ", ".join(paths)) if paths
+                       else f"no upgrade path leaves {old.id}", "@", "tier")
         out.violations[-1]["conditions"] = refusal
         return sub.tier
     rule = policy.mid_term["tier-upgrade"]

@@ -136,7 +136,7 @@ def read_recording(path: Path = RECORDING) -> dict:
 
 # ------------------------------------------------------------------------------------- expected changes
 
-PREDICATE_FIELDS = ("kind", "product", "version", "license", "term_months", "tier")
+PREDICATE_FIELDS = ("kind", "product", "version", "license", "term_months", "tier", "country", "addon")
 
 
 @dataclass(frozen=True)
@@ -155,8 +155,11 @@ class ExpectedChange:
         if not isinstance(data, dict):
             return False
         configuration = data.get("configuration") or data.get("subscription") or data
-        fields = dict(configuration, kind=kind)
-        return all(fields.get(name) == value for name, value in self.match)
+        fields = dict(configuration, kind=kind, country=(data.get("partner") or {}).get("country"))
+        chosen = {item.get("id") for part in (configuration, data.get("change") or {}, data.get("renewal") or {})
+                  if isinstance(part, dict) for item in part.get("addons") or ()}
+        # addon: the configuration (or subscription) has it, or the change or renewal adds it
+        return all(value in chosen if name == "addon" else fields.get(name) == value for name, value in self.match)
 
     def __str__(self) -> str:
         what = self.id or self.fixture or ", ".join(f"{name} {value}" for name, value in self.match)

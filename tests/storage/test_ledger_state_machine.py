@@ -72,6 +72,7 @@ YEARS = {12: "1Y", 36: "3Y"}
 PACK_UNITS = 25  # vouchers.yaml: EPO-DEV-SUB-1Y-P25 and EPO-DEV-SUB-3Y-P25
 UPGRADES = {("essential", "advanced"): "EPO-AMD-ESS-ADV", ("advanced", "expert"): "EPO-AMD-ADV-EXP",
             ("essential", "expert"): "EPO-AMD-ESS-EXP"}  # subscriptions.yaml, per month
+PATH_MONTHS_LEFT = {("essential", "expert"): 12}  # tiers.yaml: the path's when, change.months_left at least
 DEVICE_AMENDMENT = "EPO-AMD-DEV"  # per device per month
 
 # Configurations to activate: (tier, term in months, devices); the last two break the rules (over the limit).
@@ -446,6 +447,8 @@ class LedgerMachine(RuleBasedStateMachine):
             return None  # downgrades and removals wait for the renewal
         lines = []
         if new is not old:
+            if months < PATH_MONTHS_LEFT.get((running.tier, change["tier"]), 0):
+                return None  # the direct path is open only with enough months left
             lines.append((UPGRADES[(running.tier, change["tier"])], months))
         # Device licences paid for stay: the new tier's included devices plus those; only more are charged.
         paid = max(0, running.devices - old.included)
