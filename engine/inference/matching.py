@@ -26,7 +26,7 @@ import itertools
 import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from engine.inference.compile import default_engine
@@ -150,6 +150,9 @@ def compile_rules(matching: Matching) -> dict[str, dict]:
                                             "run": _taker(option, rank)}
     rules["own-reference"] = {"all": [{"m": {"$and": [{"kind": "need"}, {"declared": False}, {"open": True}]}}],
                               "pri": 1, "run": _own_taker}
+    # Lines that nothing but their own reference covers, and that share it with no other line, have no choice
+    # to make: one fact stands for all of them, and one firing covers each from its own vouchers.
+    rules["own-references"] = {"all": [{"m": {"kind": "own-lines"}}], "pri": 1, "run": _own_lines}
     rules["pass"] = {"all": [{"m": {"$and": [{"kind": "need"}, {"open": False}]}}], "run": _pass}
     return rules
 
@@ -168,6 +171,13 @@ def _own_taker(c) -> None:
     search = c.scratch
     state = search.states[c.m["state"]]
     search.take(c.m["state"], search.lines[state.line].options[0], 0, c.assert_fact)
+
+
+def _own_lines(c) -> None:
+    """Cover each line of a batch of lines with no declared match from its own reference, one unit a voucher."""
+    search = c.scratch
+    for state in search.batches.pop(c.m["state"]):
+        search.take_forced(state, search.lines[state.line].options[0], 0)
 
 
 def _pass(c) -> None:
@@ -250,6 +260,7 @@ class _Search:
         self.pools = [{option.voucher_reference: max(0, int(balances.get(option.voucher_reference, 0)))
                        for index in members for option in options[index]} for members in self.groups]
         self.states: dict[int, _State] = {}
+        self.batches: dict[int, list[_State]] = {}
         self.ids = itertools.count(1)
         self.best: list[_State | None] = [None] * len(self.groups)
         self.count = 0
@@ -258,20 +269,40 @@ class _Search:
     def start(self) -> list[dict]:
         """Return the first fact of every group (groups whose lines need nothing finish at once)."""
         facts: list[dict] = []
+        alone: list[_State] = []
         for group, pool in enumerate(self.pools):
-            self._begin_line(_State(group, self.first[group], 0, 0, pool, (), (0, 0, 0, 0), ()), facts.append)
+            state = _State(group, self.first[group], 0, 0, pool, (), (0, 0, 0, 0), ())
+            line = self.lines[state.line]
+            if self.first[group + 1] - self.first[group] == 1 and not line.declared and line.need > 0:
+                alone.append(replace(state, need=line.need))
+            else:
+                self._begin_line(state, facts.append)
+        if alone:
+            batch_id = next(self.ids)
+            self.batches[batch_id] = alone
+            self.count += 1
+            facts.append({"kind": "own-lines", "lines": len(alone), "state": batch_id})
         return facts
+
+    def take_forced(self, state: _State, option: VoucherUnit, rank: int) -> None:
+        """Take as many vouchers of OPTION as help a line that has no other option and shares none."""
+        self._take(state, option, rank, [min(state.pool[option.voucher_reference],
+                                             math.ceil(state.need / option.units_per_voucher))], None)
 
     # The rules' actions call these three.
     def take(self, state_id: int, option: VoucherUnit, rank: int, emit) -> None:
         """Branch on how many vouchers of OPTION the state takes, most first (the engine runs the last asserted first)."""
         state = self.states.pop(state_id)
         line = self.lines[state.line]
-        available, units = state.pool[option.voucher_reference], option.units_per_voucher
-        most = min(available, math.ceil(state.need / units))
+        most = min(state.pool[option.voucher_reference], math.ceil(state.need / option.units_per_voucher))
         last = rank == len(line.options) - 1
         # Fewer than `most` can only leave more uncovered, unless a later line could use what is left.
-        counts = [most] if last and option.voucher_reference not in line.later else range(most + 1)
+        self._take(state, option, rank, [most] if last and option.voucher_reference not in line.later
+                   else range(most + 1), emit)
+
+    def _take(self, state: _State, option: VoucherUnit, rank: int, counts, emit) -> None:
+        """Go on from STATE with each of COUNTS vouchers of OPTION taken."""
+        units = option.units_per_voucher
         for count in counts:
             pool = dict(state.pool)
             pool[option.voucher_reference] -= count
@@ -325,7 +356,6 @@ class _Search:
         # `open`: the line still needs units and this rank's voucher still has balance (the rules test it as a
         # flag: one numeric bound per match rule would cross the engine's threshold limit in a large catalogue).
         emit({"kind": "need", "line": line.reference, "declared": line.declared, "rank": state.rank,
-              "voucher": option.voucher_reference, "need": state.need, "balance": balance,
               "open": state.need > 0 and balance > 0, "state": state_id})
 
     def _promising(self, state: _State) -> bool:
