@@ -91,10 +91,10 @@ def build_packs(source: Source, catalog: Catalog) -> VoucherRules:
 
 
 def check_packs(catalog: Catalog) -> Iterator[Problem]:
-    """unknown-ref: a pack covers, or a match names, a reference nothing sells; duplicate-match; pack-units.
+    """unknown-ref: a pack covers, or a match names, a reference nothing sells; duplicate-match; pack-units; pack-unmatched.
 
     Failing: `covers: EPO-DEV-SUB-3X` -> did you mean 'EPO-DEV-SUB-3Y'?; a voucher listed twice for one line;
-    `units: 10` for a pack of 25 matched to the line it covers.
+    `units: 10` for a pack of 25 matched to the line it covers; a pack its line's matches leave out.
     """
     rules = catalog.extras.get(FILE, VoucherRules())
     sold = {reference for reference, item in catalog.references.items() if item.kind != "voucher-pack"}
@@ -125,6 +125,18 @@ def check_packs(catalog: Catalog) -> Iterator[Problem]:
                                         f"but this match says {match.units}",
                           match.where_units or match.where, rule=match.rule,
                           hint=f"leave units out (it is the pack's: {pack.units}) or write units: {pack.units}")
+    yield from check_unmatched_packs(rules)
+
+
+def check_unmatched_packs(rules: VoucherRules) -> Iterator[Problem]:
+    """pack-unmatched (warning): a pack covers a line that `matches:` names without it, so it is never used."""
+    listed = {(match.line, match.voucher) for match in rules.matches}
+    lines = {match.line for match in rules.matches}
+    for pack in rules.packs:
+        if pack.covers in lines and (pack.covers, pack.reference) not in listed:
+            yield Problem("pack-unmatched", f"pack '{pack.reference}' covers '{pack.covers}', whose matches do not list it: "
+                                            "it is never used", pack.where, rule=pack.rule, severity="warning",
+                          hint=f"add '- voucher: {pack.reference}' under matches: {pack.covers}")
 
 
 def pack_rules(rules: VoucherRules) -> dict[str, Location]:
