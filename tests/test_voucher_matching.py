@@ -218,7 +218,7 @@ def test_lines_sharing_too_much_are_refused_quickly_not_searched_for_ever():
     with pytest.raises(CompanionError) as caught:
         cover([Requirement(f"L{index}", 40) for index in range(10)], {"X": 100, "Y": 100, "Z": 200}, shared)
     assert caught.value.problems[0].code == "matching-too-large"
-    assert time.perf_counter() - started < 10
+    assert time.perf_counter() - started < 60  # about 0.3 s on an idle machine
 
 
 def test_a_bill_of_materials_with_nothing_to_cover_runs_nothing():

@@ -33,9 +33,9 @@ from engine.inference.compile import default_engine
 from engine.inference.session import RuleSession
 from engine.problem import Location, refusal
 
-# A search asserting more states than this is refused rather than left to run for seconds (about 25 us a
-# state). Bills of materials whose lines share no voucher stay far below it; see the README.
-MAX_STATES = 20_000
+# A search asserting more states than this is refused rather than left to run (about 50 us a state, under
+# the locker's lock). Bills of materials whose lines share no voucher stay far below it; see the README.
+MAX_STATES = 5_000
 # Compiled rulesets kept registered; older ones are unregistered (a catalogue reload, or tests' own tables).
 MAX_COMPILED = 32
 
