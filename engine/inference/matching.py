@@ -16,8 +16,9 @@ by line, since they cannot affect each other:
    bill-of-materials order.
 Actions only do arithmetic and record into the run's scratch: which match applies to which state, and in
 which order matches are tried, is the compiled rules'. States that can no longer beat the best allocation
-found so far are not asserted (branch and bound), and a match that is a line's last and shares its voucher
-with no later line takes as many vouchers as help, since taking fewer can only leave more uncovered.
+found so far are not asserted (branch and bound), nor are states whose future equals that of a state better
+so far (same line, rank, need and balances still usable); a match that is a line's last and shares its
+voucher with no later line takes as many vouchers as help, since taking fewer can only leave more uncovered.
 """
 
 from __future__ import annotations
@@ -260,6 +261,10 @@ class _Search:
         self.pools = [{option.voucher_reference: max(0, int(balances.get(option.voucher_reference, 0)))
                        for index in members for option in options[index]} for members in self.groups]
         self.states: dict[int, _State] = {}
+        self.seen: dict[tuple, tuple] = {}
+        # Per line position and rank: the vouchers that this rank and the ones after it, and later lines, may take.
+        self.ahead = [[sorted({option.voucher_reference for option in line.options[rank:]} | line.later)
+                       for rank in range(len(line.options))] for line in self.lines]
         self.batches: dict[int, list[_State]] = {}
         self.ids = itertools.count(1)
         self.best: list[_State | None] = [None] * len(self.groups)
@@ -344,6 +349,15 @@ class _Search:
         """Assert a state as a fact, unless it cannot beat the best allocation already found."""
         if not self._promising(state):
             return
+        # Two states at the same line and rank, needing the same and holding the same balances of every voucher
+        # still to be tried, have the same futures: only the one better so far can end better.
+        key = (state.line, state.rank, state.need,
+               tuple(state.pool[reference] for reference in self.ahead[state.line][state.rank]))
+        rank = (state.cost, _negated(state.taken))
+        known = self.seen.get(key)
+        if known is not None and known <= rank:
+            return
+        self.seen[key] = rank
         self.count += 1
         if self.count > MAX_STATES:
             self.overflow = True
