@@ -1,12 +1,15 @@
 """Activation: a configuration's bill of materials, matched against the Digital Locker, debited or refused.
 
-The voucher packs of rules/vouchers.yaml (engine.catalogue.policies.vouchers) say which further vouchers cover a bill-of-materials
-line and in what units; a line is always covered by vouchers of its own reference too, one unit each.
+The packs and matches of rules/vouchers.yaml (engine.catalogue.policies.vouchers) say which vouchers cover a
+bill-of-materials line, in what units and order of preference; a line is always covered by vouchers of its own
+reference too, one unit each. engine.inference.matching compiles them into the rules that match a locker.
 Activation always uses the badges stored for the user, never badges claimed in a request.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 from datetime import date
 
@@ -18,21 +21,59 @@ from engine.catalogue.model import Catalog
 from engine.problem import CompanionError, Problem
 from engine.inference.request import request_from_data
 from engine.locker.db import Store
-from engine.services.coverage import Requirement, VoucherUnit
+from engine.services.coverage import Matching, Requirement, VoucherUnit
+from engine.catalogue.policies.vouchers import FILE as VOUCHERS_FILE, VoucherRules
 from engine.catalogue.policies.subscriptions import CHANGE, RENEWAL
 from engine.services.changes import amendment_from_data
 from engine.services.subscriptions import amend, renew
 
 
-def matching(catalog: Catalog) -> dict[str, list[VoucherUnit]]:
-    """Return, per bill-of-materials reference, the vouchers that cover it: biggest packs first, its own last."""
-    # Whole packs that fit are taken first, so single vouchers fill the rest without wasting pack units.
+# id(catalog) -> (a weak reference to it, its compiled matching): an activation must not rebuild the table.
+_MATCHINGS: dict[int, tuple[weakref.ref, Matching]] = {}
+_MATCHINGS_LOCK = threading.Lock()
+
+
+def matching(catalog: Catalog) -> Matching:
+    """Return the catalogue's voucher matching: per bill-of-materials reference, the vouchers that cover it.
+
+    A line named under `matches:` has its matches in the order written, then its own reference (one unit a
+    voucher) unless listed; any other line its packs, biggest first (whole packs that fit are worth taking
+    before single vouchers), then its own reference. Each option carries its rule and where it is declared.
+    """
+    with _MATCHINGS_LOCK:
+        cached = _MATCHINGS.get(id(catalog))
+        if cached is not None and cached[0]() is catalog:
+            return cached[1]
+    built = _build_matching(catalog)
+    with _MATCHINGS_LOCK:
+        for key in [key for key, (ref, _) in _MATCHINGS.items() if ref() is None]:
+            del _MATCHINGS[key]
+        _MATCHINGS[id(catalog)] = (weakref.ref(catalog), built)
+    return built
+
+
+def _build_matching(catalog: Catalog) -> Matching:
+    rules = catalog.extras.get(VOUCHERS_FILE) or VoucherRules()
+    own = {reference: (item.rule, item.where) for reference, item in catalog.references.items()}
+
+    def own_unit(reference: str) -> VoucherUnit:
+        rule, where = own.get(reference, ("", None))
+        return VoucherUnit(reference, 1, rule, where)
+
+    table: dict[str, list[VoucherUnit]] = {}
+    for match in rules.matches:
+        table.setdefault(match.line, []).append(VoucherUnit(match.voucher, rules.units_of(match), match.rule, match.where))
+    for line, options in table.items():
+        if all(option.voucher_reference != line for option in options):
+            options.append(own_unit(line))
     packs: dict[str, list] = {}
-    for pack in catalog.extras.get("vouchers.yaml", ()):
-        packs.setdefault(pack.covers, []).append(pack)
-    return {covers: [VoucherUnit(pack.reference, pack.units)
-                     for pack in sorted(group, key=lambda pack: -pack.units)] + [VoucherUnit(covers, 1)]
-            for covers, group in packs.items()}
+    for pack in rules.packs:
+        if pack.covers not in table:
+            packs.setdefault(pack.covers, []).append(pack)
+    for covers, group in packs.items():
+        table[covers] = [VoucherUnit(pack.reference, pack.units, pack.rule, pack.where)
+                         for pack in sorted(group, key=lambda pack: -pack.units)] + [own_unit(covers)]
+    return Matching(table, own)
 
 
 # The notice codes of a change the subscription policy grants without a debit.

@@ -105,9 +105,9 @@ def test_a_pack_covering_an_unsold_reference_is_located(tmp_path):
     with pytest.raises(CompanionError) as raised:
         load_catalog(rules)
     [problem] = raised.value.errors
-    # `    covers: EPO-DEV-SUB-3X` is line 14 of vouchers.yaml; the value starts at column 13.
+    # `    covers: EPO-DEV-SUB-3X` is line 15 of vouchers.yaml; the value starts at column 13.
     assert (Path(problem.where.file).name, problem.where.line, problem.where.column, problem.code) == (
-        "vouchers.yaml", 14, 13, "unknown-ref")
+        "vouchers.yaml", 15, 13, "unknown-ref")
     assert problem.hint == "did you mean 'EPO-DEV-SUB-3Y'?"
 
 

@@ -296,4 +296,4 @@ def test_whole_numbers_written_with_a_decimal_point_become_integers(tmp_path):
     first = next(product for product in catalog.products.values() if product.tiers[0].devices_included == 50)
     assert type(first.tiers[0].devices_included) is int and type(first.tiers[0].devices_max) is int
     assert all(type(term) is int for product in catalog.products.values() for term in product.terms)
-    assert all(type(pack.units) is int for pack in catalog.extras["vouchers.yaml"])
+    assert all(type(pack.units) is int for pack in catalog.extras["vouchers.yaml"].packs)

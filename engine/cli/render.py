@@ -152,8 +152,8 @@ def render_outcome(outcome) -> str:
         lines.append("NOT ACTIVATED: the locker does not cover this configuration; nothing was debited")
         for line in outcome.shortfall.coverage.lines:
             if line.short:
-                lines.append(f"  short: {line.short.quantity} x {line.short.voucher_reference} for {line.reference}"
-                             f" ({line.short.units} of {line.units} units missing)")
+                bought = " + ".join(f"{item.quantity} x {item.voucher_reference}" for item in line.purchase)
+                lines.append(f"  short: {bought} for {line.reference} ({line.uncovered} of {line.units} units missing)")
                 lines.append(f"      what to do: {line.advice}")
     else:
         lines.append("NOT ACTIVATED: the rules refuse this configuration; nothing was debited")

@@ -64,8 +64,9 @@ class Shortfall:
     def problems(self) -> list[Problem]:
         """Return one `shortfall` problem per line that is not covered."""
         return [Problem(code="shortfall", rule=line.reference,
-                        message=f"short by {line.short.quantity} x {line.short.voucher_reference} "
-                                f"({line.short.units} of {line.units} units not covered)",
+                        message="short by " + " + ".join(f"{item.quantity} x {item.voucher_reference}"
+                                                         for item in line.purchase)
+                                + f" ({line.uncovered} of {line.units} units not covered)",
                         hint=line.advice)
                 for line in self.coverage.lines if line.short]
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
+from engine.inference.matching import Matching, Purchase, VoucherUnit, as_voucher_unit
 from engine.problem import refusal
+
+__all__ = ["Debit", "LineCoverage", "MatchUsed", "Matching", "Requirement", "Short", "VoucherCoverage", "VoucherUnit",
+           "as_requirement", "cover"]
 
 
 @dataclass(frozen=True)
@@ -16,14 +19,6 @@ class Requirement:
     reference: str
     units: int
     description: str = ""
-
-
-@dataclass(frozen=True)
-class VoucherUnit:
-    """Vouchers of VOUCHER_REFERENCE each cover UNITS_PER_VOUCHER units of a bill-of-materials line."""
-
-    voucher_reference: str
-    units_per_voucher: int = 1
 
 
 @dataclass(frozen=True)
@@ -37,7 +32,7 @@ class Debit:
 
 @dataclass(frozen=True)
 class Short:
-    """QUANTITY more vouchers of VOUCHER_REFERENCE are needed to cover the UNITS still missing."""
+    """QUANTITY more vouchers of VOUCHER_REFERENCE are needed; they close UNITS of the units still missing."""
 
     voucher_reference: str
     quantity: int
@@ -45,8 +40,22 @@ class Short:
 
 
 @dataclass(frozen=True)
+class MatchUsed:
+    """The matching rule by which vouchers of VOUCHER_REFERENCE cover the line, and where it is declared."""
+
+    rule: str
+    where: str
+    voucher_reference: str
+    units_per_voucher: int
+
+
+@dataclass(frozen=True)
 class LineCoverage:
-    """How one bill-of-materials line is covered, or by how much it is short, and what to do."""
+    """How one bill-of-materials line is covered, or by how much it is short, and what to do.
+
+    SHORT is the first voucher to buy (None when covered); PURCHASE all of them, the smallest purchase that
+    closes the gap of UNCOVERED units; MATCHES the rules of the vouchers debited.
+    """
 
     reference: str
     description: str
@@ -54,6 +63,9 @@ class LineCoverage:
     debits: tuple[Debit, ...]
     short: Short | None
     advice: str
+    purchase: tuple[Short, ...] = ()
+    matches: tuple[MatchUsed, ...] = ()
+    uncovered: int = 0
 
     @property
     def covered(self) -> bool:
@@ -64,7 +76,9 @@ class LineCoverage:
         """Return the line as a JSON-ready dict."""
         return {"reference": self.reference, "description": self.description, "units": self.units,
                 "covered": self.covered, "debits": [asdict(debit) for debit in self.debits],
-                "short": asdict(self.short) if self.short else None, "advice": self.advice}
+                "rules": [asdict(match) for match in self.matches], "uncovered": self.uncovered,
+                "short": asdict(self.short) if self.short else None,
+                "purchase": [asdict(item) for item in self.purchase], "advice": self.advice}
 
 
 @dataclass(frozen=True)
@@ -92,9 +106,8 @@ class VoucherCoverage:
         """Return how many more vouchers are needed per voucher reference."""
         total: dict[str, int] = {}
         for line in self.lines:
-            if line.short:
-                reference = line.short.voucher_reference
-                total[reference] = total.get(reference, 0) + line.short.quantity
+            for item in line.purchase:
+                total[item.voucher_reference] = total.get(item.voucher_reference, 0) + item.quantity
         return dict(sorted(total.items()))
 
     def to_json(self) -> dict:
@@ -119,84 +132,43 @@ def as_requirement(item) -> Requirement:
     return requirement
 
 
-def _voucher_unit(item) -> VoucherUnit:
-    if isinstance(item, VoucherUnit):
-        unit = item
-    elif isinstance(item, Mapping):
-        unit = VoucherUnit(str(item.get("voucher_reference", item.get("reference"))),
-                           item.get("units_per_voucher", item.get("units", 1)))
-    else:
-        reference, units = item
-        unit = VoucherUnit(str(reference), units)
-    if (isinstance(unit.units_per_voucher, bool) or not isinstance(unit.units_per_voucher, int)
-            or unit.units_per_voucher < 1):
-        raise refusal("bad-matching", f"voucher {unit.voucher_reference}: units per voucher must be >= 1, "
-                                      f"got {unit.units_per_voucher!r}")
-    return unit
-
-
-def _allocate(units: int, options: Sequence[VoucherUnit], pool: dict[str, int]) -> tuple[list[Debit], int]:
-    """Take vouchers from POOL for UNITS; return the debits and the units still uncovered."""
-    taken: dict[str, int] = {}
-    remaining = units
-    # Whole vouchers that do not overshoot, in the declared order of preference.
-    for option in options:
-        if remaining <= 0:
-            break
-        count = min(pool.get(option.voucher_reference, 0), remaining // option.units_per_voucher)
-        if count:
-            pool[option.voucher_reference] -= count
-            taken[option.voucher_reference] = taken.get(option.voucher_reference, 0) + count
-            remaining -= count * option.units_per_voucher
-    # The rest: the smallest voucher that covers it all, else the biggest available, until done or empty.
-    while remaining > 0:
-        available = [(index, option) for index, option in enumerate(options)
-                     if pool.get(option.voucher_reference, 0) > 0]
-        if not available:
-            break
-        enough = [(option.units_per_voucher, index, option) for index, option in available
-                  if option.units_per_voucher >= remaining]
-        if enough:
-            option = min(enough)[2]
-        else:
-            option = min((-option.units_per_voucher, index, option) for index, option in available)[2]
-        count = min(pool[option.voucher_reference], math.ceil(remaining / option.units_per_voucher))
-        pool[option.voucher_reference] -= count
-        taken[option.voucher_reference] = taken.get(option.voucher_reference, 0) + count
-        remaining -= count * option.units_per_voucher
-    units_of = {option.voucher_reference: option.units_per_voucher for option in options}
-    debits = [Debit(reference, count, count * units_of[reference]) for reference, count in taken.items()]
-    return debits, max(remaining, 0)
-
-
-def cover(requirements, balances: Mapping[str, int], matching: Mapping[str, Sequence] | None = None) -> VoucherCoverage:
+def cover(requirements, balances: Mapping[str, int], matching: Mapping[str, Sequence] | Matching | None = None
+          ) -> VoucherCoverage:
     """Check bill-of-materials lines against voucher balances, without touching any database.
 
-    A line whose reference has no entry in MATCHING is covered by vouchers of the same reference, one unit
-    each. Lines with a single way to be covered take their vouchers first, then the others, each in the
-    order given; a voucher is counted for one line only.
+    MATCHING says, per bill-of-materials reference, which vouchers cover it and in what units, in order of
+    preference: a compiled Matching (engine.activation.matching builds the catalogue's), or a plain mapping,
+    compiled here. A line whose reference has no entry is covered by vouchers of its own reference, one unit
+    each. The engine's matching rules decide the allocation, the optimum of engine.inference.matching; a
+    voucher is counted for one line only.
     """
     lines = [as_requirement(item) for item in requirements]
-    matching = matching or {}
-    options = []
-    for line in lines:
-        declared = matching.get(line.reference)
-        units = [_voucher_unit(item) for item in declared] if declared else [VoucherUnit(line.reference, 1)]
-        options.append(units)
+    if not isinstance(matching, Matching):
+        matching = Matching({reference: [as_voucher_unit(item) for item in declared]
+                             for reference, declared in (matching or {}).items()})
     pool = {str(reference): int(quantity) for reference, quantity in balances.items() if int(quantity) > 0}
-    results: list[LineCoverage | None] = [None] * len(lines)
-    for index in sorted(range(len(lines)), key=lambda index: (len(options[index]), index)):
-        line, choices = lines[index], options[index]
-        debits, missing_units = _allocate(line.units, choices, pool)
-        short, advice = None, "covered"
-        if missing_units:
-            preferred = choices[0]
-            quantity = math.ceil(missing_units / preferred.units_per_voucher)
-            short = Short(preferred.voucher_reference, quantity, missing_units)
-            name = f"{line.reference} ({line.description})" if line.description else line.reference
-            plural = "voucher" if quantity == 1 else "vouchers"
-            advice = (f"buy {quantity} more {plural} of {preferred.voucher_reference}, or change the "
-                      f"configuration to need {missing_units} fewer units of {name}")
-        results[index] = LineCoverage(reference=line.reference, description=line.description, units=line.units,
-                                      debits=tuple(debits), short=short, advice=advice)
-    return VoucherCoverage(lines=tuple(results))
+    found = matching.allocate([(line.reference, line.units) for line in lines], pool)
+    return VoucherCoverage(lines=tuple(_line_coverage(line, match) for line, match in zip(lines, found)))
+
+
+def _line_coverage(line: Requirement, match) -> LineCoverage:
+    """Word what the engine matched for one line."""
+    used = [(option, count) for option, count in zip(match.options, match.taken) if count]
+    debits = tuple(Debit(option.voucher_reference, count, count * option.units_per_voucher) for option, count in used)
+    matches = tuple(MatchUsed(option.rule, str(option.where) if option.where else "", option.voucher_reference,
+                              option.units_per_voucher) for option, _ in used)
+    purchase = tuple(Short(item.voucher_reference, item.quantity, item.units) for item in match.purchase)
+    advice = "covered"
+    if purchase:
+        name = f"{line.reference} ({line.description})" if line.description else line.reference
+        advice = (f"buy {_words(match.purchase)}, or change the configuration to need {match.uncovered} fewer "
+                  f"units of {name}")
+    return LineCoverage(reference=line.reference, description=line.description, units=line.units, debits=debits,
+                        short=purchase[0] if purchase else None, advice=advice, purchase=purchase, matches=matches,
+                        uncovered=match.uncovered)
+
+
+def _words(purchase: tuple[Purchase, ...]) -> str:
+    """Say a purchase: `5 more vouchers of X`, `1 more voucher of P and 3 more vouchers of X`."""
+    return " and ".join(f"{item.quantity} more {'voucher' if item.quantity == 1 else 'vouchers'} of "
+                        f"{item.voucher_reference}" for item in purchase)

@@ -135,27 +135,38 @@ def allowed(badge: str, tier: str, devices: int) -> bool:
 def cover(lines: list[tuple[str, int]], balances: Counter) -> tuple[dict, dict]:
     """Return the vouchers the lines take from BALANCES and, if short, the vouchers still missing.
 
-    Whole packs that fit first, then single vouchers, then one more pack for what is left (vouchers.yaml's
-    packs are the only matching: no two lines of one configuration draw on the same references).
+    A device line is covered by packs of 25, then single vouchers (vouchers.yaml); no two lines of one
+    configuration draw on the same references, so each line is matched alone. Of every number of packs, the
+    engine's optimum (README, "How vouchers are matched") keeps the one leaving the fewest units uncovered,
+    then wasting the fewest, then needing the smallest purchase, then using the most packs; what is missing
+    is bought in packs of 25 and singles, exactly (fewest vouchers, no surplus).
     """
     pool, taken, missing = Counter(balances), Counter(), Counter()
     for reference, units in lines:
         pack = PACKS.get(reference)
-        if pack:
-            count = min(pool[pack], units // PACK_UNITS)
-            pool[pack] -= count
-            taken[pack] += count
-            units -= count * PACK_UNITS
-        count = min(pool[reference], units)
-        pool[reference] -= count
-        taken[reference] += count
-        units -= count
-        if units and pack and pool[pack]:  # fewer than one pack's units are left here
-            pool[pack] -= 1
-            taken[pack] += 1
-            units = 0
-        if units:
-            missing[pack or reference] += math.ceil(units / PACK_UNITS) if pack else units
+        if not pack:
+            count = min(pool[reference], units)
+            pool[reference] -= count
+            taken[reference] += count
+            if units - count:
+                missing[reference] += units - count
+            continue
+        choices = []
+        for packs in range(min(pool[pack], math.ceil(units / PACK_UNITS)) + 1):
+            singles = min(pool[reference], max(units - packs * PACK_UNITS, 0))
+            covered = packs * PACK_UNITS + singles
+            gap = max(units - covered, 0)
+            bought = gap // PACK_UNITS + gap % PACK_UNITS
+            choices.append(((gap, max(covered - units, 0), bought, -packs), packs, singles, gap))
+        _, packs, singles, gap = min(choices)
+        pool[pack] -= packs
+        pool[reference] -= singles
+        taken[pack] += packs
+        taken[reference] += singles
+        if gap // PACK_UNITS:
+            missing[pack] += gap // PACK_UNITS
+        if gap % PACK_UNITS:
+            missing[reference] += gap % PACK_UNITS
     return {reference: count for reference, count in sorted(taken.items()) if count}, dict(sorted(missing.items()))
 
 
