@@ -291,8 +291,12 @@ def main(argv: list[str] | None = None) -> int:
         # latency depends on the size of a product, not on how many products the catalogue holds.
         control = Path(temporary) / "synthetic-3"
         generate_catalog(control, products=3)
+        # The same catalogue with a `when:` on every unlock, tier and add-on (conditions that always hold).
+        conditioned = Path(temporary) / f"synthetic-{args.products}-conditions"
+        generate_catalog(conditioned, products=args.products, conditions=True)
         results = [run_child("sample (rules/)", ROOT / "rules", args),
                    run_child(f"synthetic {args.products}", synthetic, args),
+                   run_child(f"synthetic {args.products}, conditions", conditioned, args),
                    run_child("synthetic 3 (control)", control, args)]
     print(render(results, args))
     if args.json:

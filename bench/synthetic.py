@@ -126,7 +126,30 @@ def _badges(products: int) -> list[dict]:
     return badges
 
 
-def generate_catalog(directory: Path, products: int = 300, tiers: int = 10, addons: int = 20, seed: int = 0) -> None:
+# Conditions that hold for every generated request (a date after 2020, any licence model), so that verdicts
+# stay those of the plain-Python floor while the engine evaluates the condition on every rule it guards.
+CONDITIONS = (
+    {"date": {"after": "2020-01-01"}},
+    {"any": [{"configuration.license": "subscription"}, {"configuration.term_months": {"at_most": 0}},
+             {"date": {"before": "2100-01-01"}}]},
+    {"not": {"date": {"before": "2021-01-01"}}},
+)
+
+
+def add_conditions(files: dict, rng: random.Random) -> None:
+    """Put a `when:` on every unlock, tier and add-on: every rule those entries compile to carries it."""
+    for badge in files["badges.yaml"]["badges"]:
+        for unlock in badge["unlocks"]:
+            unlock["when"] = rng.choice(CONDITIONS)
+    for product in files["tiers.yaml"]["products"]:
+        for tier in product["tiers"]:
+            tier["when"] = rng.choice(CONDITIONS)
+    for addon in files["addons.yaml"]["addons"]:
+        addon["when"] = rng.choice(CONDITIONS)
+
+
+def generate_catalog(directory: Path, products: int = 300, tiers: int = 10, addons: int = 20, seed: int = 0,
+                     conditions: bool = False) -> None:
     """Write a valid synthetic rule set (badges.yaml, tiers.yaml, addons.yaml) into directory."""
     if products < 1 or tiers < 1 or addons < 0:
         raise ValueError("need at least one product and one tier, and no negative add-on count")
@@ -143,6 +166,8 @@ def generate_catalog(directory: Path, products: int = 300, tiers: int = 10, addo
         "tiers.yaml": {"products": catalogue},
         "addons.yaml": {"addons": extras, "devices": devices},
     }
+    if conditions:
+        add_conditions(files, rng)
     for name, data in files.items():
         text = f"# Synthetic rule set: {products} products x {tiers} tiers x {addons} add-ons, seed {seed}.\n"
         text += yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120)

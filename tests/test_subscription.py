@@ -731,3 +731,35 @@ def test_dates_outside_the_business_calendar_are_request_errors(compiled, where,
     [problem] = [problem for problem in error.value.problems if problem.code == "bad-date"]
     assert problem.message == f"'{day}' is outside 2000-01-01 .. 2999-12-31"
     assert problem.path == ("subscription.start" if where == "start" else "change.date")
+
+
+def test_the_engine_decides_upgrade_paths_and_a_path_may_carry_a_condition(tmp_path):
+    # EPO essential -> expert opens only from 2027-01-01 (sample edit): the change rules compiled from the
+    # declared paths decide it, and the explanation cites the path rule and each condition with its value.
+    rules = tmp_path / "rules"
+    shutil.copytree(BUNDLED_RULES, rules)
+    tiers = rules / "tiers.yaml"
+    text = tiers.read_text(encoding="utf-8")
+    written = "      - {from: essential, to: expert}\n"
+    assert text.count(written) == 1
+    tiers.write_text(text.replace(written, "      - from: essential\n        to: expert\n"
+                                           "        when: {date: {at_least: 2027-01-01}}\n"), encoding="utf-8")
+    line = next(number for number, row in enumerate(tiers.read_text().splitlines(), 1) if "2027-01-01" in row)
+    compiled = load_compiled(rules)
+    early = run_amend(compiled, request({"date": "2026-06-01", "tier": "expert"}))
+    [violation] = early.violations
+    assert (violation["code"], violation["rule"]) == ("not-an-upgrade-path", "policy.mid-term-upgrade")
+    assert violation["message"] == ("the upgrade path essential -> expert of epo is open only when date is at "
+                                    "least 2027-01-01")
+    [date_condition] = [item for item in violation["conditions"] if item["fact"] == "date"]
+    where = date_condition.pop("where")
+    assert date_condition == {"condition": "date is at least 2027-01-01", "fact": "date", "saw": "2026-06-01",
+                              "held": False, "required": True}
+    assert where.endswith(f"rules/tiers.yaml:{line}:33")  # the date after `when: {date: {at_least: `
+    assert any(item["rule"] == "upgrades.epo" for item in early.fired)
+    # From 2027 the same move is an upgrade along the path: 36 - 19 months charged (2027-01-04 is in month 20).
+    late = run_amend(compiled, request({"date": "2027-01-04", "tier": "expert"}))
+    assert late.valid, late.violations
+    assert [(line["reference"], line["months"]) for line in late.lines] == [("EPO-AMD-ESS-EXP", 17)]
+    path = next(item for item in late.fired if item["rule"] == "upgrade.epo.essential.expert")
+    assert path["where"].endswith(f"rules/tiers.yaml:{line - 2}:9") and "date is at least 2027-01-01 holds" in path["what"]

@@ -72,6 +72,15 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in (
     Fact("change.month", "number", "month", True, "the month of the term an amendment falls in (1 = the first)"),
     Fact("change.months_left", "number", "months_left", True, "the months an amendment charges"),
 )}
+PARTNER_WORDS = {
+    "partner.badges": "your badges", "partner.country": "your country", "partner.company": "your company",
+    "partner.purchasing_account": "your purchasing account", "date": "the date",
+    "configuration.product": "the product", "configuration.version": "the version",
+    "configuration.license": "the licence model", "configuration.term_months": "the term in months",
+    "configuration.tier": "the tier", "configuration.tier_written": "the tier as written",
+    "configuration.devices": "the number of devices", "addons": "the add-ons", "addons.count": "the number of add-ons",
+    "change.kind": "the change", "change.from_tier": "the tier before", "change.to_tier": "the new tier",
+    "change.month": "the month of the term", "change.months_left": "the months left"}
 ADDON_QUANTITY = re.compile(r"^addon\.([a-z0-9]+(?:-[a-z0-9]+)*)\.quantity$")
 # Facts the compiler tests that no product manager writes (a tier's former name as the request spelt it).
 INTERNAL = {"configuration.tier_written": Fact("configuration.tier_written", "text", "tier_written", False,
@@ -108,6 +117,17 @@ class Test:
     @property
     def text(self) -> str:
         """Return the comparison as a product manager would read it."""
+        return self.reads(self.fact)
+
+    @property
+    def plain(self) -> str:
+        """Return the comparison in a partner's words (no fact names)."""
+        quantity = ADDON_QUANTITY.match(self.fact)
+        name = PARTNER_WORDS.get(self.fact) or (f"the quantity of {quantity.group(1)}" if quantity else self.fact)
+        return self.reads(name)
+
+    def reads(self, name: str) -> str:
+        """Return the comparison with its fact called NAME."""
         value = self.value
         if isinstance(value, (list, tuple)):
             value = "[" + ", ".join(str(item) for item in value) + "]"
@@ -119,8 +139,8 @@ class Test:
             words.update({"is": "include", "is_not": "do not include", "one_of": "include one of",
                           "none_of": "include none of"})
         if self.op == "present":
-            return f"{self.fact} is {'present' if self.value else 'absent'}"
-        return f"{self.fact} {words[self.op]} {value}"
+            return f"{name} is {'given' if self.value else 'not given'}"
+        return f"{name} {words[self.op]} {value}"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ def conditions(rule, facts: dict, shown: dict) -> list[dict]:
         if part is None:
             continue
         for leaf in leaves(part):
-            found.append({"condition": leaf.text, "fact": leaf.fact, "saw": shown.get(leaf.fact),
+            found.append({"condition": leaf.text, "reads": leaf.plain, "fact": leaf.fact, "saw": shown.get(leaf.fact),
                           "held": HELD[evaluate(leaf, facts)], "required": required, "where": str(leaf.where)})
     return found
 

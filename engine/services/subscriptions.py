@@ -25,7 +25,9 @@ from dataclasses import dataclass, field, replace
 
 from engine.catalogue.model import PERPETUAL
 from engine.catalogue.policies.subscriptions import AmendmentRef, SubscriptionPolicy, policy_of
-from engine.inference.evaluate import evaluate
+from engine.catalogue.conditions import RANK, text
+from engine.inference import explain
+from engine.inference.evaluate import engine_fact, evaluate, request_facts, run_change, shown_facts
 from engine.inference.request import AddonChoice, Configuration, Request
 from engine.problem import Location
 from engine.services.changes import AmendmentRequest
@@ -156,7 +158,8 @@ def amend(compiled, request: AmendmentRequest) -> Amendment:
     months = proration.months if not out.violations else 0
     amendments = policy.products.get(product.id)
     lines: list[dict] = []
-    tier = _tier_change(out, policy, product, sub, change, amendments, months, lines)
+    month = proration.index + 1 if not out.violations else None
+    tier = _tier_change(out, compiled, request, policy, product, sub, change, amendments, (months, month), lines)
     devices = _device_change(out, policy, catalog, product, sub, tier, change, amendments, months, lines)
     addons = _addon_change(out, policy, catalog, product, sub, change, amendments, months, lines)
     written = change.tier_written if change.tier and tier == change.tier else sub.tier_written
@@ -209,8 +212,35 @@ def _missing_reference(out: _Outcome, policy: SubscriptionPolicy, rule: str, wha
                "add it to subscriptions.yaml (companion check lists what is missing)", *path)
 
 
-def _tier_change(out, policy, product, sub, change, amendments, months, lines) -> str:
-    """Check and charge a tier change; return the tier of the end state."""
+def _upgrade_path(out, compiled, request, product, old, new, months, month) -> tuple:
+    """Ask the engine whether OLD -> NEW is a declared upgrade path open for this subscription.
+
+    Return the path (None when closed) and, when closed, each condition of the deciding rule with its value.
+    """
+    sub, change = request.subscription, request.change
+    facts = request_facts(product, Request(request.partner, sub, request.file, date=change.date), {
+        "change.kind": "amendment", "change.from_tier": old.id, "change.from_tier" + RANK: old.rank,
+        "change.to_tier": new.id, "change.to_tier" + RANK: new.rank, "change.months_left": months,
+        "change.month": month})
+    fired = run_change(compiled, product.id, engine_fact(compiled.fields[product.id], facts, "change"))
+    shown = shown_facts(product, Request(request.partner, sub, request.file, date=change.date), facts)
+    for rule in fired:
+        conditions = explain.conditions(rule, facts, shown)
+        out.fire(rule.rule, rule.where, f"{rule.condition}: " + "; ".join(
+            f"{item['condition']} {HELD_WORDS[item['held']]}" for item in conditions))
+        if rule.kind == "path":
+            return next(item for item in product.upgrades if item.rule == rule.rule), []
+        if rule.code == "not-an-upgrade-path":
+            return None, conditions
+    raise RuntimeError(f"compiler bug: no change rule decided {product.id} {old.id} -> {new.id}")
+
+
+HELD_WORDS = {True: "holds", False: "fails", "unknown": "is unknown"}
+
+
+def _tier_change(out, compiled, request, policy, product, sub, change, amendments, when, lines) -> str:
+    """Check and charge a tier change along a path the engine opens; return the tier of the end state."""
+    months, month = when
     if change.tier is None or change.tier == sub.tier:
         return sub.tier
     old, new = product.tier(sub.tier), product.tier(change.tier)
@@ -225,14 +255,17 @@ def _tier_change(out, policy, product, sub, change, amendments, months, lines) -
                    f"tier {old.id} cannot go down to {new.id} during the term; downgrades are not credited",
                    f"downgrade at the renewal on {out.end}: companion renew with tier: {new.id}", "@", "tier")
         return sub.tier
-    upgrade = next((item for item in product.upgrades if (item.source, item.target) == (old.id, new.id)), None)
+    upgrade, refusal = _upgrade_path(out, compiled, request, product, old, new, months, month)
     if upgrade is None:
         paths = [f"{item.source}->{item.target} ({item.where})" for item in product.upgrades if item.source == old.id]
         rule = policy.mid_term["tier-upgrade"]
-        out.refuse(rule.rule, rule.where, "not-an-upgrade-path",
-                   f"{product.id} declares no upgrade path {old.id} -> {new.id}",
+        closed = [item for item in product.upgrades if (item.source, item.target) == (old.id, new.id)]
+        message = (f"the upgrade path {old.id} -> {new.id} of {product.id} is open only when {text(closed[0].when)}"
+                   if closed else f"{product.id} declares no upgrade path {old.id} -> {new.id}")
+        out.refuse(rule.rule, rule.where, "not-an-upgrade-path", message,
                    ("upgrade paths from " + old.id + ": " + ", ".join(paths)) if paths
                    else f"no upgrade path leaves {old.id}", "@", "tier")
+        out.violations[-1]["conditions"] = refusal
         return sub.tier
     rule = policy.mid_term["tier-upgrade"]
     if not policy.allows("tier-upgrade"):

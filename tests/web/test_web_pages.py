@@ -286,3 +286,12 @@ def test_activate_and_configure_with_an_unknown_tier_say_so_and_offer_no_button(
     assert "did you mean &#39;advanced&#39;" in page.text or "did you mean 'advanced'" in page.text
     configure = partner.get("/configure?" + query)
     assert configure.status_code == 422 and "advnced" in configure.text
+
+
+def test_a_refusal_says_which_condition_was_not_met_and_what_the_configuration_has(partner):
+    page = partner.get(configure_url(tier="essential", devices="150")).text
+    panel = page[page.index('id="verdict"'):]
+    assert "Not valid yet" in panel and "tier essential allows at most 100 devices" in panel
+    why = panel[panel.index('<details class="why">'):panel.index("</details>")]
+    assert "Met:\n        the tier is essential" in why and "here: essential" in why
+    assert "Not met:\n        the number of devices is at most 100 (required)" in why and "here: 150" in why
