@@ -296,3 +296,16 @@ def test_a_condition_too_intricate_for_the_engine_is_refused_at_its_rule(tmp_pat
     assert (problem.code, problem.rule) == ("engine-limit", "constraint.many-choices")
     assert (problem.where.file.endswith("constraints.yaml"), problem.where.line, problem.where.column) == (True, 2, 9)
     assert "17 and / or groups, more than 15" in problem.message and "fewer nested all / any" in problem.hint
+
+
+def test_the_quantity_of_an_add_on_not_chosen_is_0_in_the_explanation_as_in_the_engine(tmp_path):
+    """The engine compared 0 and fired while the explanation said the quantity was unknown (not given)."""
+    rules = tmp_path / "rules"
+    shutil.copytree(BUNDLED_RULES, rules)
+    (rules / "constraints.yaml").write_text("notices:\n  - id: few-clients\n    product: epo\n"
+                                            "    message: few web clients\n"
+                                            "    when: {addon.powerscada-anywhere.quantity: {at_most: 5}}\n")
+    verdict = verdict_of(compile_catalog(load_catalog(rules)), epo())
+    [item] = [item for item in verdict.trace if item["rule"] == "notice.few-clients"]
+    [condition] = item["conditions"]
+    assert (condition["saw"], condition["held"]) == (0, True)

@@ -221,7 +221,7 @@ def _upgrade_path(out, compiled, request, product, old, new, months, month) -> t
     facts = request_facts(product, Request(request.partner, sub, request.file, date=change.date), {
         "change.kind": "amendment", "change.from_tier": old.id, "change.from_tier" + RANK: old.rank,
         "change.to_tier": new.id, "change.to_tier" + RANK: new.rank, "change.months_left": months,
-        "change.month": month})
+        "change.month": month}, addons=tuple(compiled.catalog.addons.get(product.id, {})))
     fired = run_change(compiled, product.id, engine_fact(compiled.fields[product.id], facts, "change"))
     shown = shown_facts(product, Request(request.partner, sub, request.file, date=change.date), facts)
     for rule in fired:
