@@ -13,15 +13,19 @@ import datetime as dt
 import itertools
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+import yaml
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from engine.catalogue.conditions import FACTS, RANK, All, Any_, Not, evaluate, resolve_tree, text
 from engine.catalogue.conditions import Test as Comparison  # not "Test...": pytest would try to collect it
 from engine.catalogue.load import load_catalog
 from engine.catalogue.schema import BUNDLED_RULES
-from engine.inference.compile import FactFields, scope_of, version_number
+from engine.inference.compile import FactFields, compile_catalog, scope_of, version_number
 from engine.inference.evaluate import engine_fact
+from engine.inference.evaluate import evaluate as evaluate_request
+from engine.inference.request import request_from_data
+from engine.problem import CompanionError
 from engine.inference.patterns import FALSE, NOT_FALSE, NOT_TRUE, TRUE, both, member_field, pattern
 from engine.inference.session import RuleSession, check_limits, rule_limits
 from engine.problem import Location
@@ -230,3 +234,194 @@ def test_compiled_trees_agree_with_the_reference_evaluator(engine, tree_list, fa
     """Each tree in each sense fires on exactly the facts the reference evaluator says it should."""
     fired, refused = fired_rules(engine, tree_list, fact_list)
     assert disagreements(tree_list, fact_list, fired, refused) == []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# End to end: conditions written as YAML in a small catalogue, requests through engine.evaluate
+
+SMALL_RULES = {
+    "badges.yaml": """\
+badges:
+  - id: seller
+    name: Seller
+    unlocks:
+      - product: box
+  - id: expert
+    name: Expert
+    unlocks:
+      - product: box
+""",
+    "tiers.yaml": """\
+products:
+  - id: box
+    name: Box
+    versions: ["1.0", "2.0", "2.1"]
+    licenses:
+      subscription:
+        terms: [12]
+      perpetual: {}
+    tiers:
+      - id: basic
+        name: Basic
+        devices: {included: 1000, max: 1000}
+        references: {subscription-12: BOX-B-12, perpetual: BOX-B-P}
+      - id: pro
+        name: Pro
+        devices: {included: 1000, max: 1000}
+        references: {subscription-12: BOX-P-12, perpetual: BOX-P-P}
+    upgrades:
+      - {from: basic, to: pro}
+""",
+}
+SMALL = {"badges": ("seller", "expert"), "addons": ("alpha", "beta"), "versions": ("1.0", "2.0", "2.1"),
+         "tiers": ("basic", "pro")}
+# Facts of a box request and the values conditions on them compare with, as written in YAML.
+WRITTEN = {
+    "partner.badges": SMALL["badges"], "partner.country": COUNTRIES[:3], "partner.company": COMPANIES,
+    "partner.purchasing_account": ACCOUNTS, "date": DAYS[:3], "configuration.version": SMALL["versions"],
+    "configuration.license": ("subscription", "perpetual"), "configuration.tier": SMALL["tiers"],
+    "configuration.devices": (0, 5, 20), "addons": SMALL["addons"], "addons.count": (0, 1, 2),
+    "addon.alpha.quantity": (0, 1, 2),
+}
+
+
+@st.composite
+def written_comparisons(draw) -> tuple[dict, object]:
+    """Draw one comparison as a product manager writes it in YAML, and the tree it means (unresolved)."""
+    name = draw(st.sampled_from(tuple(WRITTEN)))
+    values = WRITTEN[name]
+    op = draw(st.sampled_from(operators(name) + ("short-is", "short-one-of", "short-present")))
+    if op == "short-present":
+        present = draw(st.booleans())
+        return {name: "present" if present else "absent"}, Comparison(name, "present", present, WHERE)
+    if op in ("one_of", "none_of", "short-one-of"):
+        value = draw(st.lists(st.sampled_from(values), min_size=1, max_size=2, unique=True))
+    elif op == "present":
+        value = draw(st.booleans())
+    else:
+        value = draw(st.sampled_from(values))
+    if op.startswith("short-"):
+        meant = "is" if op == "short-is" else "one_of"
+        return {name: value}, Comparison(name, meant, tuple(value) if isinstance(value, list) else value, WHERE)
+    return {name: {op: value}}, Comparison(name, op, tuple(value) if isinstance(value, list) else value, WHERE)
+
+
+def written_trees(depth: int):
+    """Conditions as YAML data and the trees they mean; a mapping of several keys means all of them."""
+    if depth == 0:
+        return written_comparisons()
+    inner = written_trees(depth - 1)
+    parts = st.lists(inner, min_size=1, max_size=3)
+    return st.one_of(
+        written_comparisons(),
+        parts.map(lambda items: ({"all": [data for data, _ in items]}, All(tuple(t for _, t in items), WHERE))),
+        parts.map(lambda items: ({"any": [data for data, _ in items]}, Any_(tuple(t for _, t in items), WHERE))),
+        inner.map(lambda item: ({"not": item[0]}, Not(item[1], WHERE))),
+        parts.filter(lambda items: len({key for data, _ in items for key in data}) == sum(map(len, (d for d, _ in items))))
+        .map(lambda items: ({key: value for data, _ in items for key, value in data.items()},
+                            All(tuple(t for _, t in items), WHERE))),
+    )
+
+
+@st.composite
+def box_requests(draw) -> dict:
+    """Draw a well-formed request for the box, sometimes leaving out the optional partner facts and the date."""
+    partner = {"badges": ["seller"] + draw(st.lists(st.just("expert"), max_size=1))}
+    for key, values in (("country", COUNTRIES[:3]), ("company", COMPANIES), ("purchasing_account", ACCOUNTS)):
+        value = draw(maybe(values))
+        if value is not None:
+            partner[key] = value
+    license = draw(st.sampled_from(("subscription", "perpetual")))
+    configuration = {"product": "box", "license": license, "tier": draw(st.sampled_from(SMALL["tiers"])),
+                     "devices": draw(st.sampled_from((0, 5, 20))),
+                     "addons": [{"id": addon, "quantity": draw(st.sampled_from((1, 2)))}
+                                for addon in draw(st.lists(st.sampled_from(SMALL["addons"]), unique=True))]}
+    if license == "subscription":
+        configuration["term_months"] = 12
+    version = draw(maybe(SMALL["versions"]))
+    if version is not None:
+        configuration["version"] = version
+    request = {"partner": partner, "configuration": configuration}
+    day = draw(maybe(DAYS[:3]))
+    if day is not None:
+        request["date"] = str(day)
+    return request
+
+
+class Written(yaml.SafeDumper):
+    """Dump every value in full: the rule files refuse YAML anchors and aliases."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def box_rules(directory, whens, requires, notices, alpha_when) -> None:
+    """Write the small catalogue: add-on alpha sold from 2.0 when ALPHA_WHEN holds, and constraints.yaml."""
+    for name, text_ in SMALL_RULES.items():
+        (directory / name).write_text(text_)
+    addons = [{"id": "alpha", "product": "box", "name": "Alpha", "when": alpha_when, "requires": {"min_version": "2.0"},
+               "references": {"subscription-12": "BOX-A-12", "perpetual": "BOX-A-P"}},
+              {"id": "beta", "product": "box", "name": "Beta",
+               "references": {"subscription-12": "BOX-Z-12", "perpetual": "BOX-Z-P"}}]
+    (directory / "addons.yaml").write_text(yaml.dump({"addons": addons}, Dumper=Written, sort_keys=False))
+    further = {
+        # never met (a box has 0 devices or more), so each refuses exactly when its `when` holds
+        "constraints": [{"id": f"when-{index}", "product": "box", "when": when, "message": f"when {index}",
+                         "require": {"configuration.devices": {"at_most": -1}}} for index, when in enumerate(whens)]
+        + [{"id": f"require-{index}", "product": "box", "message": f"require {index}", "code": "unmet",
+            "require": require} for index, require in enumerate(requires)],
+        "notices": [{"id": f"notice-{index}", "product": "box", "when": when, "message": f"notice {index}"}
+                    for index, when in enumerate(notices)],
+    }
+    (directory / "constraints.yaml").write_text(yaml.dump(further, Dumper=Written, sort_keys=False))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(whens=st.lists(written_trees(3), min_size=1, max_size=3), requires=st.lists(written_trees(3), min_size=1,
+                                                                                     max_size=3),
+       notices=st.lists(written_trees(2), min_size=1, max_size=2), alpha_when=written_trees(2),
+       requests=st.lists(box_requests(), min_size=1, max_size=15))
+def test_conditions_written_in_rule_files_refuse_exactly_when_the_reference_evaluator_says(
+        tmp_path_factory, whens, requires, notices, alpha_when, requests):
+    """A constraint's `when` refuses iff it is true; its `require` iff it is not true (unknown refuses); a notice
+    shows iff its `when` is true; add-on alpha's version requirement applies iff alpha is chosen and its `when` is
+    true. The requests go through engine.evaluate on the compiled YAML."""
+    directory = tmp_path_factory.mktemp("box")
+    box_rules(directory, [data for data, _ in whens], [data for data, _ in requires], [data for data, _ in notices],
+              alpha_when[0])
+    catalog = load_catalog(directory)
+    try:
+        compiled = compile_catalog(catalog)
+    except CompanionError as error:
+        assert {problem.code for problem in error.problems} == {"engine-limit"}, error
+        reject()  # too intricate for the engine, and refused as such: not what this property is about
+    scope = scope_of(catalog, catalog.products["box"])
+
+    def meant(tree):
+        problems: list = []
+        resolved = resolve_tree(tree, scope, problems)
+        assert not problems, problems
+        return resolved
+
+    try:
+        for document in requests:
+            verdict = evaluate_request(compiled, request_from_data(document, catalog))
+            facts = verdict.facts
+            refused = {(item["rule"], item["code"]) for item in verdict.violations}
+            shown = {item["rule"] for item in verdict.notices}
+            expected_refusals = {(f"constraint.when-{index}", "constraint") for index, (_, tree) in enumerate(whens)
+                                 if evaluate(meant(tree), facts) is True}
+            expected_refusals |= {(f"constraint.require-{index}", "unmet") for index, (_, tree) in enumerate(requires)
+                                  if evaluate(meant(tree), facts) is not True}
+            alpha = ("addon.box.alpha", "requires-version")
+            if ("alpha" in facts["addons"] and evaluate(meant(alpha_when[1]), facts) is True
+                    and facts["configuration.version"] < version_number("2.0")):
+                expected_refusals.add(alpha)
+            ours = {item for item in refused if item[0].startswith("constraint.") or item == alpha}
+            assert ours == expected_refusals, (document, facts)
+            assert {rule for rule in shown if rule.startswith("notice.")} == {
+                f"notice.notice-{index}" for index, (_, tree) in enumerate(notices) if evaluate(meant(tree), facts) is True
+            }, (document, facts)
+    finally:
+        compiled.close()
