@@ -13,6 +13,7 @@ every product is unlocked by at least one badge, some from a minimum version.
 
 from __future__ import annotations
 
+import copy
 import random
 from pathlib import Path
 
@@ -137,15 +138,18 @@ CONDITIONS = (
 
 
 def add_conditions(files: dict, rng: random.Random) -> None:
-    """Put a `when:` on every unlock, tier and add-on: every rule those entries compile to carries it."""
+    """Put a `when:` on every unlock, tier, upgrade path and add-on: every rule they compile to carries it."""
+    # Copies: YAML would write one shared mapping as an anchor and aliases, which rule files refuse.
     for badge in files["badges.yaml"]["badges"]:
         for unlock in badge["unlocks"]:
-            unlock["when"] = rng.choice(CONDITIONS)
+            unlock["when"] = copy.deepcopy(rng.choice(CONDITIONS))
     for product in files["tiers.yaml"]["products"]:
         for tier in product["tiers"]:
-            tier["when"] = rng.choice(CONDITIONS)
+            tier["when"] = copy.deepcopy(rng.choice(CONDITIONS))
+        for upgrade in product["upgrades"]:
+            upgrade["when"] = copy.deepcopy(rng.choice(CONDITIONS))
     for addon in files["addons.yaml"]["addons"]:
-        addon["when"] = rng.choice(CONDITIONS)
+        addon["when"] = copy.deepcopy(rng.choice(CONDITIONS))
 
 
 def generate_catalog(directory: Path, products: int = 300, tiers: int = 10, addons: int = 20, seed: int = 0,

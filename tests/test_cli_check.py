@@ -234,3 +234,56 @@ def test_a_rules_directory_no_file_system_can_hold_is_no_such_directory():
     with pytest.raises(CompanionError) as error:
         load_catalog("a\x00b")  # a NUL byte cannot come from a shell, but can from a fixture or a config file
     assert [problem.code for problem in error.value.problems] == ["no-rules"]
+
+
+# Mistakes product managers make in conditions, each (written text, its line in constraints.yaml, its code).
+CONDITION_MISTAKES = """\
+constraints:
+  - id: france-only
+    product: epo
+    when: {partner.contry: FR}
+    require: {configuration.tier: {at_least: advnced}}
+    message: France asks for Advanced
+  - id: expert-ebo
+    product: ebo
+    require: {configuration.tier: {at_least: expert}}
+    message: no such tier
+  - id: lower-case
+    product: pme
+    require: {partner.country: fr}
+    message: France
+  - id: any-devices
+    product: pme
+    require: {configuration.devices: {at_least: 0}}
+    message: never refuses
+  - id: any-devices-again
+    product: pme
+    require: {configuration.devices: {at_least: 0}}
+    message: the same
+"""
+
+
+def test_every_condition_mistake_is_reported_in_one_run(rules):
+    (rules / "constraints.yaml").write_text(CONDITION_MISTAKES, encoding="utf-8")
+    line = edit(rules / "addons.yaml", "    product: pme\n", "    product: pme\n    when: {change.kind: renewl}\n") + 1
+    result = check_in_process("--rules", str(rules))
+    assert result.exit_code == 1, result.output
+    shown = [re.sub(r"^.*/", "", entry) for entry in error_lines(result.output)]
+    assert shown == [
+        f"addons.yaml:{line}:25: error[unknown-value] addon.pme.energy-analysis: 'renewl' is not a value of "
+        "change.kind; did you mean 'renewal'?",
+        "constraints.yaml:4:12: error[unknown-fact] constraint.france-only: no fact is called 'partner.contry'; "
+        "did you mean 'partner.country'?",
+        "constraints.yaml:5:46: error[unknown-value] constraint.france-only: 'advnced' is not a tier of epo; "
+        "did you mean 'advanced'?",
+        "constraints.yaml:9:46: error[unknown-value] constraint.expert-ebo: 'expert' is not a tier of ebo "
+        "(it is a tier of pme, epo); tiers of ebo: essential, advanced, advanced-plus",
+        "constraints.yaml:13:32: error[bad-value] constraint.lower-case: 'fr' is not a country code; "
+        "write FR: country codes are in capitals",
+        "constraints.yaml:17:49: warning[condition-always-holds] constraint.any-devices: 'configuration.devices "
+        "is at least 0' always holds for pme; the constraint never refuses anything",
+        "constraints.yaml:19:9: warning[duplicate-rule] constraint.any-devices-again: constraint any-devices-again "
+        "has the same conditions as any-devices (line 15); remove one of them, or merge their messages",
+        "constraints.yaml:21:49: warning[condition-always-holds] constraint.any-devices-again: "
+        "'configuration.devices is at least 0' always holds for pme; the constraint never refuses anything",
+    ]

@@ -500,3 +500,122 @@ def test_update_that_cannot_finish_leaves_the_fixture_as_it_was(tmp_path, rules,
     assert code == 2 and "golden.yaml: error[not-written]: cannot rewrite the fixture: Permission denied" in err, err
     assert path.read_bytes() == failing_fixture_bytes()
     assert sorted(item.name for item in tmp_path.iterdir()) == ["golden.yaml", "rules"]
+
+
+# --- condition coverage ----------------------------------------------------------------------------------------
+
+def basic_limit_suite(tmp_path: Path, *extra: str) -> Path:
+    """Write a suite whose only Basic case stays under Basic's device maximum, plus EXTRA cases."""
+    cases = "".join(f"\n  - {case}" for case in extra)
+    return write(tmp_path / "limits" / "cases.yaml", f"""\
+cases:
+  - name: basic is valid
+    request: {request()}
+    expect: {{valid: true}}
+  - name: pro over its maximum says nothing of basic's
+    request: {request(tier="pro", devices=150)}
+    expect: {{valid: false}}
+  - name: without the badge no device maximum is tested
+    request: {request(devices=11, badges="[]")}
+    expect: {{valid: false}}{cases}
+""").parent
+
+
+def test_a_condition_seen_only_true_is_a_gap_at_its_file_line_and_column(tmp_path, rules):
+    suite = basic_limit_suite(tmp_path)
+    code, out, _ = run("test", str(suite), "--rules", str(rules), "--coverage")
+    assert code == 0, out
+    gap = next(line for line in out.splitlines() if "configuration.devices is at most 10" in line)
+    # `        devices: {included: 5, max: 10}` is line 11 of tiers.yaml; the 10 is in column 37
+    assert gap.split() == [f"{rules / 'tiers.yaml'}:11:37", "tier.widget.basic", "configuration.devices", "is", "at",
+                           "most", "10", "(seen", "only", "true)"]
+    assert "  tier.widget.basic" in out and any(line.split()[:4] == ["tier.widget.basic", "1", "of", "2"]
+                                                 for line in out.splitlines())
+    suite = basic_limit_suite(tmp_path, f"{{name: basic over its maximum, request: {request(devices=11)}, "
+                                        "expect: {valid: false}}")
+    code, out, _ = run("test", str(suite), "--rules", str(rules), "--coverage")
+    assert code == 0, out
+    assert "configuration.devices is at most 10 " not in out
+
+
+def test_conditions_never_evaluated_are_listed_as_never_seen(tmp_path, rules):
+    code, out, _ = run("test", str(basic_limit_suite(tmp_path)), "--rules", str(rules), "--coverage")
+    assert code == 0, out
+    never = [(line.split()[1], " ".join(line.split()[2:-2])) for line in out.splitlines()
+             if line.endswith("(never seen)")]
+    assert never == [
+        # turbo's requirement is tested only by configurations that choose turbo
+        ("addon.widget.turbo", "configuration.tier is at least pro"),
+        # only amendments change tiers
+        ("upgrade.widget.basic.pro", "change.from_tier is basic"), ("upgrade.widget.basic.pro", "change.to_tier is pro")]
+
+
+def tiny_condition_percent(suite: Path, rules: Path) -> float:
+    code, out, _ = run("test", str(suite), "--rules", str(rules), "--coverage", "--format", "json")
+    assert code == 0, out
+    return json.loads(out)["coverage"]["condition_percent"]
+
+
+def test_the_condition_gate_fails_under_its_minimum_and_passes_at_it(tmp_path, rules):
+    suite = basic_limit_suite(tmp_path)
+    percent = tiny_condition_percent(suite, rules)
+    assert 0 < percent < 100
+    whole = int(percent)  # the JSON figure is rounded to 2 decimals: gate on whole percents either side of it
+    code, out, _ = run("test", str(suite), "--rules", str(rules), "--min-condition-coverage", f"{whole}")
+    assert code == 0, out
+    code, out, _ = run("test", str(suite), "--rules", str(rules), "--min-condition-coverage", f"{whole + 1}")
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[-2].startswith(f"condition coverage {percent:.1f}% is below the minimum {whole + 1:g}% (")
+    assert lines[-2].endswith("conditions not seen both true and false; --coverage lists them)")
+    assert lines[-1] == "3 passed, 0 failed"
+    # The rule coverage gate is a separate option: it passes while the condition gate fails.
+    code, _, _ = run("test", str(suite), "--rules", str(rules), "--min-coverage", "10",
+                     "--min-condition-coverage", "100")
+    assert code == 1
+    code, _, _ = run("test", str(suite), "--rules", str(rules), "--min-coverage", "10")
+    assert code == 0
+
+
+def test_condition_coverage_in_json(tmp_path, rules):
+    code, out, _ = run("test", str(basic_limit_suite(tmp_path)), "--rules", str(rules), "--coverage",
+                       "--format", "json")
+    assert code == 0, out
+    document = json.loads(out)["coverage"]
+    conditions = document["catalogues"][0]["conditions"]
+    assert set(conditions) == {"percent", "covered", "counted", "rules", "gaps", "not_counted"}
+    assert document["condition_percent"] == conditions["percent"] == round(
+        100 * conditions["covered"] / conditions["counted"], 2)
+    assert conditions["rules"]["tier.widget.basic"] == {"both": 1, "conditions": 2}
+    gap = next(item for item in conditions["gaps"] if item["rule"] == "tier.widget.basic")
+    assert gap == {"where": f"{rules / 'tiers.yaml'}:11:37", "rule": "tier.widget.basic",
+                   "condition": "configuration.devices is at most 10", "seen": "only true",
+                   "cases": {"true": 1, "false": 0, "unknown": 0}}
+    assert conditions["not_counted"] == []  # widget sells subscriptions only: a perpetual request is refused
+
+
+def test_amendments_that_change_the_tier_see_the_upgrade_path_conditions():
+    """The change facts of an amendment reach the upgrade-path rules; configurations alone never do."""
+    def upgrade_rules(*paths: Path) -> dict:
+        code, out, _ = run("test", *map(str, paths), "--coverage", "--format", "json")
+        assert code == 0, out
+        rules = json.loads(out)["coverage"]["catalogues"][0]["conditions"]["rules"]
+        return {rule: counts["both"] for rule, counts in rules.items() if rule.startswith("upgrade")}
+
+    amended = upgrade_rules(ROOT / "tests" / "fixtures" / "amendments" / "upgrades.yaml")
+    # every move up of EPO is a declared path without a condition: no rule refuses one, so none is listed
+    assert amended["upgrade.epo.essential.advanced"] == 2 and "upgrades.epo" not in amended
+    assert set(upgrade_rules(ROOT / "tests" / "fixtures" / "tiers").values()) == {0}
+
+
+def test_the_project_suite_sees_every_condition_both_ways():
+    """Every condition of the shipped catalogue that can go both ways is seen true and false by tests/fixtures."""
+    code, out, _ = run("test", str(ROOT / "tests" / "fixtures"), "--min-condition-coverage", "100",
+                       "--format", "json", "--coverage")
+    assert code == 0
+    conditions = json.loads(out)["coverage"]["catalogues"][0]["conditions"]
+    assert conditions["gaps"] == []
+    # A licence model is always given and always one of the two: offering both can never be refused.
+    assert [(item["rule"], item["condition"], item["always"]) for item in conditions["not_counted"]] == [
+        ("license.ebo", "configuration.license is one of [subscription, perpetual]", "true"),
+        ("license.pme", "configuration.license is one of [subscription, perpetual]", "true")]

@@ -754,8 +754,7 @@ def test_the_engine_decides_upgrade_paths_and_a_path_may_carry_a_condition(tmp_p
     [date_condition] = [item for item in violation["conditions"] if item["fact"] == "date"]
     where = date_condition.pop("where")
     assert date_condition == {"condition": "date is at least 2027-01-01", "reads": "the date is at least 2027-01-01",
-                              "fact": "date", "saw": "2026-06-01",
-                              "held": False, "required": True}
+                              "fact": "date", "saw": "2026-06-01", "held": False, "required": True}
     assert where.endswith(f"rules/tiers.yaml:{line}:33")  # the date after `when: {date: {at_least: `
     assert any(item["rule"] == "upgrades.epo" for item in early.fired)
     # From 2027 the same move is an upgrade along the path: 36 - 19 months charged (2027-01-04 is in month 20).

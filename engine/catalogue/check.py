@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Callable, Iterator
 
+from engine.catalogue.check_conditions import check_conditions
 from engine.catalogue.model import VERSION_BASE, VERSION_PARTS, Catalog, Product, version_key
 from engine.problem import Location, Problem, did_you_mean
 
@@ -403,6 +404,7 @@ CHECKS: dict[str, Callable[[Catalog], Iterator[Problem]]] = {
     "no-unlock": check_badges,
     "former-name-clash": check_former_names,
     "unsupported-version": check_versions,
+    "unknown-fact": check_conditions,
 }
 
 

@@ -26,6 +26,7 @@ source of each condition's "value seen, held or not" in explanations).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
@@ -36,6 +37,20 @@ COMBINATORS = ("all", "any", "not")
 OPERATORS = ("is", "is_not", "one_of", "none_of", "at_least", "at_most", "before", "after", "present")
 ORDERED = {"number", "version", "tier", "date"}  # the kinds at_least / at_most compare
 COUNTRY = re.compile(r"^[A-Z]{2}$")
+# Words product managers write for a comparison the language spells otherwise.
+SYNONYMS = {"from": "at_least", "since": "at_least", "until": "at_most", "to": "at_most", "min": "at_least",
+            "max": "at_most", "in": "one_of", "not_in": "none_of", "equals": "is", "eq": "is", "not": "is_not",
+            "ne": "is_not", "gte": "at_least", "lte": "at_most", "gt": "after", "lt": "before",
+            "absent": "present"}
+
+
+def operator_hint(name: str) -> str:
+    """Return the did-you-mean for an unknown comparison, with the list of comparisons."""
+    listed = "comparisons: " + ", ".join(OPERATORS)
+    if name in SYNONYMS:
+        return f"did you mean '{SYNONYMS[name]}'? ({listed})"
+    guess = did_you_mean(name, OPERATORS)
+    return f"{guess} ({listed})" if guess else listed
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,7 @@ INTERNAL = {"configuration.tier_written": Fact("configuration.tier_written", "te
                                                 "the tier as the request wrote it")}
 
 
+@functools.cache
 def fact_named(name: str) -> Fact | None:
     """Return the fact a condition names, including `addon.<id>.quantity`, or None."""
     if name in FACTS:
@@ -113,6 +129,7 @@ class Test:
     value: Any
     where: Location
     engine: Any = field(default=None, compare=False)  # the value as compared (resolve_tree sets it)
+    where_fact: Location | None = field(default=None, compare=False)  # where the fact's name is written
 
     @property
     def text(self) -> str:
@@ -234,14 +251,15 @@ def _parse(source, path: tuple, data: dict) -> Node:
 
 
 def _comparisons(source, at: tuple, fact: str, value) -> list[Test]:
+    named = source.where_key(at)
     if isinstance(value, dict):
-        return [Test(fact, op, tuple(operand) if isinstance(operand, list) else operand, source.where(at + (op,)))
-                for op, operand in value.items()]
+        return [Test(fact, op, tuple(operand) if isinstance(operand, list) else operand, source.where(at + (op,)),
+                     where_fact=named) for op, operand in value.items()]
     if value == "present" or value == "absent":
-        return [Test(fact, "present", value == "present", source.where(at))]
+        return [Test(fact, "present", value == "present", source.where(at), where_fact=named)]
     if isinstance(value, list):
-        return [Test(fact, "one_of", tuple(value), source.where(at))]
-    return [Test(fact, "is", value, source.where(at))]
+        return [Test(fact, "one_of", tuple(value), source.where(at), where_fact=named)]
+    return [Test(fact, "is", value, source.where(at), where_fact=named)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -257,6 +275,7 @@ class Scope:
     addons: tuple[str, ...]
     products: tuple[str, ...]
     version_number: Any  # version string -> the engine's integer
+    other_tiers: tuple = ()  # (product id, its tier ids) of the other products, to say where a tier belongs
 
 
 def resolve(test: Test, scope: Scope) -> tuple[Any, list[Problem]]:
@@ -264,11 +283,18 @@ def resolve(test: Test, scope: Scope) -> tuple[Any, list[Problem]]:
     fact = fact_named(test.fact)
     if fact is None:
         names = list(FACTS) + [f"addon.{addon}.quantity" for addon in scope.addons]
-        return None, [Problem("unknown-fact", f"no fact is called '{test.fact}'", test.where,
+        return None, [Problem("unknown-fact", f"no fact is called '{test.fact}'", test.where_fact or test.where,
                               hint=did_you_mean(test.fact, names) or "facts: " + ", ".join(FACTS))]
+    quantity = ADDON_QUANTITY.match(test.fact)
+    if quantity and quantity.group(1) not in scope.addons:
+        names = [f"addon.{addon}.quantity" for addon in scope.addons]
+        owner = f" of {scope.product.id}" if scope.product else ""
+        return None, [Problem("unknown-fact", f"'{quantity.group(1)}' is not an add-on{owner}",
+                              test.where_fact or test.where,
+                              hint=did_you_mean(test.fact, names) or f"add-ons{owner}: " + ", ".join(scope.addons))]
     if test.op not in OPERATORS:
         return None, [Problem("unknown-operator", f"'{test.op}' is not a comparison", test.where,
-                              hint=did_you_mean(test.op, OPERATORS) or "comparisons: " + ", ".join(OPERATORS))]
+                              hint=operator_hint(test.op))]
     if test.op == "present":
         if not isinstance(test.value, bool):
             return None, [Problem("bad-value", "present takes true or false", test.where,
@@ -321,11 +347,14 @@ def _resolve_value(fact: Fact, test: Test, value, scope: Scope):
         return day.toordinal(), None
     if not isinstance(value, str):
         return None, Problem("type-mismatch", f"{test.fact} is a {_kind_text(fact)}, not {value!r}", where,
-                             hint="quote it if it is a name")
+                             hint="write an ISO 3166 country code, e.g. FR" if fact.kind == "country"
+                             else "quote it if it is a name")
     if fact.kind == "country":
         if not COUNTRY.match(value):
+            capitals = COUNTRY.match(value.upper())
             return None, Problem("bad-value", f"'{value}' is not a country code", where,
-                                 hint="write an ISO 3166 code in capitals, e.g. FR, US")
+                                 hint=f"write {value.upper()}: country codes are in capitals" if capitals
+                                 else "write an ISO 3166 code in capitals, e.g. FR, US")
         return value, None
     if fact.name == "partner.badges":
         return _member(value, scope.badges, "badge", where)
@@ -343,15 +372,27 @@ def _resolve_value(fact: Fact, test: Test, value, scope: Scope):
     if fact.kind == "tier":
         if product is None:
             return None, Problem("no-product", f"{test.fact} needs the rule to name its product", where)
-        return _member(value, tuple(tier.id for tier in product.tiers), f"tier of {product.id}", where)
+        found, problem = _member(value, tuple(tier.id for tier in product.tiers), f"tier of {product.id}", where)
+        if problem:
+            former = next((tier.id for tier in product.tiers if value in tier.former_names), None)
+            owners = [owner for owner, tiers in scope.other_tiers if value in tiers]
+            if former:
+                problem = replace(problem, message=f"{problem.message}: it is the former name of {former}",
+                                  hint=f"write {former}; requests naming {value} are read as {former}")
+            elif owners:
+                problem = replace(problem, message=f"{problem.message} (it is a tier of {', '.join(owners)})")
+        return found, problem
     return value, None
 
 
 def _member(value: str, choices, what: str, where: Location):
     if value in choices:
         return value, None
-    return None, Problem("unknown-value", f"'{value}' is not a {what}", where,
-                         hint=did_you_mean(value, choices) or f"{what}s: " + ", ".join(choices))
+    noun, _, rest = what.partition(" ")
+    listed = f"{noun}s{' ' + rest if rest else ''}: " + ", ".join(choices)
+    article = "an" if what[0] in "aeiou" else "a"
+    return None, Problem("unknown-value", f"'{value}' is not {article} {what}", where,
+                         hint=did_you_mean(value, choices) or listed)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -375,6 +416,8 @@ def holds(test: Test, facts: dict) -> bool | None:
     """Return whether a resolved comparison holds on FACTS (engine values by fact name); None when unknown."""
     value = test.engine
     seen = facts.get(test.fact)
+    if seen is None and ADDON_QUANTITY.match(test.fact):
+        seen = 0  # an add-on not chosen has quantity 0, as the engine's fact says
     if test.op == "present":
         return (seen is not None) == value
     if seen is None:

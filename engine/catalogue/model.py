@@ -32,6 +32,16 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
 
+def version_number(version: str) -> int:
+    """Encode a version as one integer that orders like the version, as the rule engine compares it."""
+    parts = list(version_key(version))
+    parts += [0] * (VERSION_PARTS - len(parts))
+    number = 0
+    for part in parts:
+        number = number * VERSION_BASE + part
+    return number
+
+
 def whole(number):
     """Return a whole number as an int: JSON Schema counts 36.0 as the integer 36, and so do we, as 36."""
     return int(number) if isinstance(number, float) else number

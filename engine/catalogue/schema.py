@@ -11,13 +11,24 @@ import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from engine.problem import Location, Problem, did_you_mean
+from engine.catalogue.conditions import COMBINATORS, FACTS, OPERATORS, operator_hint
 from engine.catalogue.source import Source
+from engine.problem import Location, Problem, did_you_mean
 
 BUNDLED_RULES = Path(__file__).resolve().parents[2] / "rules"
 SCHEMA_DIR = BUNDLED_RULES / "schemas"
 
 SHARED_SCHEMA = "condition.schema.json"  # the condition language, which several rule files use
+FACT_NAME = "fact name"  # the title of condition.schema.json's pattern for the keys of a condition
+
+
+def fact_hint(name: str) -> str:
+    """Return the did-you-mean for a key of a condition that names no fact."""
+    # `tier` for configuration.tier: the suffix is what people forget the prefix of.
+    by_suffix = [fact for fact in FACTS if fact.rsplit(".", 1)[-1] == name]
+    if by_suffix:
+        return f"did you mean '{by_suffix[0]}'?"
+    return did_you_mean(name, list(FACTS) + list(COMBINATORS)) or "facts: " + ", ".join(FACTS)
 
 
 @functools.cache
@@ -111,8 +122,9 @@ def unknown_keys(error: ValidationError) -> list[str]:
 def describe(error: ValidationError, source: Source, key: str | None = None) -> Problem:
     """Turn one ValidationError into a located problem (about one unknown key, when given)."""
     if error.context:
-        # oneOf/anyOf: show the alternative that came closest, not a wall of text.
-        error = best_match(error.context)
+        # oneOf/anyOf: show the alternative that came closest, not a wall of text; an alternative of the
+        # instance's own type (a mapping of comparisons for a mapping) is closer than "expected a list".
+        error = best_match(_of_its_type(error.context) or error.context)
     path = tuple(error.absolute_path)
     at = "at " + json_path(path) + ": " if path else ""
     hint = ""
@@ -123,6 +135,8 @@ def describe(error: ValidationError, source: Source, key: str | None = None) -> 
         if extras:
             key = key if key in extras else extras[0]
             where = source.where_key(path + (key,))
+            if allowed == set(OPERATORS):  # a comparison of the condition language
+                return Problem("unknown-operator", f"{at}'{key}' is not a comparison", where, hint=operator_hint(key))
             hint = did_you_mean(key, allowed) or ("allowed keys: " + ", ".join(sorted(allowed)) if allowed else "")
             return Problem("schema", f"{at}unknown key '{key}'", where, hint=hint)
     if error.validator == "type":
@@ -139,6 +153,9 @@ def describe(error: ValidationError, source: Source, key: str | None = None) -> 
     if "propertyNames" in error.schema_path and isinstance(error.instance, str):
         # jsonschema locates a bad key name at its mapping (i.e. the first key); point at the key itself.
         description = error.schema.get("description", f"text matching {error.validator_value}")
+        if error.schema.get("title") == FACT_NAME:
+            return Problem("unknown-fact", f"{at}no fact is called '{error.instance}'",
+                           source.where_key(path + (error.instance,)), hint=fact_hint(error.instance))
         return Problem("schema", f"{at}key '{error.instance}' is not {description}",
                        source.where_key(path + (error.instance,)))
     if error.validator == "pattern":
@@ -153,6 +170,16 @@ def describe(error: ValidationError, source: Source, key: str | None = None) -> 
         return Problem("schema", f"{at}{error.instance[second]!r} is listed twice",
                        source.where(path + (second,)), hint="list each once")
     return Problem("schema", f"{at}{error.message}", where)
+
+
+def _of_its_type(errors) -> list[ValidationError]:
+    """Return the errors of the alternatives that accept the instance's type (each error says more than a type)."""
+    def type_only(error: ValidationError) -> bool:
+        if error.validator == "type":
+            return True
+        return bool(error.context) and error.validator in ("anyOf", "oneOf") and all(
+            type_only(inner) for inner in error.context)
+    return [error for error in errors if not type_only(error)]
 
 
 def json_path(path: tuple) -> str:

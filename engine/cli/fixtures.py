@@ -36,8 +36,11 @@ paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=Pat
 @click.option("--coverage", "show_coverage", is_flag=True, help="Report how many cases exercised each rule.")
 @click.option("--min-coverage", type=click.FloatRange(0, 100), default=None, metavar="PCT",
               help="Fail when fewer than PCT percent of the rules are exercised.")
+@click.option("--min-condition-coverage", type=click.FloatRange(0, 100), default=None, metavar="PCT",
+              help="Fail when fewer than PCT percent of the rules' conditions are seen both true and false.")
 @click.option("--update", is_flag=True, help="Rewrite the expectations of failing cases from their results.")
-def test_command(paths, rules_dir, jobs, output_format, show_coverage, min_coverage, update) -> None:
+def test_command(paths, rules_dir, jobs, output_format, show_coverage, min_coverage, min_condition_coverage,
+                 update) -> None:
     """Run fixture cases (default: tests/fixtures): exit 0 all pass, 1 some fail, 2 a fixture is malformed."""
     files = files_or_exit(paths)
     with progress_bar(len(files)) as advance:
@@ -52,9 +55,11 @@ def test_command(paths, rules_dir, jobs, output_format, show_coverage, min_cover
     except CompanionError as error:
         print_sorted_problems(error.problems)
         sys.exit(EXIT_BAD_INPUT)
-    coverages = fixtures.coverage(results, rules_dir) if show_coverage or min_coverage is not None else []
+    gated = min_coverage is not None or min_condition_coverage is not None
+    coverages = fixtures.coverage(results, rules_dir) if show_coverage or gated else []
+    rule_percent, condition_percent = fixtures.total_percent(coverages), fixtures.condition_percent(coverages)
     if output_format == "json":
-        document = json_report(results, coverages, updated, fixtures.total_percent(coverages))
+        document = json_report(results, coverages, updated, rule_percent, condition_percent)
         click.echo(json.dumps(document, indent=2, default=str))
     elif output_format == "junit":
         click.echo(junit_report(results))
@@ -62,12 +67,17 @@ def test_command(paths, rules_dir, jobs, output_format, show_coverage, min_cover
         click.echo(text_report(results, updated, coverages if show_coverage else []), nl=False)
     stream = sys.stdout if output_format == "text" else sys.stderr
     failed = sum(1 for result in results if not result.passed) - len(updated)
-    below = min_coverage is not None and fixtures.total_percent(coverages) < min_coverage
+    below = min_coverage is not None and rule_percent < min_coverage
     if below:
-        click.echo(f"coverage {fixtures.total_percent(coverages):.1f}% is below the minimum {min_coverage:g}%",
-                   file=stream)
+        click.echo(f"coverage {rule_percent:.1f}% is below the minimum {min_coverage:g}%", file=stream)
+    conditions_below = min_condition_coverage is not None and condition_percent < min_condition_coverage
+    if conditions_below:
+        gaps = sum(len(item.conditions.gaps) for item in coverages)
+        click.echo(f"condition coverage {condition_percent:.1f}% is below the minimum {min_condition_coverage:g}% "
+                   f"({gaps} condition{'s' if gaps != 1 else ''} not seen both true and false"
+                   + ("" if show_coverage else "; --coverage lists them") + ")", file=stream)
     click.echo(f"{len(results) - failed} passed, {failed} failed", file=stream)
-    sys.exit(EXIT_REFUSED if failed or below else EXIT_OK)
+    sys.exit(EXIT_REFUSED if failed or below or conditions_below else EXIT_OK)
 
 
 @click.command("diff")

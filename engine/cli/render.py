@@ -324,11 +324,41 @@ def coverage_lines(item) -> list[str]:
     if item.untouched:
         lines.append("rules no case exercises:")
         lines.extend(f"  {where}: {rule}" for rule, where in item.untouched)
+    return lines + condition_lines(item)
+
+
+def condition_lines(item) -> list[str]:
+    """Render one catalogue's condition coverage: per rule, then each condition not seen both ways."""
+    shown = display_path(Path(item.rules_dir))
+    conditions = item.conditions
+    lines = [f"condition coverage of {shown}: {conditions.covered} of {len(conditions.counted)} conditions seen "
+             f"both true and false ({conditions.percent:.1f}%)"]
+    by_rule = conditions.by_rule
+    width = max((len(rule) for rule in by_rule), default=0)
+    for rule, (both, total) in by_rule.items():
+        lines.append((f"  {rule:<{width}}  {both:>3} of {total:<3}" + ("" if both == total else "  gaps")).rstrip())
+    if conditions.gaps:
+        lines.append("conditions not seen both ways:")
+        lines.extend(_condition_rows([(condition, f"(seen {state})" if state != "never" else "(never seen)")
+                                      for condition, state in conditions.gaps]))
+    if conditions.fixed:
+        lines.append("not counted, the same for every valid request:")
+        lines.extend(_condition_rows([(condition, f"(always {condition.fixed})") for condition in conditions.fixed]))
     return lines
 
 
-def json_report(results, coverages, updated, percent: float) -> dict:
-    """Return the run as a JSON document, PERCENT the share of the rules the coverages exercise."""
+def _condition_rows(rows) -> list[str]:
+    """Render `file:line:col  rule  condition  (state)` rows, the columns aligned."""
+    where = max(len(str(condition.where)) for condition, _ in rows)
+    rule = max(len(condition.rule) for condition, _ in rows)
+    text = max(len(condition.text) for condition, _ in rows)
+    return [f"  {str(condition.where):<{where}}  {condition.rule:<{rule}}  {condition.text:<{text}}  {state}"
+            for condition, state in rows]
+
+
+def json_report(results, coverages, updated, percent: float, condition_percent: float = 100.0) -> dict:
+    """Return the run as a JSON document, PERCENT the share of the rules the coverages exercise and
+    CONDITION_PERCENT the share of their conditions seen both ways."""
     updated_ids = {id(result) for result in updated}
     failed = sum(1 for result in results if not result.passed) - len(updated)
     document = {
@@ -342,11 +372,28 @@ def json_report(results, coverages, updated, percent: float) -> dict:
     if coverages:
         document["coverage"] = {
             "percent": round(percent, 2),
+            "condition_percent": round(condition_percent, 2),
             "catalogues": [{"rules": item.rules_dir, "percent": round(item.percent, 2),
                             "counts": {rule: item.counts.get(rule, 0) for rule in sorted(item.rules)},
-                            "untouched": [{"rule": rule, "where": str(where)} for rule, where in item.untouched]}
+                            "untouched": [{"rule": rule, "where": str(where)} for rule, where in item.untouched],
+                            "conditions": conditions_json(item.conditions)}
                            for item in coverages]}
     return document
+
+
+def conditions_json(conditions) -> dict:
+    """Return one catalogue's condition coverage as JSON."""
+    def seen(condition) -> dict:
+        cases = conditions.seen.get(condition.key, {})
+        return {value: cases.get(value, 0) for value in ("true", "false", "unknown")}
+
+    return {"percent": round(conditions.percent, 2), "covered": conditions.covered,
+            "counted": len(conditions.counted),
+            "rules": {rule: {"both": both, "conditions": total} for rule, (both, total) in conditions.by_rule.items()},
+            "gaps": [{"where": str(condition.where), "rule": condition.rule, "condition": condition.text,
+                      "seen": state, "cases": seen(condition)} for condition, state in conditions.gaps],
+            "not_counted": [{"where": str(condition.where), "rule": condition.rule, "condition": condition.text,
+                             "always": condition.fixed} for condition in conditions.fixed]}
 
 
 def junit_report(results) -> str:

@@ -1,20 +1,28 @@
 """Compile the catalogue model into durable_rules rulesets (generated dicts, never Python source).
 
+One compile path: every rule-file entry that decides something becomes a CompiledRule holding condition
+trees (catalogue.conditions) over named facts: `when`, which must be known to hold, and for a requirement
+`unless`, which refuses when it is not known to hold. The short forms of the rule files (a badge's unlock and
+minimum version, a tier's device limit, an add-on's prerequisites, exclusions and quantity, the offers)
+desugar into such trees in product_rules(); the availability windows, constraints and notices of
+constraints.yaml in further_rules(); the upgrade paths in path_rules(). patterns.pattern() turns each tree
+into one engine pattern on one fact, negation pushed down to the leaves. Each comparison keeps the
+file:line:col it was written at, and each rule the id and location of its entry.
+
 One ruleset per product (split into shards under the engine's limits), named `<product>@<rules version>`
 so that a new catalogue never redefines a registered ruleset. A request is routed only to the shards of its
 product, so its cost does not grow with the number of products.
 
-The request becomes one flat `config` fact (see evaluate.config_fact). Rules come in two stages:
-stage 1 matches the config fact (entitlement by badge, refusals, notices); an entitlement derives an
-`entitled` copy of the config fact, and stage 2 rules match that derived fact: the refusals of offers,
-tiers, devices and add-ons, and one rule per offer sold (`license.<product>`), which fires when the
-entitled configuration's licence model and term are sold and yields its bill of materials. The bill of
-materials is that offer's reference of the chosen tier, the device licences beyond what the tier includes
-and the chosen add-ons, each line naming the catalogue rule it comes from (evaluate.bom_lines): one engine
-firing per request instead of one per line, since each firing costs the engine's Python dispatch about
-25 us. Every rule matches one fact: joins of several facts crash the engine (see engine/inference/session.py).
-Absent things are explicit fields (`has_<badge>: false`, `on_<addon>: false`), because the engine's
-negations crash it and `$neq` on a missing field is false.
+The request becomes one flat `config` fact (evaluate.engine_fact). Rules come in stages: stage 1 matches the
+config fact (entitlement by badge, not-entitled, former names); an entitlement derives an `entitled` copy,
+and stage 2 rules match it: the refusals of offers, tiers, devices and add-ons, availability, constraints and
+notices, and one rule per offer sold (`license.<product>`), which fires when the entitled configuration's
+licence model and term are sold and yields its bill of materials (evaluate.bom_lines: one engine firing
+per request instead of one per line, since each firing costs the engine's Python dispatch about 25 us).
+Stage 3 rules match a `change` fact: the upgrade paths an amendment moves along, registered per product on
+the first amendment. Every rule matches one fact: joins of several facts crash the engine (see
+engine/inference/session.py). Set facts are explicit booleans (`has_<badge>`, `on_<addon>`), because the
+engine's negations crash it; a fact the request leaves out is a missing field, and `$neq` on it is false.
 """
 
 from __future__ import annotations
@@ -128,17 +136,41 @@ class CompiledCatalog:
     shards: dict[str, tuple[str, ...]]  # product id -> ruleset names
     rules: dict[str, CompiledRule]  # key -> compiled rule
     fields: dict[str, "FactFields"] = field(default_factory=dict)  # product id -> how to flatten a request
+    serial: int = 0
+    change_rules: dict[str, tuple[str, ...]] = field(default_factory=dict)  # product id -> its change rule keys
+    changes: dict[str, tuple] = field(default_factory=dict)  # product id -> its change ruleset, once registered
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def rules_version(self) -> str:
         """Return the content hash of the catalogue."""
         return self.catalog.rules_version
 
+    def change_ruleset(self, product_id: str) -> tuple[str, tuple[str, ...]]:
+        """Return the product's ruleset of change rules and the fields they read, registered on first use.
+
+        Only amendments read it: registering it with the rest would double the compile time of a large
+        catalogue for what validation never asks.
+        """
+        with self._lock:
+            if product_id not in self.changes:
+                name = f"{product_id}@{self.rules_version}.{self.serial}#changes"
+                rules = [self.rules[key] for key in self.change_rules.get(product_id, ())]
+                definition = {rule.key: form for rule in rules if (form := engine_rule(rule)) is not None}
+                self.engine.register(name, definition)
+                fields = {"t"}.union(*(rule.fields for rule in rules))
+                self.changes[product_id] = (name, tuple(sorted(fields)))
+            return self.changes[product_id]
+
     def close(self) -> None:
         """Unregister every ruleset of this catalogue (a reload frees the old one)."""
         for names in self.shards.values():
             for name in names:
                 self.engine.unregister(name)
+        with self._lock:
+            for name, _ in self.changes.values():
+                self.engine.unregister(name)
+            self.changes = {}
         self.shards = {}
 
 
@@ -165,7 +197,6 @@ class FactFields:
     addons: tuple[tuple[str, str, str], ...]  # (on-field, quantity-field, add-on id)
     stage_one: tuple[str, ...] = ()  # the fields stage-1 rules read: all the asserted fact carries
     stage_two: tuple[str, ...] = ()  # the fields stage-2 rules read: all the entitled fact carries
-    change: tuple[str, ...] = ()  # the fields change rules read
 
 
 def fact_fields(catalog: Catalog, product: Product, rules: list[CompiledRule] = ()) -> FactFields:
@@ -175,14 +206,15 @@ def fact_fields(catalog: Catalog, product: Product, rules: list[CompiledRule] = 
         for leaf in _leaves(rule):
             if leaf.fact == "partner.badges" and leaf.op != "present":
                 badges.update([leaf.engine] if isinstance(leaf.engine, str) else leaf.engine)
-    by_stage: dict[int, set[str]] = {1: {"t"}, 2: {"t"}, 3: {"t"}}
+    by_stage: dict[int, set[str]] = {1: {"t"}, 2: {"t"}}
     for rule in rules:
-        by_stage[rule.stage] |= rule.fields
+        if rule.stage in by_stage:  # change rules: CompiledCatalog.change_ruleset, on first use
+            by_stage[rule.stage] |= rule.fields
     return FactFields(
         tuple((member_field("has", badge_id), badge_id) for badge_id in catalog.badges if badge_id in badges),
         tuple((member_field("on", addon_id), member_field("q", addon_id), addon_id)
               for addon_id in catalog.addons.get(product.id, {})),
-        tuple(sorted(by_stage[1])), tuple(sorted(by_stage[2])), tuple(sorted(by_stage[3])))
+        tuple(sorted(by_stage[1])), tuple(sorted(by_stage[2])))
 
 
 def _leaves(rule: CompiledRule):
@@ -382,27 +414,43 @@ def further_rules(catalog: Catalog, product: Product, scope: Scope) -> list[Comp
 
 
 def path_rules(product: Product, scope: Scope) -> list[CompiledRule]:
-    """Compile the declared upgrade paths: rules over a change fact that decide each upward tier move."""
+    """Compile the declared upgrade paths: rules over a change fact that decide each upward tier move.
+
+    One rule per path (it opens the move when its `when` holds), one per tier for the moves up that no path
+    declares, and one per move whose every path carries a `when` (refused unless one of them holds). The
+    engine is asked about moves up only.
+    """
     rules = []
+    spot = product.spots.get("upgrades", product.where)
+    rule = f"upgrades.{product.id}"
     for old in product.tiers:
-        for new in product.tiers:
-            if new.rank <= old.rank:
-                continue
-            move = [test("change.from_tier", "is", old.id, old.where), test("change.to_tier", "is", new.id, new.where)]
-            paths = []
-            for upgrade in product.upgrades:
-                if (upgrade.source, upgrade.target) != (old.id, new.id):
-                    continue
-                path = conjunction(move + ([resolved(upgrade.when, scope)] if upgrade.when is not None else []),
-                                   upgrade.where)
-                paths.append(path)
-                rules.append(CompiledRule(f"{upgrade.rule}#path", upgrade.rule, upgrade.where, "path", "upgrade-path",
-                                          3, path, item={"from": old.id, "to": new.id}))
-            rule = f"upgrades.{product.id}"
-            rules.append(CompiledRule(f"{rule}#{old.id}-{new.id}", rule, product.spots.get("upgrades", product.where),
-                                      "violation", "not-an-upgrade-path", 3, conjunction(move, product.where),
-                                      unless=disjunction(paths, product.where),
+        leaving = [upgrade for upgrade in product.upgrades if upgrade.source == old.id]
+        targets = tuple(dict.fromkeys(upgrade.target for upgrade in leaving))
+        start = test("change.from_tier", "is", old.id, old.where)
+        for upgrade in leaving:
+            new = product.tier(upgrade.target)
+            move = [start, test("change.to_tier", "is", new.id, new.where)]
+            when = resolved(upgrade.when, scope) if upgrade.when is not None else None
+            rules.append(CompiledRule(f"{upgrade.rule}#path", upgrade.rule, upgrade.where, "path", "upgrade-path", 3,
+                                      conjunction(move + ([when] if when else []), upgrade.where),
                                       item={"from": old.id, "to": new.id}))
+        for target in targets:
+            paths = [upgrade for upgrade in leaving if upgrade.target == target]
+            if any(upgrade.when is None for upgrade in paths):
+                continue  # a path without a condition is always open
+            new = product.tier(target)
+            rules.append(CompiledRule(
+                f"{rule}#{old.id}-{new.id}", rule, spot, "violation", "not-an-upgrade-path", 3,
+                conjunction([start, test("change.to_tier", "is", new.id, new.where)], spot),
+                unless=disjunction([resolved(upgrade.when, scope) for upgrade in paths], spot),
+                item={"from": old.id, "to": new.id}))
+        higher = {tier.id for tier in product.tiers if tier.rank > old.rank}
+        if higher - set(targets):  # some move up from this tier is declared by no path
+            # Only moves up reach these rules (a move down is the policy's: mid_term.tier-downgrade).
+            rules.append(CompiledRule(
+                f"{rule}#{old.id}", rule, spot, "violation", "not-an-upgrade-path", 3, start,
+                unless=test("change.to_tier", "one_of", targets, spot) if targets else None,
+                item={"from": old.id}))
     return rules
 
 
@@ -431,9 +479,9 @@ def engine_rule(rule: CompiledRule) -> dict | None:
 
 
 def shard(rules: list[CompiledRule]) -> list[list[CompiledRule]]:
-    """Split a product's rules into shards: stage-1 rules go everywhere they are needed, change rules first."""
+    """Split a product's rules into shards: stage-1 rules go everywhere they are needed (change rules: none)."""
     entitle = [rule for rule in rules if rule.kind == "entitle"]
-    first = [rule for rule in rules if rule.stage in (1, 3)]
+    first = [rule for rule in rules if rule.stage == 1]
     later = [rule for rule in rules if rule.stage == 2]
     chunks = [later[start:start + SHARD_RULES] for start in range(0, len(later), SHARD_RULES)] or [[]]
     return [(first if index == 0 else entitle) + chunk for index, chunk in enumerate(chunks)]
@@ -460,10 +508,12 @@ def _compile(catalog: Catalog, engine: RuleSession | None) -> CompiledCatalog:
     plans: dict[str, list[tuple[str, dict]]] = {}
     problems: list[Problem] = []
     fields: dict[str, FactFields] = {}
+    change_rules: dict[str, tuple[str, ...]] = {}
     for product in catalog.products.values():
         rules = product_rules(catalog, product)
         fields[product.id] = fact_fields(catalog, product, rules)
         compiled.update((rule.key, rule) for rule in rules)
+        change_rules[product.id] = tuple(rule.key for rule in rules if rule.stage == 3)
         plans[product.id] = []
         reasons: dict[str, None] = {}
         engine_rules = {}
@@ -495,7 +545,7 @@ def _compile(catalog: Catalog, engine: RuleSession | None) -> CompiledCatalog:
         for name, definition in plan:
             engine.register(name, definition, limits_checked=True)
         shards[product_id] = tuple(name for name, _ in plan)
-    return CompiledCatalog(catalog, engine, shards, compiled, fields)
+    return CompiledCatalog(catalog, engine, shards, compiled, fields, serial, change_rules)
 
 
 _CACHE: dict[tuple[str, str], CompiledCatalog] = {}

@@ -90,6 +90,14 @@ def request_facts(product: Product, request: Request, change: dict | None = None
     return facts
 
 
+def change_facts(product: Product, kind: str, from_tier: str, to_tier: str, month: int | None = None,
+                 months_left: int | None = None) -> dict[str, Any]:
+    """Name the facts of a change (amendment or renewal) from one tier to another, as request_facts' CHANGE."""
+    return {"change.kind": kind, "change.from_tier": from_tier, "change.from_tier" + RANK: product.tier(from_tier).rank,
+            "change.to_tier": to_tier, "change.to_tier" + RANK: product.tier(to_tier).rank, "change.month": month,
+            "change.months_left": months_left}
+
+
 def shown_facts(product: Product, request: Request, facts: dict) -> dict[str, Any]:
     """Return the facts as a person reads them (versions and dates as written)."""
     configuration = request.configuration
@@ -152,12 +160,12 @@ def run_rules(compiled: CompiledCatalog, product_id: str, fact: dict) -> list[Co
 
 
 def run_change(compiled: CompiledCatalog, product_id: str, fact: dict) -> list[CompiledRule]:
-    """Run a change fact through the product's change rules (its first shard) and return those that fired."""
-    fields = compiled.fields[product_id]
-    change = {name: fact[name] for name in fields.change if name in fact}
+    """Run a change fact through the product's change rules and return those that fired."""
+    name, fields = compiled.change_ruleset(product_id)
+    change = {field: fact[field] for field in fields if field in fact}
     change["t"] = "change"
     trace = Trace({})
-    compiled.engine.run(compiled.shards[product_id][0], [change], trace)
+    compiled.engine.run(name, [change], trace)
     return [compiled.rules[key] for key in trace.fired]
 
 

@@ -82,14 +82,12 @@ def _leaf(test: Test, sense: str) -> dict | bool:
         if not fact.optional:
             return wanted
         return {"$ex": {fact.field: 1}} if wanted else {"$nex": {fact.field: 1}}
-    holds = _compare(test, test.op)
-    fails = _compare(test, _OPPOSITE[test.op])
-    unknown = {"$nex": {fact_field(test): 1}} if fact.optional else False
     if sense == TRUE:
-        return holds
+        return _compare(test, test.op)
     if sense == FALSE:
-        return fails
-    return either([fails if sense == NOT_TRUE else holds, unknown])
+        return _compare(test, _OPPOSITE[test.op])
+    known = _compare(test, _OPPOSITE[test.op] if sense == NOT_TRUE else test.op)
+    return either([known, {"$nex": {fact_field(test): 1}}]) if fact.optional else known
 
 
 def _compare(test: Test, op: str) -> dict | bool:

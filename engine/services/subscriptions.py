@@ -25,9 +25,9 @@ from dataclasses import dataclass, field, replace
 
 from engine.catalogue.model import PERPETUAL
 from engine.catalogue.policies.subscriptions import AmendmentRef, SubscriptionPolicy, policy_of
-from engine.catalogue.conditions import RANK, text
+from engine.catalogue.conditions import text
 from engine.inference import explain
-from engine.inference.evaluate import engine_fact, evaluate, request_facts, run_change, shown_facts
+from engine.inference.evaluate import change_facts, engine_fact, evaluate, request_facts, run_change, shown_facts
 from engine.inference.request import AddonChoice, Configuration, Request
 from engine.problem import Location
 from engine.services.changes import AmendmentRequest
@@ -52,6 +52,8 @@ class Amendment:
     steps: list[str] = field(default_factory=list)  # the month derivation, for people
     fired: list[dict] = field(default_factory=list)  # the rules that fired, in order
     configuration: Configuration | None = field(default=None, repr=False)
+    facts: dict | None = field(default=None, repr=False)  # the facts the amended configuration's rules saw
+    change: dict | None = field(default=None, repr=False)  # those facts and the tier change's, if the tier changes
 
     def to_json(self, explain_rules: bool = False) -> dict:
         """Return the amendment as a JSON-ready document."""
@@ -77,6 +79,8 @@ class Renewal:
     steps: list[str] = field(default_factory=list)
     fired: list[dict] = field(default_factory=list)
     configuration: Configuration | None = field(default=None, repr=False)
+    facts: dict | None = field(default=None, repr=False)  # the facts the renewed configuration's rules saw
+    change: dict | None = field(default=None, repr=False)  # a renewal decides no upgrade path: always None
 
     def to_json(self, explain_rules: bool = False) -> dict:
         """Return the renewal as a JSON-ready document."""
@@ -97,6 +101,7 @@ class _Outcome:
         self.violations: list[dict] = []
         self.notices: list[dict] = []
         self.fired: list[dict] = []
+        self.moved: dict | None = None  # the facts of a tier move, once the engine has decided it
 
     def fire(self, rule: str, where: Location | str, what: str) -> None:
         self.fired.append({"rule": rule, "where": str(where), "what": what})
@@ -175,7 +180,7 @@ def amend(compiled, request: AmendmentRequest) -> Amendment:
     valid = not out.violations
     return Amendment(valid, out.violations, out.notices, lines if valid else [],
                      _state(configuration, request.start, end), term, catalog.rules_version, steps, out.fired,
-                     configuration)
+                     configuration, verdict.facts, out.moved)
 
 
 def _last_month(out: _Outcome, policy: SubscriptionPolicy, proration: Proration) -> None:
@@ -218,10 +223,10 @@ def _upgrade_path(out, compiled, request, product, old, new, months, month) -> t
     Return the path (None when closed) and, when closed, each condition of the deciding rule with its value.
     """
     sub, change = request.subscription, request.change
-    facts = request_facts(product, Request(request.partner, sub, request.file, date=change.date), {
-        "change.kind": "amendment", "change.from_tier": old.id, "change.from_tier" + RANK: old.rank,
-        "change.to_tier": new.id, "change.to_tier" + RANK: new.rank, "change.months_left": months,
-        "change.month": month}, addons=tuple(compiled.catalog.addons.get(product.id, {})))
+    facts = request_facts(product, Request(request.partner, sub, request.file, date=change.date),
+                          change_facts(product, "amendment", old.id, new.id, month, months),
+                          addons=tuple(compiled.catalog.addons.get(product.id, {})))
+    out.moved = facts  # what the upgrade-path rules decided on, for condition coverage
     fired = run_change(compiled, product.id, engine_fact(compiled.fields[product.id], facts, "change"))
     shown = shown_facts(product, Request(request.partner, sub, request.file, date=change.date), facts)
     for rule in fired:
@@ -460,7 +465,7 @@ def renew(compiled, request: AmendmentRequest) -> Renewal:
     valid = not out.violations
     return Renewal(valid, out.violations, out.notices, verdict.bom if valid else [],
                    _state(configuration, new_start, new_end), term, catalog.rules_version, steps, out.fired,
-                   configuration)
+                   configuration, verdict.facts)
 
 
 def _renewed_configuration(out, policy, product, sub, change, new_term) -> Configuration:
