@@ -10,6 +10,8 @@ import json
 import shutil
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,8 @@ from engine.locker import accounts
 from engine.locker.db import open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "web"))
-from live_support import serving  # noqa: E402  (the helper of the live-server tests)
+from live_support import serving  # noqa: E402  (the helpers of the live-server tests)
+from web_support import PASSWORD  # noqa: E402
 
 COMPANION = Path(sys.executable).with_name("companion")
 BADGES = """\
@@ -326,3 +329,164 @@ def test_each_rule_kind_that_takes_a_condition(kit, tmp_path):
     [notice] = [item for item in small["notices"] if item["rule"] == "notice.small-kit"]
     assert notice["message"] == "a small kit"
     assert notice["where"].endswith(f"constraints.yaml:{SMALL_KIT_LINE - 2}:9")  # the notice's id, line 82
+
+
+FIXTURES = """\
+cases:
+  - name: one of, met
+    request:
+      partner: {badges: [seller], country: FR, company: op-one-of}
+      configuration: {product: kit, version: "3.0", license: subscription, term_months: 12, tier: basic}
+      date: 2025-06-01
+    expect: {valid: true}
+  - name: one of, not met
+    request:
+      partner: {badges: [seller], country: US, company: op-one-of}
+      configuration: {product: kit, version: "3.0", license: subscription, term_months: 12, tier: basic}
+      date: 2025-06-01
+    expect:
+      valid: false
+      violations:
+        - {rule: constraint.op-one-of, code: constraint, message: op-one-of refused}
+  - name: perpetual without a country is not available
+    request:
+      partner: {badges: [reseller], purchasing_account: PA-1}
+      configuration: {product: kit, version: "3.0", license: perpetual, tier: basic}
+      date: 2025-06-01
+    expect:
+      valid: false
+      violations:
+        - {rule: availability.kit-perpetual-europe, code: not-available}
+  - name: a small kit is noticed, not refused
+    request:
+      partner: {badges: [seller], country: FR}
+      configuration: {product: kit, version: "3.0", license: subscription, term_months: 12, tier: basic, devices: 3}
+      date: 2025-06-01
+    expect:
+      valid: true
+      notices:
+        - {rule: notice.small-kit, message: a small kit}
+"""
+
+
+def test_fixtures_of_conditions_pass_and_a_wrong_expectation_is_shown_at_its_case(kit, tmp_path):
+    cases = tmp_path / "fixtures"
+    cases.mkdir()
+    (cases / "conditions.yaml").write_text(FIXTURES)
+    done = run("test", "--rules", kit, cases)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 passed, 0 failed" in done.stdout + done.stderr
+    # the second case expects the wrong refusal code: it fails at its line (8: `  - name: one of, not met`)
+    (cases / "conditions.yaml").write_text(FIXTURES.replace("code: constraint, message", "code: unmet, message"))
+    done = run("test", "--rules", kit, cases)
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert "3 passed, 1 failed" in out
+    assert f"{cases}/conditions.yaml:8" in out and "one of, not met" in out, out
+    assert "unmet" in out and "constraint" in out
+
+
+def test_an_upgrade_path_when_decides_the_amendment(tmp_path):
+    """`companion amend` asks the engine's change rules whether a declared path is open for this partner."""
+    rules = tmp_path / "rules"
+    shutil.copytree(BUNDLED_RULES, rules)
+    tiers = (rules / "tiers.yaml").read_text().split("\n")
+    assert tiers[75] == "      - {from: essential, to: advanced}"  # PME's first path, line 76
+    tiers[75] = "      - {from: essential, to: advanced, when: {partner.country: [FR, DE]}}"  # the list at 76:65
+    (rules / "tiers.yaml").write_text("\n".join(tiers))
+    files = []
+    for country in ("FR", "US", None):
+        partner = {"badges": ["power-management"], **({"country": country} if country else {})}
+        request = {"partner": partner, "subscription": {"product": "pme", "version": "2024", "license": "subscription",
+                                                        "term_months": 12, "start": "2025-03-15", "tier": "essential",
+                                                        "devices": 25},
+                   "change": {"date": "2025-07-01", "tier": "advanced"}}
+        files.append(tmp_path / f"{country or 'nowhere'}.yaml")
+        files[-1].write_text(yaml.safe_dump(request))
+    done = run("amend", "--rules", rules, "--format", "json", *files)
+    assert done.returncode == 1
+    answers = {Path(item["request"]).stem: item for item in json.loads(done.stdout)}
+    assert answers["FR"]["valid"] and answers["FR"]["violations"] == [], answers["FR"]
+    for name, held, saw in (("US", False, "US"), ("nowhere", "unknown", None)):
+        [refusal] = answers[name]["violations"]
+        assert (refusal["rule"], refusal["code"]) == ("policy.mid-term-upgrade", "not-an-upgrade-path"), name
+        assert "open only when partner.country is one of [FR, DE]" in refusal["message"], refusal["message"]
+        [country] = [item for item in refusal["conditions"] if item["fact"] == "partner.country"]
+        assert (country["held"], country["saw"]) == (held, saw), (name, country)
+        assert country["where"].endswith("tiers.yaml:76:65"), country["where"]
+
+
+KIT_USERS = {  # email -> (badges, country, company, purchasing account): the partner of every API request
+    "fr@kit.example": (["seller"], "FR", "op-one-of", "PA-1"),
+    "us@kit.example": (["seller"], "US", "op-one-of", None),
+    "gb@kit.example": (["reseller"], "GB", "none", "PA-2"),
+}
+
+
+@pytest.fixture(scope="module")
+def kit_server(kit, tmp_path_factory):
+    """`companion serve` on 127.0.0.1 with the kit rules and a temporary database holding the kit partners."""
+    root = tmp_path_factory.mktemp("kit-serve")
+    url = f"sqlite:///{root / 'kit.sqlite3'}"
+    with open_store(url) as store:
+        for email, (badges, country, company, account) in KIT_USERS.items():
+            locker.add_user(store, email, company=company, badges=badges, country=country, purchasing_account=account)
+            accounts.set_password(store, email, PASSWORD)
+    with serving(root, url, kit, workers=1) as base:
+        yield base
+
+
+def api(base: str, path: str, body: dict, email: str | None = None) -> tuple[int, dict]:
+    """POST JSON to the live server (with EMAIL's bearer token); return the status and the JSON answer."""
+    headers = {"Content-Type": "application/json"}
+    if email:
+        _, token = api(base, "/api/v1/tokens", {"email": email, "password": PASSWORD})
+        headers["Authorization"] = f"Bearer {token['token']}"
+    request = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def kit_configuration(**changes) -> dict:
+    configuration = {"product": "kit", "version": "3.0", "license": "subscription", "term_months": 12, "tier": "basic",
+                     "devices": 10, "addons": []}
+    configuration.update(changes)
+    return {key: value for key, value in configuration.items() if value is not None}
+
+
+def test_the_api_decides_conditions_on_the_signed_in_partner(kit_server):
+    """The partner of an API request is the stored user: country, company and account decide the conditions."""
+    status, verdict = api(kit_server, "/api/v1/validate?explain=true", {"configuration": kit_configuration()},
+                          "fr@kit.example")
+    assert (status, verdict["valid"], verdict["violations"]) == (200, True, [])
+    status, verdict = api(kit_server, "/api/v1/validate", {"configuration": kit_configuration()}, "us@kit.example")
+    assert status == 200 and not verdict["valid"]
+    [refusal] = verdict["violations"]
+    assert (refusal["rule"], refusal["code"], refusal["message"]) == ("constraint.op-one-of", "constraint",
+                                                                     "op-one-of refused")
+    [country] = [item for item in refusal["conditions"] if item["fact"] == "partner.country"]
+    assert (country["held"], country["saw"]) == (False, "US") and country["where"].endswith("constraints.yaml:29:32")
+    # availability: perpetual is sold in FR and DE only (the server's date is inside the window until 2027-12-31)
+    perpetual = kit_configuration(license="perpetual", term_months=None)
+    status, verdict = api(kit_server, "/api/v1/validate", {"configuration": perpetual}, "gb@kit.example")
+    [refusal] = verdict["violations"]
+    assert (refusal["rule"], refusal["code"]) == ("availability.kit-perpetual-europe", "not-available")
+    assert "FR, DE" in refusal["message"], refusal["message"]
+    status, verdict = api(kit_server, "/api/v1/validate", {"configuration": perpetual}, "fr@kit.example")
+    assert verdict["valid"], verdict
+    # a constraint with its own code, message and hint; a notice that does not refuse
+    status, verdict = api(kit_server, "/api/v1/validate", {"configuration": kit_configuration(devices=60)},
+                          "us@kit.example")
+    assert {(item["rule"], item["code"], item["hint"]) for item in verdict["violations"]} >= {
+        ("constraint.big-needs-account", "needs-account", "ask your vendor for a purchasing account")}
+    status, verdict = api(kit_server, "/api/v1/validate", {"configuration": kit_configuration(devices=3)},
+                          "fr@kit.example")
+    assert verdict["valid"] and [item["message"] for item in verdict["notices"]
+                                 if item["rule"] == "notice.small-kit"] == ["a small kit"]
+    # Today the API validates at the server's date: a request `date` (which the CLI takes) is refused as unknown.
+    status, answer = api(kit_server, "/api/v1/validate", {"configuration": kit_configuration(), "date": "2025-06-01"},
+                         "fr@kit.example")
+    assert (status, answer["error"]["code"], answer["error"]["path"]) == (422, "unknown-key", "date"), answer
