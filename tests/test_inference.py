@@ -286,8 +286,8 @@ def test_a_condition_too_intricate_for_the_engine_is_refused_at_its_rule(tmp_pat
     """A requirement whose pattern has 16 and / or groups failed registration (error 113) as an internal error."""
     rules = tmp_path / "rules"
     shutil.copytree(BUNDLED_RULES, rules)
-    pairs = "".join(f"        - any: [{{partner.country: {country}}}, {{partner.company: C{index}}}]\n"
-                    for index, country in enumerate(("FR", "DE", "US", "GB", "IT")))
+    pairs = "".join(f"        - any: [{{partner.country: [FR, {country}]}}, {{partner.company: C{index}}}]\n"
+                    for index, country in enumerate(("DE", "US", "GB", "IT", "ES")))  # all hold in FR
     (rules / "constraints.yaml").write_text("constraints:\n  - id: many-choices\n    product: epo\n"
                                             "    message: too many choices\n    require:\n      all:\n" + pairs)
     with pytest.raises(CompanionError) as raised:
@@ -295,7 +295,7 @@ def test_a_condition_too_intricate_for_the_engine_is_refused_at_its_rule(tmp_pat
     [problem] = raised.value.problems
     assert (problem.code, problem.rule) == ("engine-limit", "constraint.many-choices")
     assert (problem.where.file.endswith("constraints.yaml"), problem.where.line, problem.where.column) == (True, 2, 9)
-    assert "17 and / or groups, more than 15" in problem.message and "fewer nested all / any" in problem.hint
+    assert "22 and / or groups, more than 15 (error 113" in problem.message and "fewer nested all / any" in problem.hint
 
 
 def test_the_quantity_of_an_add_on_not_chosen_is_0_in_the_explanation_as_in_the_engine(tmp_path):
