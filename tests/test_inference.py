@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import yaml
 
 from engine.catalogue.load import load_catalog
+from engine.catalogue.schema import BUNDLED_RULES
 from engine.inference.compile import compile_catalog, load, product_rules
 from engine.inference.evaluate import evaluate
 from engine.inference.options import options
@@ -294,3 +297,32 @@ def test_a_catalogue_beyond_the_engine_limits_is_refused_with_a_location(tmp_pat
     assert problem.code == "engine-limit" and problem.rule == "product.big"
     # safe_dump sorts keys: line 2 is `- id: big`, and `big` starts at column 7.
     assert (problem.where.line, problem.where.column) == (2, 7)
+
+
+def test_a_condition_too_intricate_for_the_engine_is_refused_at_its_rule(tmp_path):
+    """A requirement whose pattern has 16 and / or groups failed registration (error 113) as an internal error."""
+    rules = tmp_path / "rules"
+    shutil.copytree(BUNDLED_RULES, rules)
+    pairs = "".join(f"        - any: [{{partner.country: [FR, {country}]}}, {{partner.company: C{index}}}]\n"
+                    for index, country in enumerate(("DE", "US", "GB", "IT", "ES")))  # all hold in FR
+    (rules / "constraints.yaml").write_text("constraints:\n  - id: many-choices\n    product: epo\n"
+                                            "    message: too many choices\n    require:\n      all:\n" + pairs)
+    with pytest.raises(CompanionError) as raised:
+        compile_catalog(load_catalog(rules))
+    [problem] = raised.value.problems
+    assert (problem.code, problem.rule) == ("engine-limit", "constraint.many-choices")
+    assert (problem.where.file.endswith("constraints.yaml"), problem.where.line, problem.where.column) == (True, 2, 9)
+    assert "22 and / or groups, more than 15 (error 113" in problem.message and "fewer nested all / any" in problem.hint
+
+
+def test_the_quantity_of_an_add_on_not_chosen_is_0_in_the_explanation_as_in_the_engine(tmp_path):
+    """The engine compared 0 and fired while the explanation said the quantity was unknown (not given)."""
+    rules = tmp_path / "rules"
+    shutil.copytree(BUNDLED_RULES, rules)
+    (rules / "constraints.yaml").write_text("notices:\n  - id: few-clients\n    product: epo\n"
+                                            "    message: few web clients\n"
+                                            "    when: {addon.powerscada-anywhere.quantity: {at_most: 5}}\n")
+    verdict = verdict_of(compile_catalog(load_catalog(rules)), epo())
+    [item] = [item for item in verdict.trace if item["rule"] == "notice.few-clients"]
+    [condition] = item["conditions"]
+    assert (condition["saw"], condition["held"]) == (0, True)

@@ -223,6 +223,27 @@ def test_check_limits_refuses(rules, reason):
     assert any(reason in message for message in check_limits(rules)), check_limits(rules)
 
 
+def _grouped(count):
+    """A pattern of COUNT and / or groups: one $and around COUNT - 1 two-way $or."""
+    return {"$and": [{"kind": "config"}] + [{"$or": [{f"a{i}": 1}, {f"b{i}": 1}]} for i in range(count - 1)]}
+
+
+def test_sixteen_and_or_groups_in_one_pattern_fail_registration_and_check_limits_says_so(engine):
+    """Measured: error 113 (the engine's 32 expressions per node) from 16 groups; 15 register and run."""
+    assert check_limits(_rules(1, lambda i: _grouped(15))) == []
+    engine.register("groups-15", {"r0": {"all": [{"m": _grouped(15)}], "run": lambda c: c.scratch.append("r0")}})
+    fired = []
+    engine.run("groups-15", [{"kind": "config", **{f"a{i}": 1 for i in range(14)}}], fired)
+    assert fired == ["r0"]
+    engine.unregister("groups-15")
+    [reason] = check_limits(_rules(1, lambda i: _grouped(16)))
+    assert "rule 'r0': a pattern of 16 and / or groups, more than 15 (error 113" in reason
+    nested = {"$or": [{"x": 1}, {"$and": [{"y": 1}, {"$or": [{"z": 1}, {"$and": [{"w": 1}]}]}]}]}
+    assert "4 and / or groups" not in " ".join(check_limits(_rules(1, lambda i: nested)))  # nesting counts, 4 fit
+    with pytest.raises(EngineFault, match="error code: 113"):
+        engine.register("groups-16", _rules(1, lambda i: _grouped(16)), limits_checked=True)  # past the guard
+
+
 def test_register_refuses_what_check_limits_refuses():
     with pytest.raises(ValueError, match="registration hangs"):
         RuleSession().register("huge", _rules(513, lambda i: {"code": i}))

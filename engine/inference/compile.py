@@ -40,7 +40,7 @@ from engine.catalogue.load import load_catalog
 from engine.catalogue.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, name_key, version_number
 from engine.catalogue.policies import constraints
 from engine.inference.patterns import NOT_TRUE, TRUE, both, member_field, pattern, pattern_fields
-from engine.inference.session import RuleSession, check_limits
+from engine.inference.session import RuleSession, check_limits, rule_limits
 from engine.problem import CompanionError, Location, Problem
 
 SHARD_RULES = 200  # stage-2 rules per shard: well under the engine's 256-rules-per-shared-pattern limit
@@ -504,9 +504,21 @@ def _compile(catalog: Catalog, engine: RuleSession | None) -> CompiledCatalog:
         change_rules[product.id] = tuple(rule.key for rule in rules if rule.stage == 3)
         plans[product.id] = []
         reasons: dict[str, None] = {}
+        engine_rules = {}
+        for rule in rules:
+            spec = engine_rule(rule)
+            too_complex = rule_limits(spec) if spec is not None else []
+            if too_complex:
+                # Located at the rule: the product is not too large, this one condition is too intricate.
+                problems.append(Problem("engine-limit", "its condition is too intricate for the rule "
+                                        f"engine: {too_complex[0]}", rule.where, rule=rule.rule,
+                                        hint="write it with fewer nested all / any / not (a `not` of an `all` is an "
+                                             "`any`), or split it into several rules"))
+            elif spec is not None:
+                engine_rules[rule.key] = spec
         for index, group in enumerate(shard(rules)):
             name = f"{product.id}@{catalog.rules_version}.{serial}" + (f"#{index}" if index else "")
-            definition = {rule.key: form for rule in group if (form := engine_rule(rule)) is not None}
+            definition = {rule.key: engine_rules[rule.key] for rule in group if rule.key in engine_rules}
             reasons.update(dict.fromkeys(check_limits(definition)))
             plans[product.id].append((name, definition))
         if reasons:

@@ -56,8 +56,12 @@ class Verdict:
         return data
 
 
-def request_facts(product: Product, request: Request, change: dict | None = None) -> dict[str, Any]:
-    """Name every fact of a request as conditions see it (engine values: versions and dates as numbers)."""
+def request_facts(product: Product, request: Request, change: dict | None = None,
+                  addons: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Name every fact of a request as conditions see it (engine values: versions and dates as numbers).
+
+    ADDONS are the product's add-ons: the quantity of each one not chosen is 0, as the engine fact says.
+    """
     configuration = request.configuration
     partner = request.partner
     tier = product.tier(configuration.tier) if configuration.tier else None
@@ -79,8 +83,8 @@ def request_facts(product: Product, request: Request, change: dict | None = None
         "addons": frozenset(chosen),
         "addons.count": len(chosen),
     }
-    for addon_id in chosen:
-        facts[f"addon.{addon_id}.quantity"] = chosen[addon_id]
+    for addon_id in (*addons, *chosen):
+        facts[f"addon.{addon_id}.quantity"] = chosen.get(addon_id, 0)
     if change:
         facts.update(change)
     return facts
@@ -133,7 +137,7 @@ def evaluate(compiled: CompiledCatalog, request: Request) -> Verdict:
     """Evaluate one complete request and return its verdict."""
     catalog = compiled.catalog
     product = catalog.products[request.configuration.product]
-    facts = request_facts(product, request)
+    facts = request_facts(product, request, addons=tuple(catalog.addons.get(product.id, {})))
     fired = run_rules(compiled, product.id, engine_fact(compiled.fields[product.id], facts))
     return build_verdict(catalog, product, request, facts, fired)
 

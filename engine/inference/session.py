@@ -48,6 +48,7 @@ MAX_RULES = 4000  # 4,097 rules: error 106 at registration
 MAX_SIBLING_TESTS = 500  # 513 tests on one field: registration hangs; 512: error 303 at first assert
 MAX_THRESHOLD_MATCHES = 60  # 65 rules `total >= k` all matching one fact: error 303
 MAX_SHARED_PATTERN = 250  # 257 rules with one identical pattern: error 108
+MAX_GROUPS = 15  # 16 `$and` / `$or` groups in one pattern, nested or not: error 113 at registration
 
 # Measured: deleting a session that holds a fact no action consumed (an unmatched fact, half of a join)
 # segfaults or aborts, at random. A last-priority rule matching every fact (each has a sid; the state,
@@ -355,6 +356,7 @@ def check_limits(rules: dict[str, dict]) -> list[str]:
     for rule_name, rule in rules.items():
         if not isinstance(rule, dict):
             continue
+        reasons.extend(f"rule {rule_name!r}: {reason}" for reason in rule_limits(rule))
         patterns = set()
         for _, expression in _patterns(rule):
             if count_patterns:
@@ -385,6 +387,16 @@ def check_limits(rules: dict[str, dict]) -> list[str]:
     return reasons
 
 
+def rule_limits(rule: dict) -> list[str]:
+    """Return why the engine would refuse this one rule, whatever the rest of its ruleset."""
+    reasons = []
+    for _, expression in _patterns(rule):
+        groups = _groups(expression)
+        if groups > MAX_GROUPS:
+            reasons.append(f"a pattern of {groups} and / or groups, more than {MAX_GROUPS} (error 113 at registration)")
+    return reasons
+
+
 def _patterns(rule: dict) -> Iterator[tuple[str, Any]]:
     """Yield (alias, expression) for every pattern of a rule, nested $all/$any groups included."""
     stack = list(rule.get("all") or rule.get("any") or [])
@@ -397,6 +409,17 @@ def _patterns(rule: dict) -> Iterator[tuple[str, Any]]:
                 stack.extend(expression)
             else:
                 yield alias, expression
+
+
+def _groups(expression: Any) -> int:
+    """Count the `$and` / `$or` groups of an expression, nested ones included (the engine's expression sequence)."""
+    if not isinstance(expression, dict):
+        return 0
+    count = 0
+    for key, value in expression.items():
+        if key in ("$and", "$or") and isinstance(value, list):
+            count += 1 + sum(_groups(part) for part in value)
+    return count
 
 
 def _tests(expression: Any) -> Iterator[tuple[str, str, Any]]:

@@ -224,7 +224,8 @@ def _upgrade_path(out, compiled, request, product, old, new, months, month) -> t
     """
     sub, change = request.subscription, request.change
     facts = request_facts(product, Request(request.partner, sub, request.file, date=change.date),
-                          change_facts(product, "amendment", old.id, new.id, month, months))
+                          change_facts(product, "amendment", old.id, new.id, month, months),
+                          addons=tuple(compiled.catalog.addons.get(product.id, {})))
     out.moved = facts  # what the upgrade-path rules decided on, for condition coverage
     fired = run_change(compiled, product.id, engine_fact(compiled.fields[product.id], facts, "change"))
     shown = shown_facts(product, Request(request.partner, sub, request.file, date=change.date), facts)
