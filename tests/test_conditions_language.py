@@ -211,8 +211,8 @@ CASES = [
     ("op-at-most", {"version": "2.0"}, {}, "configuration.version is at most 2.0", "3.0"),
     ("op-before", {}, {"date": "2025-08-01"}, "date is before 2025-07-01", "2025-08-01"),
     ("op-after", {}, {"date": "2025-05-01"}, "date is after 2025-05-31", "2025-05-01"),
-    ("op-present", {}, {"account": None}, "partner.purchasing_account is given", None),
-    ("op-absent", {"account": None}, {}, "partner.purchasing_account is not given", "PA-1"),
+    ("op-present", {}, {"account": None}, "partner.purchasing_account is present", None),
+    ("op-absent", {"account": None}, {}, "partner.purchasing_account is absent", "PA-1"),
     ("op-all", {}, {"devices": 60}, "configuration.devices is at most 50", 60),
     ("op-any", {"tier": "pro"}, {}, "configuration.tier is pro", "basic"),
     ("op-not", {}, {"badges": ("seller", "reseller")}, "partner.badges include reseller", ["reseller", "seller"]),
@@ -391,8 +391,8 @@ def test_an_upgrade_path_when_decides_the_amendment(tmp_path):
     rules = tmp_path / "rules"
     shutil.copytree(BUNDLED_RULES, rules)
     tiers = (rules / "tiers.yaml").read_text().split("\n")
-    assert tiers[75] == "      - {from: essential, to: advanced}"  # PME's first path, line 76
-    tiers[75] = "      - {from: essential, to: advanced, when: {partner.country: [FR, DE]}}"  # the list at 76:65
+    assert tiers[79] == "      - {from: essential, to: advanced}"  # PME's first path, line 80
+    tiers[79] = "      - {from: essential, to: advanced, when: {partner.country: [FR, DE]}}"  # the list at 80:65
     (rules / "tiers.yaml").write_text("\n".join(tiers))
     files = []
     for country in ("FR", "US", None):
@@ -409,11 +409,12 @@ def test_an_upgrade_path_when_decides_the_amendment(tmp_path):
     assert answers["FR"]["valid"] and answers["FR"]["violations"] == [], answers["FR"]
     for name, held, saw in (("US", False, "US"), ("nowhere", "unknown", None)):
         [refusal] = answers[name]["violations"]
-        assert (refusal["rule"], refusal["code"]) == ("policy.mid-term-upgrade", "not-an-upgrade-path"), name
+        # a declared path whose condition does not hold: its own rule refuses the move
+        assert (refusal["rule"], refusal["code"]) == ("upgrade.pme.essential.advanced", "not-an-upgrade-path"), name
         assert "open only when partner.country is one of [FR, DE]" in refusal["message"], refusal["message"]
         [country] = [item for item in refusal["conditions"] if item["fact"] == "partner.country"]
         assert (country["held"], country["saw"]) == (held, saw), (name, country)
-        assert country["where"].endswith("tiers.yaml:76:65"), country["where"]
+        assert country["where"].endswith("tiers.yaml:80:65"), country["where"]
 
 
 KIT_USERS = {  # email -> (badges, country, company, purchasing account): the partner of every API request
