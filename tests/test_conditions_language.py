@@ -487,7 +487,15 @@ def test_the_api_decides_conditions_on_the_signed_in_partner(kit_server):
                           "fr@kit.example")
     assert verdict["valid"] and [item["message"] for item in verdict["notices"]
                                  if item["rule"] == "notice.small-kit"] == ["a small kit"]
-    # Today the API validates at the server's date: a request `date` (which the CLI takes) is refused as unknown.
-    status, answer = api(kit_server, "/api/v1/validate", {"configuration": kit_configuration(), "date": "2025-06-01"},
+    # A quote for another day: the request's date decides the availability window (from 2025-01-01)
+    status, verdict = api(kit_server, "/api/v1/validate", {"configuration": perpetual, "date": "2024-12-31"},
+                          "fr@kit.example")
+    [refusal] = verdict["violations"]
+    assert (status, refusal["rule"], refusal["code"]) == (200, "availability.kit-perpetual-europe", "not-available")
+    assert "the date 2024-12-31" in refusal["message"], refusal["message"]
+    status, verdict = api(kit_server, "/api/v1/validate", {"configuration": perpetual, "date": "2025-06-01"},
+                          "fr@kit.example")
+    assert (status, verdict["valid"]) == (200, True), verdict
+    status, answer = api(kit_server, "/api/v1/validate", {"configuration": perpetual, "date": "2025-02-30"},
                          "fr@kit.example")
-    assert (status, answer["error"]["code"], answer["error"]["path"]) == (422, "unknown-key", "date"), answer
+    assert (status, answer["error"]["path"]) == (422, "date"), answer

@@ -167,9 +167,11 @@ def tokens():
 
 def configuration_request(data: dict, partial: bool):
     current = catalogue()
-    only_keys(data, ("configuration", "partner"))
+    only_keys(data, ("configuration", "date", "partner"))
     partner = auth.partner_of(auth.current_account(), current.catalog)
     document = {"partner": partner, "configuration": data.get("configuration")}
+    if data.get("date") is not None:  # a quote for another day: availability windows and date conditions
+        document["date"] = date_field(data).isoformat()
     if "configuration" not in data:
         raise CompanionError([Problem("missing", "the body needs 'configuration'", path="configuration",
                                       hint='e.g. {"configuration": {"product": "epo", ...}}')])

@@ -74,7 +74,8 @@ def render_verdict(name: str, verdict, explain_rules: bool = False) -> str:
     lines = [f"{name}: {'VALID' if verdict.valid else 'INVALID'} (rules version {verdict.rules_version})"]
     for item in verdict.violations:
         lines.append(f"  error[{item['code']}] {item['rule']}: {item['message']}")
-        lines.append(f"      fix: {item['hint']}")
+        if item["hint"]:  # a constraint of constraints.yaml may come with no hint
+            lines.append(f"      fix: {item['hint']}")
         lines.append(f"      rule written at {item['where']}")
         if explain_rules:
             lines.append(f"      why: {item['condition']}")
