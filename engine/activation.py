@@ -15,7 +15,7 @@ from datetime import date
 
 from engine import locker
 from engine.clock import debit_date
-from engine.inference.compile import CompiledCatalog
+from engine.inference.compile import CompiledCatalog, resolved, scope_of
 from engine.inference.evaluate import evaluate
 from engine.catalogue.model import Catalog
 from engine.problem import CompanionError, Problem
@@ -62,7 +62,12 @@ def _build_matching(catalog: Catalog) -> Matching:
 
     table: dict[str, list[VoucherUnit]] = {}
     for match in rules.matches:
-        table.setdefault(match.line, []).append(VoucherUnit(match.voucher, rules.units_of(match), match.rule, match.where))
+        when = None
+        if match.when is not None:  # checked at load (catalogue.check_conditions) against the line's product
+            product = catalog.products[catalog.references[match.line].product]
+            when = resolved(match.when, scope_of(catalog, product))
+        table.setdefault(match.line, []).append(VoucherUnit(match.voucher, rules.units_of(match), match.rule,
+                                                            match.where, when))
     for line, options in table.items():
         if all(option.voucher_reference != line for option in options):
             options.append(own_unit(line))
@@ -134,7 +139,7 @@ def activate_configuration(store: Store, compiled: CompiledCatalog, user_email: 
     request = request_from_data({"partner": partner, "configuration": configuration}, compiled.catalog)
     verdict = evaluate(compiled, request)
     return activate_lines(store, compiled, user_email, request.configuration.to_json(), verdict.to_json(),
-                          verdict.bom, on=on, notices=notices, backdated=backdated)
+                          verdict.bom, on=on, notices=notices, backdated=backdated, facts=verdict.facts)
 
 
 def dated(requested: date | None, today: date, operator: str | None, path: str) -> tuple[date, tuple | None]:
@@ -147,8 +152,11 @@ def dated(requested: date | None, today: date, operator: str | None, path: str) 
 def activate_lines(store: Store, compiled: CompiledCatalog, user_email: str, configuration: dict,
                    verdict: dict, lines: list[dict], on: date | None = None, kind: str = "activation",
                    parent: str | None = None, notices: tuple[str, ...] = (),
-                   backdated: tuple[str, dict] | None = None) -> ActivationOutcome:
-    """Activate already-evaluated lines unless their JSON VERDICT (of a configuration or a change) refuses them."""
+                   backdated: tuple[str, dict] | None = None, facts: dict | None = None) -> ActivationOutcome:
+    """Activate already-evaluated lines unless their JSON VERDICT (of a configuration or a change) refuses them.
+
+    FACTS (what the rules saw) decide which conditional voucher matches apply; without them none does.
+    """
     if not verdict["valid"]:
         return ActivationOutcome(verdict, notices=notices)  # refused by the rules: nothing is debited
     # A new Activation ID that debits nothing is a free change: only the subscription policy may grant one, by a
@@ -166,7 +174,8 @@ def activate_lines(store: Store, compiled: CompiledCatalog, user_email: str, con
     if not lines and not free:
         raise CompanionError([Problem("nothing-to-activate", "the configuration has no bill-of-materials lines")])
     result = locker.activate(store, user_email, configuration, compiled.rules_version, requirements_of(lines),
-                             matching(compiled.catalog), on=on, kind=kind, parent=parent, backdated=backdated)
+                             matching(compiled.catalog).applying_to(facts), on=on, kind=kind, parent=parent,
+                             backdated=backdated)
     if isinstance(result, locker.Shortfall):
         return ActivationOutcome(verdict, shortfall=result, notices=notices)
     return ActivationOutcome(verdict, activation=result, notices=notices)
@@ -205,8 +214,10 @@ def activate_change(store: Store, compiled: CompiledCatalog, user_email: str, ac
     lines = document["lines"] if kind == "amendment" else document["bom"]
     # An amendment is recorded on its date and keeps its parent's term; a renewal's term starts where it says.
     on = request.change.date if kind == "amendment" else date.fromisoformat(str(document["term"]["new_start"]))
+    # The facts a match's `when` is decided on: the changed configuration's, and that it is a change.
+    facts = {**(result.facts or {}), "change.kind": kind}
     return activate_lines(store, compiled, user_email, configuration, document, lines, on=on, kind=kind,
-                          parent=parent.id, notices=notices, backdated=backdated)
+                          parent=parent.id, notices=notices, backdated=backdated, facts=facts)
 
 
 def check_follows(parent: locker.Activation, day: date, block: str) -> None:

@@ -18,7 +18,7 @@ from typing import Iterator
 from engine.catalogue.conditions import (RANK, All, Node, Not, Scope, Test, conjunction, evaluate, fact_named,
                                          leaves, resolve_tree, text)
 from engine.catalogue.model import Catalog, Product, version_number
-from engine.catalogue.policies import constraints
+from engine.catalogue.policies import constraints, vouchers
 from engine.problem import Location, Problem, did_you_mean
 
 # Past this many fact assignments a condition is not decided (none of the shipped ones comes near).
@@ -71,6 +71,18 @@ def sites(catalog: Catalog) -> Iterator[Site]:
             if addon.when is not None and product_id in products:
                 yield Site(addon.rule, products[product_id], addon.when, "when",
                            f"the requirements of add-on {addon.id}")
+    for match in match_conditions(catalog):
+        yield Site(match.rule, products[catalog.references[match.line].product], match.when, "when",
+                   f"the match of {match.voucher} for {match.line}")
+
+
+def match_conditions(catalog: Catalog) -> list:
+    """Return the voucher matches that carry a condition, on a line some product sells."""
+    rules = catalog.extras.get(vouchers.FILE)
+    if rules is None:
+        return []
+    return [match for match in rules.matches if match.when is not None and match.line in catalog.references
+            and catalog.references[match.line].product in catalog.products]
 
 
 def check_conditions(catalog: Catalog) -> Iterator[Problem]:

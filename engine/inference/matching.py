@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
+from engine.catalogue.conditions import Node, evaluate
 from engine.inference.compile import default_engine
 from engine.inference.session import RuleSession
 from engine.problem import Location, refusal
@@ -49,6 +50,7 @@ class VoucherUnit:
     units_per_voucher: int = 1
     rule: str = field(default="", compare=False)
     where: Location | None = field(default=None, compare=False)
+    when: Node | None = field(default=None, compare=False)  # resolved: the match applies only where it holds
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,19 @@ class Matching(Mapping):
 
     def __len__(self) -> int:
         return len(self._options)
+
+    def applying_to(self, facts: dict | None) -> "Matching":
+        """Return the matching with only the options whose `when` is known to hold on FACTS.
+
+        Unknown is not enough: with no facts, or a fact the activation does not give, a conditional match
+        (a promotional voucher, say) is left out rather than spent where it was not meant to be.
+        """
+        if not any(option.when is not None for declared in self._options.values() for option in declared):
+            return self
+        kept = {reference: [option for option in declared if option.when is None
+                            or (facts is not None and evaluate(option.when, facts) is True)]
+                for reference, declared in self._options.items()}
+        return Matching(kept, self._own)
 
     def options_of(self, reference: str) -> tuple[VoucherUnit, ...]:
         """Return the options of a line: its declared matches, or its own reference at one unit."""

@@ -18,11 +18,12 @@ from web.state import store
 bp = Blueprint("activate", __name__)
 
 
-def coverage_preview(current, verdict: dict | None, balances: dict) -> dict | None:
+def coverage_preview(current, verdict: dict | None, balances: dict, facts: dict | None = None) -> dict | None:
     """Return how the locker would cover a valid configuration now (nothing is debited), or None."""
     if not verdict or not verdict["valid"] or not verdict.get("bom"):
         return None
-    return cover(requirements_of(verdict["bom"]), balances, matching(current.catalog)).to_json()
+    table = matching(current.catalog).applying_to(facts)  # the voucher matches this activation may use
+    return cover(requirements_of(verdict["bom"]), balances, table).to_json()
 
 
 @bp.get("/activate")
@@ -38,17 +39,17 @@ def activate():
 def _activate_page(current, account, configuration: dict, problems: list[Problem]):
     # A field of the query that could not be read leaves nothing to activate, as on Configure.
     complete = is_complete(configuration) and not problems
-    verdict = None
+    verdict = facts = None
     if complete:
         result = guidance(current, account, configuration)
-        verdict = result["verdict"]
+        verdict, facts = result["verdict"], result["facts"]
         if result["problems"]:  # e.g. an unknown tier: say so, offer no button
             problems, complete = problems + result["problems"], False
     view = locker.show_locker(store(), account.email)
     configuration_json = json.dumps(configuration)
     sent = sent_before(url_for("activate.activate"), [("configuration", configuration_json)]) if complete else None
     return render_template("activate.html", configuration=configuration, problems=problems, verdict=verdict,
-                           coverage=coverage_preview(current, verdict, view.balances),
+                           coverage=coverage_preview(current, verdict, view.balances, facts),
                            balances=view.balances, catalog=current.catalog, complete=complete,
                            query=query_of(configuration), configuration_json=configuration_json, sent=sent,
                            key=sent.key if sent else new_form_key()), \

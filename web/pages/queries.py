@@ -76,13 +76,14 @@ def catalogue_or_error():
 def guidance(current, account, configuration: dict) -> dict:
     """Ask the engine what can still be chosen, and, for a complete configuration, its explained verdict."""
     document = {"partner": auth.partner_of(account, current.catalog), "configuration": configuration}
-    result = {"options": None, "verdict": None, "problems": []}
+    result = {"options": None, "verdict": None, "facts": None, "problems": []}
     try:
         request_ = request_from_data(document, current.catalog, partial=True)
         result["options"] = list_options(current, request_)
         if is_complete(configuration):
             full = request_from_data(document, current.catalog)
-            result["verdict"] = evaluate(current, full).to_json(explain_rules=True)
+            verdict = evaluate(current, full)
+            result["verdict"], result["facts"] = verdict.to_json(explain_rules=True), verdict.facts
     except CompanionError as error:
         result["problems"] = error.problems
     return result

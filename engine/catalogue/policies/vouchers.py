@@ -12,8 +12,9 @@ locker. Two forms, which may be mixed:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Iterator
 
+from engine.catalogue.conditions import Node, parse
 from engine.catalogue.model import Catalog, Sellable
 from engine.catalogue.source import Source
 from engine.problem import Location, Problem, did_you_mean
@@ -40,8 +41,7 @@ class Match:
     """Vouchers of VOUCHER cover UNITS units each of the bill-of-materials line LINE, at RANK of its preferences.
 
     UNITS is None when not written (the pack's units for the line it covers, else 1: see units_of). WHEN is
-    the condition written under `when:`, kept as raw data with its location: the condition language
-    (engine/catalogue/conditions.py) is wired into matching later; until then a match applies whatever it says.
+    the condition written under `when:`: the match applies only to activations it is known to hold for.
     """
 
     line: str
@@ -52,7 +52,7 @@ class Match:
     where: Location  # the `voucher:` value
     where_line: Location  # the line's key under `matches:`
     where_units: Location | None
-    when: Any = None
+    when: Node | None = None
     where_when: Location | None = None
 
 
@@ -86,7 +86,8 @@ def build_packs(source: Source, catalog: Catalog) -> VoucherRules:
                 line, item["voucher"], int(item["units"]) if "units" in item else None, rank,
                 f"match.{line.lower()}.{item['voucher'].lower()}", source.where(path + ("voucher",)),
                 source.where_key(("matches", line)), source.where(path + ("units",)) if "units" in item else None,
-                item.get("when"), source.where_key(path + ("when",)) if "when" in item else None))
+                parse(source, path + ("when",)) if "when" in item else None,
+                source.where_key(path + ("when",)) if "when" in item else None))
     return VoucherRules(packs, tuple(matches))
 
 
