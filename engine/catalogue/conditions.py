@@ -131,12 +131,12 @@ class Test:
     engine: Any = field(default=None, compare=False)  # the value as compared (resolve_tree sets it)
     where_fact: Location | None = field(default=None, compare=False)  # where the fact's name is written
 
-    @property
+    @functools.cached_property
     def text(self) -> str:
         """Return the comparison as a product manager would read it."""
         return self.reads(self.fact)
 
-    @property
+    @functools.cached_property
     def plain(self) -> str:
         """Return the comparison in a partner's words (no fact names)."""
         quantity = ADDON_QUANTITY.match(self.fact)

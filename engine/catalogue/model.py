@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -33,6 +34,7 @@ def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
 
+@functools.lru_cache(maxsize=4096)  # a catalogue has few versions; each request asks for one of them
 def version_number(version: str) -> int:
     """Encode a version as one integer that orders like the version, as the rule engine compares it.
 

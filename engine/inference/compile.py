@@ -34,8 +34,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from engine.catalogue.conditions import (All, Any_, Node, Not, Scope, Test, conjunction, disjunction, leaves,
-                                         resolve_tree, text)
+from engine.catalogue.conditions import (FACTS, INTERNAL, RANK, All, Any_, Node, Not, Scope, Test, conjunction,
+                                         disjunction, leaves, resolve_tree, text)
 from engine.catalogue.load import load_catalog
 from engine.catalogue.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, name_key, version_number
 from engine.catalogue.policies import constraints
@@ -185,6 +185,12 @@ class FactFields:
     addons: tuple[tuple[str, str, str], ...]  # (on-field, quantity-field, add-on id)
     stage_one: tuple[str, ...] = ()  # the fields stage-1 rules read: all the asserted fact carries
     stage_two: tuple[str, ...] = ()  # the fields stage-2 rules read: all the entitled fact carries
+    scalars: tuple[tuple[str, str], ...] | None = None  # (fact name, field) the rules read; None: every one
+
+    @functools.cached_property
+    def used(self) -> frozenset[str]:
+        """Return every field a stage-1 or stage-2 rule reads."""
+        return frozenset(self.stage_one) | frozenset(self.stage_two)
 
 
 def fact_fields(catalog: Catalog, product: Product, rules: list[CompiledRule] = ()) -> FactFields:
@@ -198,11 +204,22 @@ def fact_fields(catalog: Catalog, product: Product, rules: list[CompiledRule] = 
     for rule in rules:
         if rule.stage in by_stage:  # change rules: CompiledCatalog.change_ruleset, on first use
             by_stage[rule.stage] |= rule.fields
+    used = by_stage[1] | by_stage[2]
     return FactFields(
         tuple((member_field("has", badge_id), badge_id) for badge_id in catalog.badges if badge_id in badges),
         tuple((member_field("on", addon_id), member_field("q", addon_id), addon_id)
               for addon_id in catalog.addons.get(product.id, {})),
-        tuple(sorted(by_stage[1])), tuple(sorted(by_stage[2])))
+        tuple(sorted(by_stage[1])), tuple(sorted(by_stage[2])), scalar_plan(used))
+
+
+def scalar_plan(fields) -> tuple[tuple[str, str], ...]:
+    """Return (fact name, field) for each field of FIELDS that carries one named fact (not a set's member)."""
+    return tuple((FIELD_FACTS[name], name) for name in sorted(fields) if name in FIELD_FACTS)
+
+
+# The config fact's field of each named fact (a tier also by rank), to flatten facts into engine facts.
+FIELD_FACTS = {fact.field: name for name, fact in {**FACTS, **INTERNAL}.items() if fact.kind != "set"}
+FIELD_FACTS.update({fact.field + "_rank": name + RANK for name, fact in FACTS.items() if fact.kind == "tier"})
 
 
 def _leaves(rule: CompiledRule):

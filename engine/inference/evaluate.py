@@ -6,10 +6,10 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.catalogue.conditions import RANK, fact_named
+from engine.catalogue.conditions import RANK
 from engine.clock import server_clock
 from engine.inference import explain
-from engine.inference.compile import CompiledCatalog, Trace, CompiledRule, FactFields
+from engine.inference.compile import FIELD_FACTS, CompiledCatalog, Trace, CompiledRule, FactFields, scalar_plan
 from engine.catalogue.model import SUBSCRIPTION, Catalog, Product, name_key, version_number
 from engine.inference.request import Request
 
@@ -28,7 +28,15 @@ class Verdict:
     rules_version: str
     fired: list[CompiledRule] = field(default_factory=list, repr=False)  # in firing order
     facts: dict = field(default_factory=dict, repr=False)  # the facts the rules saw, by name
-    shown: dict = field(default_factory=dict, repr=False)  # the same as a person reads them
+    _shown: dict | None = field(default=None, repr=False)  # the same as a person reads them, once worked out
+    _about: tuple | None = field(default=None, repr=False)  # (product, request), to work them out when asked
+
+    @property
+    def shown(self) -> dict:
+        """Return the facts as a person reads them (versions and dates as written)."""
+        if self._shown is None:
+            self._shown = shown_facts(*self._about, self.facts) if self._about else {}
+        return self._shown
 
     @property
     def trace(self) -> list[dict]:
@@ -57,10 +65,11 @@ class Verdict:
 
 
 def request_facts(product: Product, request: Request, change: dict | None = None,
-                  addons: tuple[str, ...] = ()) -> dict[str, Any]:
+                  addons: tuple[str, ...] = (), dated: bool = True) -> dict[str, Any]:
     """Name every fact of a request as conditions see it (engine values: versions and dates as numbers).
 
     ADDONS are the product's add-ons: the quantity of each one not chosen is 0, as the engine fact says.
+    Without DATED, a request that names no date leaves `date` out (no rule of the product reads it).
     """
     configuration = request.configuration
     partner = request.partner
@@ -71,7 +80,7 @@ def request_facts(product: Product, request: Request, change: dict | None = None
         "partner.country": partner.country,
         "partner.company": partner.company,
         "partner.purchasing_account": partner.purchasing_account or None,
-        "date": (request.date or server_clock().today()).toordinal(),
+        "date": (request.date or server_clock().today()).toordinal() if dated or request.date else None,
         "configuration.product": product.id,
         "configuration.version": version_number(configuration.version or product.latest_version),
         "configuration.license": configuration.license or "",
@@ -105,24 +114,27 @@ def shown_facts(product: Product, request: Request, facts: dict) -> dict[str, An
     shown["partner.badges"] = sorted(facts["partner.badges"])
     shown["addons"] = [addon.id for addon in configuration.addons]
     shown["configuration.version"] = configuration.version or product.latest_version
-    shown["date"] = str(dt.date.fromordinal(facts["date"]))
+    if facts.get("date") is not None:
+        shown["date"] = str(dt.date.fromordinal(facts["date"]))
     if configuration.tier_written:
         shown["configuration.tier_written"] = configuration.tier_written
     return shown
 
 
-def engine_fact(fields: FactFields, facts: dict, kind: str = "config") -> dict[str, Any]:
-    """Flatten named facts into the one fact the product's rules match; absent things become explicit fields."""
+def engine_fact(fields: FactFields, facts: dict, kind: str = "config",
+                plan: tuple[tuple[str, str], ...] | None = None) -> dict[str, Any]:
+    """Flatten named facts into the one fact the product's rules match; absent things become explicit fields.
+
+    PLAN, (fact name, field) pairs, names the scalar fields to fill: by default those the product's rules read.
+    """
     fact: dict[str, Any] = {"t": kind}
-    for name, value in facts.items():
-        if value is None or name in SET_FACTS:
-            continue
-        if name.startswith("addon."):
-            continue
-        known = fact_named(name.split("#", 1)[0])
-        if known is None:
-            continue
-        fact[known.field + ("_rank" if name.endswith(RANK) else "")] = value
+    plan = fields.scalars if plan is None else plan
+    if plan is None:
+        plan = scalar_plan(FIELD_FACTS)
+    for name, field_ in plan:
+        value = facts.get(name)
+        if value is not None:
+            fact[field_] = value
     held = facts["partner.badges"]
     for name, badge_id in fields.badges:
         fact[name] = badge_id in held
@@ -137,8 +149,10 @@ def evaluate(compiled: CompiledCatalog, request: Request) -> Verdict:
     """Evaluate one complete request and return its verdict."""
     catalog = compiled.catalog
     product = catalog.products[request.configuration.product]
-    facts = request_facts(product, request, addons=tuple(catalog.addons.get(product.id, {})))
-    fired = run_rules(compiled, product.id, engine_fact(compiled.fields[product.id], facts))
+    fields = compiled.fields[product.id]
+    facts = request_facts(product, request, addons=tuple(catalog.addons.get(product.id, {})),
+                          dated="date_n" in fields.used)
+    fired = run_rules(compiled, product.id, engine_fact(fields, facts))
     return build_verdict(catalog, product, request, facts, fired)
 
 
@@ -161,10 +175,11 @@ def run_rules(compiled: CompiledCatalog, product_id: str, fact: dict) -> list[Co
     return fired
 
 
-def run_change(compiled: CompiledCatalog, product_id: str, fact: dict) -> list[CompiledRule]:
-    """Run a change fact through the product's change rules and return those that fired."""
+def run_change(compiled: CompiledCatalog, product_id: str, facts: dict) -> list[CompiledRule]:
+    """Run the named FACTS of a change through the product's change rules and return those that fired."""
     name, fields = compiled.change_ruleset(product_id)
-    change = {field: fact[field] for field in fields if field in fact}
+    fact = engine_fact(compiled.fields[product_id], facts, "change", scalar_plan(fields))
+    change = {field_: fact[field_] for field_ in fields if field_ in fact}
     change["t"] = "change"
     trace = Trace({})
     compiled.engine.run(name, [change], trace)
@@ -177,7 +192,8 @@ def build_verdict(catalog: Catalog, product: Product, request: Request, facts: d
     configuration = request.configuration
     violations: list[dict] = []
     notices: list[dict] = []
-    shown = shown_facts(product, request, facts)
+    # How a person reads the facts: only refusals and --explain show them, so work it out only for those.
+    shown = shown_facts(product, request, facts) if any(rule.kind == "violation" for rule in fired) else None
     offer = None
     if configuration.version is None:
         notices.append(explain.version_assumed(product))
@@ -197,7 +213,8 @@ def build_verdict(catalog: Catalog, product: Product, request: Request, facts: d
         rules_version=catalog.rules_version,
         fired=fired,
         facts=facts,
-        shown=shown,
+        _shown=shown,
+        _about=(product, request),
     )
 
 

@@ -27,7 +27,7 @@ from engine.catalogue.model import PERPETUAL
 from engine.catalogue.policies.subscriptions import AmendmentRef, SubscriptionPolicy, policy_of
 from engine.catalogue.conditions import text
 from engine.inference import explain
-from engine.inference.evaluate import change_facts, engine_fact, evaluate, request_facts, run_change, shown_facts
+from engine.inference.evaluate import change_facts, evaluate, request_facts, run_change, shown_facts
 from engine.inference.request import AddonChoice, Configuration, Request
 from engine.problem import Location
 from engine.services.changes import AmendmentRequest
@@ -227,7 +227,7 @@ def _upgrade_path(out, compiled, request, product, old, new, months, month) -> t
                           change_facts(product, "amendment", old.id, new.id, month, months),
                           addons=tuple(compiled.catalog.addons.get(product.id, {})))
     out.moved = facts  # what the upgrade-path rules decided on, for condition coverage
-    fired = run_change(compiled, product.id, engine_fact(compiled.fields[product.id], facts, "change"))
+    fired = run_change(compiled, product.id, facts)
     shown = shown_facts(product, Request(request.partner, sub, request.file, date=change.date), facts)
     for rule in fired:
         conditions = explain.conditions(rule, facts, shown)
