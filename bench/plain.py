@@ -21,6 +21,9 @@ Semantics, stage by stage:
 4. Each chosen add-on (rule `addon.<product>.<id>`): `requires-tier` when the tier ranks below the one it
    needs; `requires-addon` once per required add-on not chosen; `excluded` once per chosen add-on it
    excludes (an exclusion is reported by the add-on that declares it); `over-limit` above its maximum.
+5b. constraints.yaml: an offer outside its availability window (countries, from, until) is `not-available`;
+   a constraint whose `require` is not known to hold refuses with its code; a notice whose `when` holds is
+   said. Their conditions are judged by the reference evaluator (engine.catalogue.conditions), not the engine.
 5. Bill of materials, when nothing was refused: the tier's reference (quantity 1), the device licence for
    the devices beyond what the tier includes, each chosen add-on with its quantity; months is the term
    for subscriptions and None for perpetual licences.
@@ -33,7 +36,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from engine.catalogue.conditions import evaluate
 from engine.catalogue.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, version_key
+from engine.catalogue.policies import constraints
+from engine.clock import server_clock
+from engine.inference.compile import resolved, scope_of
+from engine.inference.evaluate import request_facts
 from engine.inference.request import Request
 
 
@@ -148,6 +156,7 @@ def evaluate_plain(catalog: Catalog, request: Request) -> dict[str, Any]:
             violations.add((addon.rule, "over-limit"))
         if addon.min_version and version < version_key(addon.min_version):
             violations.add((addon.rule, "requires-version"))
+    _further(catalog, product, request, violations, notices)
     if violations or offer is None:
         return _verdict(violations, notices, [])
 
@@ -168,6 +177,41 @@ def evaluate_plain(catalog: Catalog, request: Request) -> dict[str, Any]:
             if reference is not None:
                 bom.append((reference, chosen[addon.id], months))
     return _verdict(violations, notices, bom)
+
+
+def _further(catalog: Catalog, product: Product, request: Request, violations: set, notices: list) -> None:
+    """constraints.yaml, plainly: an offer outside its window is not-available; constraints and notices."""
+    further = catalog.extras.get(constraints.FILE)
+    if further is None:
+        return
+    configuration, partner = request.configuration, request.partner
+    day = request.date or server_clock().today()
+    for window in further.availability:
+        if window.product != product.id or configuration.license != window.license:
+            continue
+        if window.term is not None and configuration.term_months != window.term:
+            continue
+        if window.when is not None and _holds(catalog, product, request, window.when) is not True:
+            continue
+        inside = ((not window.countries or partner.country in window.countries)
+                  and (window.start is None or day >= window.start) and (window.end is None or day <= window.end))
+        if not inside:
+            violations.add((window.rule, "not-available"))
+    for constraint in further.constraints:
+        if constraint.product == product.id and (
+                constraint.when is None or _holds(catalog, product, request, constraint.when) is True) and \
+                _holds(catalog, product, request, constraint.require) is not True:
+            violations.add((constraint.rule, constraint.code))
+    for notice in further.notices:
+        if notice.product == product.id and (notice.when is None or _holds(catalog, product, request, notice.when)):
+            notices.append((notice.rule, notice.code))
+
+
+def _holds(catalog: Catalog, product: Product, request: Request, node) -> bool | None:
+    """Evaluate a written condition with the reference evaluator (no rule engine)."""
+    tree = resolved(node, scope_of(catalog, product))
+    facts = request_facts(product, request, addons=tuple(catalog.addons.get(product.id, {})))
+    return evaluate(tree, facts)
 
 
 def _verdict(violations: set, notices: list, bom: list) -> dict[str, Any]:

@@ -42,10 +42,22 @@ class Site:
 
 def scope_of(catalog: Catalog, product: Product) -> Scope:
     """Return what a product's conditions are resolved against (as the compiler does)."""
-    others = tuple((other.id, tuple(tier.id for tier in other.tiers)) for other in catalog.products.values()
-                   if other.id != product.id)
     return Scope(tuple(catalog.badges), product, tuple(catalog.addons.get(product.id, {})),
-                 tuple(catalog.products), version_number, others)
+                 tuple(catalog.products), version_number, _tiers_by_product(catalog))
+
+
+def _tiers_by_product(catalog: Catalog) -> tuple:
+    # Worked out once per catalogue: per condition, it made checking 300 products quadratic (4 s).
+    found = _TIERS.get(id(catalog))
+    if found is None or found[0] is not catalog:
+        found = (catalog, tuple((product.id, tuple(tier.id for tier in product.tiers))
+                                for product in catalog.products.values()))
+        _TIERS.clear()
+        _TIERS[id(catalog)] = found
+    return found[1]
+
+
+_TIERS: dict[int, tuple] = {}
 
 
 def sites(catalog: Catalog) -> Iterator[Site]:
@@ -92,6 +104,7 @@ def check_conditions(catalog: Catalog) -> Iterator[Problem]:
     -> did you mean 'advanced'?; `partner.country: fr` -> write FR; `configuration.devices: {at_least: 0}`
     always holds.
     """
+    _OUTCOMES.clear()
     for site in sites(catalog):
         tree, problems = resolved(site, scope_of(catalog, site.product))
         yield from problems
@@ -211,8 +224,35 @@ class Outcomes:
     tiers: set  # the tiers of the assignments tried
 
 
+def shape(node: Node | None):
+    """Return a tree as nested tuples of what it compares, without where it is written."""
+    if node is None:
+        return None
+    if isinstance(node, Test):
+        value = node.engine
+        return (node.fact, node.op, tuple(value) if isinstance(value, (list, tuple)) else value)
+    if isinstance(node, Not):
+        return ("not", shape(node.part))
+    return (type(node).__name__, tuple(shape(part) for part in node.parts))
+
+
+# The same condition on the same product decides the same way: a large catalogue repeats a few conditions
+# on many entries (checking each afresh took seconds). Emptied at the start of every check_conditions run.
+_OUTCOMES: dict[tuple, tuple[Product, Outcomes | None]] = {}
+
+
 def outcomes(node: Node, product: Product, given: Node | None = None) -> Outcomes | None:
     """Return what NODE evaluates to over every assignment where GIVEN holds; None when undecided."""
+    key = (shape(node), shape(given), id(product))
+    found = _OUTCOMES.get(key)
+    if found is not None and found[0] is product:
+        return found[1]
+    result = _outcomes(node, product, given)
+    _OUTCOMES[key] = (product, result)
+    return result
+
+
+def _outcomes(node: Node, product: Product, given: Node | None) -> Outcomes | None:
     nodes = [node] + ([given] if given is not None else [])
     tried = assignments(nodes, product)
     if tried is None:

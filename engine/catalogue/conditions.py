@@ -277,7 +277,7 @@ class Scope:
     addons: tuple[str, ...]
     products: tuple[str, ...]
     version_number: Any  # version string -> the engine's integer
-    other_tiers: tuple = ()  # (product id, its tier ids) of the other products, to say where a tier belongs
+    other_tiers: tuple = ()  # (product id, its tier ids) of every product, to say where a tier belongs
 
 
 def resolve(test: Test, scope: Scope) -> tuple[Any, list[Problem]]:
@@ -377,7 +377,7 @@ def _resolve_value(fact: Fact, test: Test, value, scope: Scope):
         found, problem = _member(value, tuple(tier.id for tier in product.tiers), f"tier of {product.id}", where)
         if problem:
             former = next((tier.id for tier in product.tiers if value in tier.former_names), None)
-            owners = [owner for owner, tiers in scope.other_tiers if value in tiers]
+            owners = [owner for owner, tiers in scope.other_tiers if value in tiers and owner != product.id]
             if former:
                 problem = replace(problem, message=f"{problem.message}: it is the former name of {former}",
                                   hint=f"write {former}; requests naming {value} are read as {former}")
