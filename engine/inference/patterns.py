@@ -38,30 +38,25 @@ def fact_field(test: Test) -> str:
 
 def both(parts) -> dict | bool:
     """Return the conjunction of patterns, folding constants and nested conjunctions."""
-    flat: list = []
-    for part in parts:
-        if part is False:
-            return False
-        if part is True:
-            continue
-        flat.extend(part["$and"] if isinstance(part, dict) and list(part) == ["$and"] else [part])
-    if not flat:
-        return True
-    return flat[0] if len(flat) == 1 else {"$and": flat}
+    return _fold(parts, "$and", absorbing=False)
 
 
 def either(parts) -> dict | bool:
     """Return the disjunction of patterns, folding constants and nested disjunctions."""
+    return _fold(parts, "$or", absorbing=True)
+
+
+def _fold(parts, operator: str, absorbing: bool) -> dict | bool:
     flat: list = []
     for part in parts:
-        if part is True:
-            return True
-        if part is False:
+        if part is absorbing:  # False in a conjunction, True in a disjunction: the whole is that constant
+            return absorbing
+        if part is (not absorbing):
             continue
-        flat.extend(part["$or"] if isinstance(part, dict) and list(part) == ["$or"] else [part])
+        flat.extend(part[operator] if isinstance(part, dict) and list(part) == [operator] else [part])
     if not flat:
-        return False
-    return flat[0] if len(flat) == 1 else {"$or": flat}
+        return not absorbing
+    return flat[0] if len(flat) == 1 else {operator: flat}
 
 
 def pattern(node: Node, sense: str = TRUE) -> dict | bool:
