@@ -264,6 +264,10 @@ def test_explain_lists_each_condition_held_failed_or_unknown_with_its_place(kit,
     out = done.stdout
     # line 19: `    require: {configuration.tier: {is: basic}}`: `basic` at column 40; line 18 `    when: {partner.company: op-is}`: `op-is` at 29
     assert "error[constraint] constraint.op-is: op-is refused" in out
+    # the constraint has no hint: no empty "fix:" line follows its message
+    after = out.split("error[constraint] constraint.op-is: op-is refused\n", 1)[1]
+    assert after.startswith("      rule written at "), after[:80]
+    assert "fix: \n" not in out
     assert f"required configuration.tier is basic: fails (saw pro) at {kit}/constraints.yaml:19:40" in out
     assert f"partner.company is op-is: holds (saw op-is) at {kit}/constraints.yaml:18:29" in out
     # line 29: `    require: {partner.country: [FR, DE]}` -> the list at column 32; the partner gave no country
