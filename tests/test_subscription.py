@@ -761,4 +761,4 @@ def test_the_engine_decides_upgrade_paths_and_a_path_may_carry_a_condition(tmp_p
     assert [(line["reference"], line["months"]) for line in late.lines] == [("EPO-AMD-ESS-EXP", 17)]
     path = next(item for item in late.fired if item["rule"] == "upgrade.epo.essential.expert")
     assert path["where"].endswith(f"rules/tiers.yaml:{line - 2}:9")
-    assert "date is at least 2027-01-01 holds" in path["what"]
+    assert "date is at least 2027-01-01 holds (saw 2027-01-04, at " in path["what"]

@@ -232,7 +232,8 @@ def _upgrade_path(out, compiled, request, product, old, new, months, month) -> t
     for rule in fired:
         conditions = explain.conditions(rule, facts, shown)
         out.fire(rule.rule, rule.where, f"{rule.condition}: " + "; ".join(
-            f"{item['condition']} {HELD_WORDS[item['held']]}" for item in conditions))
+            f"{item['condition']} {HELD_WORDS[item['held']]} (saw {_seen(item['saw'])}, at {item['where']})"
+            for item in conditions))
         if rule.kind == "path":
             return next(item for item in product.upgrades if item.rule == rule.rule), []
         if rule.code == "not-an-upgrade-path":
@@ -241,6 +242,15 @@ def _upgrade_path(out, compiled, request, product, old, new, months, month) -> t
 
 
 HELD_WORDS = {True: "holds", False: "fails", "unknown": "is unknown"}
+
+
+def _seen(value) -> str:
+    """Show a fact's value as the explanation lists it: a list by its items, a missing fact as not given."""
+    if value is None:
+        return "not given"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value)) or "none"
+    return str(value)
 
 
 def _tier_change(out, compiled, request, policy, product, sub, change, amendments, when, lines) -> str:
