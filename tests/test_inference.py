@@ -9,6 +9,7 @@ import yaml
 
 from engine.catalogue.load import load_catalog
 from engine.catalogue.schema import BUNDLED_RULES
+from engine.clock import server_clock
 from engine.inference.compile import compile_catalog, load, product_rules
 from engine.inference.evaluate import evaluate
 from engine.inference.options import options
@@ -326,3 +327,13 @@ def test_the_quantity_of_an_add_on_not_chosen_is_0_in_the_explanation_as_in_the_
     [item] = [item for item in verdict.trace if item["rule"] == "notice.few-clients"]
     [condition] = item["conditions"]
     assert (condition["saw"], condition["held"]) == (0, True)
+
+
+def test_the_date_is_always_known_even_where_no_rule_reads_it(compiled):
+    # A request without a date is dated by the server: `date: absent` never holds, whatever the product's rules
+    # read (found by the property test: skipping the date where no rule compared it made the two disagree).
+    request = request_from_data({"partner": {"badges": ["power-management"]},
+                                 "configuration": {"product": "pme", "license": "perpetual", "tier": "essential"}},
+                                compiled.catalog)
+    verdict = evaluate(compiled, request)
+    assert verdict.facts["date"] == server_clock().today().toordinal()

@@ -65,11 +65,10 @@ class Verdict:
 
 
 def request_facts(product: Product, request: Request, change: dict | None = None,
-                  addons: tuple[str, ...] = (), dated: bool = True) -> dict[str, Any]:
+                  addons: tuple[str, ...] = ()) -> dict[str, Any]:
     """Name every fact of a request as conditions see it (engine values: versions and dates as numbers).
 
     ADDONS are the product's add-ons: the quantity of each one not chosen is 0, as the engine fact says.
-    Without DATED, a request that names no date leaves `date` out (no rule of the product reads it).
     """
     configuration = request.configuration
     partner = request.partner
@@ -80,7 +79,7 @@ def request_facts(product: Product, request: Request, change: dict | None = None
         "partner.country": partner.country,
         "partner.company": partner.company,
         "partner.purchasing_account": partner.purchasing_account or None,
-        "date": (request.date or server_clock().today()).toordinal() if dated or request.date else None,
+        "date": (request.date or server_clock().today()).toordinal(),  # always known: `date: absent` never holds
         "configuration.product": product.id,
         "configuration.version": version_number(configuration.version or product.latest_version),
         "configuration.license": configuration.license or "",
@@ -150,8 +149,7 @@ def evaluate(compiled: CompiledCatalog, request: Request) -> Verdict:
     catalog = compiled.catalog
     product = catalog.products[request.configuration.product]
     fields = compiled.fields[product.id]
-    facts = request_facts(product, request, addons=tuple(catalog.addons.get(product.id, {})),
-                          dated="date_n" in fields.used)
+    facts = request_facts(product, request, addons=tuple(catalog.addons.get(product.id, {})))
     fired = run_rules(compiled, product.id, engine_fact(fields, facts))
     return build_verdict(catalog, product, request, facts, fired)
 
