@@ -7,6 +7,7 @@ pass a `Clock` with a fixed day instead of the system's.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -43,7 +44,13 @@ class Clock:
 
 def server_clock(name: str | None = None) -> Clock:
     """Return the clock of the time zone NAME, else of COMPANION_TIME_ZONE, else of UTC."""
-    return Clock(zone(name if name is not None else os.environ.get(TIME_ZONE_VARIABLE)))
+    return _clock_of(name if name is not None else os.environ.get(TIME_ZONE_VARIABLE))
+
+
+@functools.lru_cache(maxsize=64)
+def _clock_of(name: str | None) -> Clock:
+    # Every evaluation dates its request: looking the zone up each time cost about a microsecond.
+    return Clock(zone(name))
 
 
 def debit_date(requested: date | None, today: date, path: str = "date") -> date:
