@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Mapping
 
 from engine.catalogue.model import Catalog, Sellable
 from engine.catalogue.policies import constraints, exports, guidance, subscriptions, vouchers
@@ -41,3 +42,15 @@ RULE_FILES: dict[str, RuleFile] = {
 }
 # The optional rule files, each with its own model in Catalog.extras.
 POLICIES: dict[str, RuleFile] = {name: rule_file for name, rule_file in RULE_FILES.items() if rule_file.build}
+
+
+def rules_version(files: Mapping[str, bytes]) -> str:
+    """Return the rules version: the first 16 hex digits of the SHA-256 of the rule files, by sorted name."""
+    # The one definition every command, page, API answer, report and record shows. Names and bytes only, with
+    # each length, so that no two directories share a version by moving bytes from one file into the next; the
+    # bundled schemas are code, not the directory's rules, and count through the program's version instead.
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        data = files[name]
+        digest.update(f"{name}\0{len(data)}\0".encode() + data)
+    return digest.hexdigest()[:16]

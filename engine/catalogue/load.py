@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import hashlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
@@ -12,7 +11,7 @@ from engine.catalogue import model
 from engine.catalogue.check import check_catalog
 from engine.catalogue.model import Catalog, Sellable, frozen
 from engine.problem import CompanionError, Location, Problem, did_you_mean
-from engine.catalogue.files import POLICIES, RULE_FILES
+from engine.catalogue.files import POLICIES, RULE_FILES, rules_version
 from engine.catalogue.schema import BUNDLED_RULES, validate_source
 from engine.catalogue.source import Source, dates_as_text, display_path, load_yaml
 
@@ -57,7 +56,7 @@ def _load_catalog(directory: Path | str | None) -> Catalog:
                                       hint="pass --rules DIR with badges.yaml, tiers.yaml and addons.yaml")])
     problems: list[Problem] = []
     sources: dict[str, Source] = {}
-    digest = hashlib.sha256()
+    contents: dict[str, bytes] = {}
     for name, rule_file in RULE_FILES.items():
         path = directory / name
         shown = display_path(path)
@@ -71,7 +70,7 @@ def _load_catalog(directory: Path | str | None) -> Catalog:
         except CompanionError as error:
             problems.extend(error.problems)
             continue
-        digest.update(name.encode() + b"\0" + source.text.encode() + b"\0")
+        contents[name] = source.text.encode("utf-8")  # the file's bytes: read_text decoded them strictly
         # Report a spot once: a source problem (e.g. `yes` read as a boolean) explains the schema's complaint.
         spotted = {problem.where for problem in source.problems}
         schema_problems = [problem for problem in validate_source(source, rule_file.schema) if problem.where not in spotted]
@@ -81,7 +80,7 @@ def _load_catalog(directory: Path | str | None) -> Catalog:
     problems.extend(_unknown_files(directory))
     if any(problem.severity == "error" for problem in problems):
         raise CompanionError(problems)
-    catalog = build_catalog(directory, sources, digest.hexdigest()[:16])
+    catalog = build_catalog(directory, sources, rules_version(contents))
     extension_checks = [rule.check for rule in POLICIES.values() if rule.check] + [duplicate_references]
     problems.extend(check_catalog(catalog, extension_checks))
     if any(problem.severity == "error" for problem in problems):

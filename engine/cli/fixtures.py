@@ -11,7 +11,7 @@ import click
 from engine import fixtures
 from engine.cli.options import format_option, format_option_with, rules_option_with
 from engine.cli.render import (impact_json, impact_text, json_report, junit_report, print_sorted_problems, progress_bar,
-                               text_report)
+                               rules_version_lines, text_report)
 from engine.problem import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED, CompanionError, Location, Problem
 
 DEFAULT_PATHS = (Path("tests/fixtures"),)
@@ -66,6 +66,8 @@ def test_command(paths, rules_dir, jobs, output_format, show_coverage, min_cover
     else:
         click.echo(text_report(results, updated, coverages if show_coverage else []), nl=False)
     stream = sys.stdout if output_format == "text" else sys.stderr
+    for line in rules_version_lines(results):
+        click.echo(line, file=stream)
     failed = sum(1 for result in results if not result.passed) - len(updated)
     below = min_coverage is not None and rule_percent < min_coverage
     if below:

@@ -357,6 +357,16 @@ def _condition_rows(rows) -> list[str]:
             for condition, state in rows]
 
 
+def rules_versions(results) -> dict[str, str]:
+    """Return the rules version of each rules directory the cases ran against, by directory as shown."""
+    return {display_path(Path(result.rules)): result.rules_version for result in results}
+
+
+def rules_version_lines(results) -> list[str]:
+    """Render `rules version V (DIR)`, one line per rules directory the cases ran against."""
+    return [f"rules version {version} ({directory})" for directory, version in rules_versions(results).items()]
+
+
 def json_report(results, coverages, updated, percent: float, condition_percent: float = 100.0) -> dict:
     """Return the run as a JSON document, PERCENT the share of the rules the coverages exercise and
     CONDITION_PERCENT the share of their conditions seen both ways."""
@@ -365,8 +375,10 @@ def json_report(results, coverages, updated, percent: float, condition_percent: 
     document = {
         "passed": len(results) - failed,
         "failed": failed,
+        "rules": [{"rules": directory, "rules_version": version}
+                  for directory, version in rules_versions(results).items()],
         "cases": [{"file": result.file, "line": result.line, "name": result.name, "kind": result.kind,
-                   "passed": result.passed, "updated": id(result) in updated_ids,
+                   "rules_version": result.rules_version, "passed": result.passed, "updated": id(result) in updated_ids,
                    "differences": [vars(difference) for difference in result.differences]}
                   for result in results],
     }
@@ -407,6 +419,8 @@ def junit_report(results) -> str:
         if suite is None:
             suite = suites[result.file] = ElementTree.SubElement(root, "testsuite", name=xml_text(result.file),
                                                                  tests="0", failures="0", time="0")
+            ElementTree.SubElement(ElementTree.SubElement(suite, "properties"), "property", name="rules_version",
+                                   value=result.rules_version)
         suite.set("tests", str(int(suite.get("tests")) + 1))
         suite.set("time", f"{float(suite.get('time')) + result.seconds:.4f}")
         case = ElementTree.SubElement(suite, "testcase", classname=xml_text(result.file), name=xml_text(result.name),
