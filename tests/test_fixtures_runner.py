@@ -244,15 +244,14 @@ def test_update_rewrites_failing_expectations_and_keeps_comments(suite, rules):
     assert "updated the expectations of 1 case(s) in 1 file(s)" in out
     text = path.read_text(encoding="utf-8")
     assert text.startswith("# Golden cases: keep this comment.\ncases:\n  - name: basic over its maximum\n")
-    assert "valid: false     # was right once" in text
-    assert "violations:\n        - {rule: tier.widget.basic, code: over-limit}" in text
-    assert "bom: []" in text
+    assert "      valid: false     # was right once\n      bom: []\n\n  - name: untouched case\n" in text
+    assert "violations" not in text  # the expectation did not ask about them
     assert "expect: {valid: true}   # stays as written" in text
     assert run("test", str(path), "--rules", str(rules))[0] == 0
 
 
 def test_update_keeps_the_blank_lines_and_comments_that_follow_each_case(suite, rules):
-    """Regression: ruamel.yaml keeps them on a case's last item, and --update dropped them with that item."""
+    """Regression: --update dropped the blank lines and comments that follow a case along with its last item."""
     path = write(suite / "layouts.yaml", f"""\
         cases:
           - name: last value is a block list of flow items
@@ -621,3 +620,142 @@ def test_the_project_suite_sees_every_condition_both_ways():
         ("license.ebo", "configuration.license is one of [subscription, perpetual]", "true"),
         ("license.pme", "configuration.license is one of [subscription, perpetual]", "true"),
         ("license.epo", "configuration.license is one of [subscription, perpetual]", "true")]
+
+
+# --- --update edits only what changed ----------------------------------------------------------------------------
+
+PASSING_FLOW_CASE = f"""\
+  # A passing case in flow style, wrapped by hand.
+  - name: basic is valid
+    request: {request()}
+    expect: {{valid: true,
+             bom: [{{reference: W-BAS-1Y, quantity: 1}}]}}   # one line each
+
+
+"""
+PASSING_SUBSTRING_CASE = f"""\
+  - name: turbo needs pro   # a substring message
+    request: {request(addons="[{id: turbo}]")}
+    expect:
+      violations:
+        - rule: addon.widget.turbo
+          code: requires-tier
+          message: "needs tier pro"   # the words that matter
+
+"""
+ONLY_VALID_CASE = f"""\
+  # The new limit breaks this one.
+  - name: nine devices on basic
+    request: {request(devices=9)}
+    expect:
+      # Nine fit under the old maximum.
+      valid: true    # until the limit moved
+"""
+KEPT_ITEM_CASE = f"""\
+
+  - name: turbo and nine devices on basic
+    request: {request(devices=9, addons="[{id: turbo}]")}
+    expect:
+      violations:
+        - {{rule: addon.widget.turbo, code: requires-tier, message: "needs tier pro"}}   # stays first
+"""
+
+
+def limit_rules(tmp_path: Path, maximum: int) -> Path:
+    """Write the tiny catalogue with Basic's device maximum set to MAXIMUM."""
+    directory = tmp_path / f"rules-{maximum}"
+    for name, text in TINY_RULES.items():
+        write(directory / name, text.replace("devices: {included: 5, max: 10}",
+                                             f"devices: {{included: 5, max: {maximum}}}"))
+    return directory
+
+
+def test_update_edits_only_the_values_that_changed(tmp_path):
+    """Regression: --update reflowed passing cases, moved blank lines, dropped comments, added keys the
+    expectation never had and replaced a substring message that still matched with the whole message."""
+    path = tmp_path / "widget.yaml"
+    before = ("# Widget cases: keep this heading.\ncases:\n" + PASSING_FLOW_CASE + PASSING_SUBSTRING_CASE
+              + ONLY_VALID_CASE + KEPT_ITEM_CASE + "\n# The end.\n")
+    path.write_text(before, encoding="utf-8")
+    assert run("test", str(path), "--rules", str(limit_rules(tmp_path, 10)))[0] == 0
+    stricter = limit_rules(tmp_path, 8)
+    code, out, _ = run("test", str(path), "--rules", str(stricter), "--update")
+    assert code == 0 and "updated the expectations of 2 case(s) in 1 file(s)" in out, out
+    after = path.read_text(encoding="utf-8")
+    head, rest = after.split("  # The new limit breaks this one.\n", 1)
+    assert head == "# Widget cases: keep this heading.\ncases:\n" + PASSING_FLOW_CASE + PASSING_SUBSTRING_CASE
+    assert rest.endswith("\n# The end.\n")
+    only_valid, kept_item = rest.split("\n\n  - name: turbo and nine devices on basic\n", 1)
+    assert only_valid == (f"  - name: nine devices on basic\n    request: {request(devices=9)}\n    expect:\n"
+                          "      # Nine fit under the old maximum.\n      valid: false   # until the limit moved")
+    assert "violations" not in only_valid and "bom" not in only_valid  # no key the expectation did not have
+    lines = kept_item.splitlines()
+    assert "valid" not in kept_item and "bom" not in kept_item
+    assert lines[3] == ('        - {rule: addon.widget.turbo, code: requires-tier, message: "needs tier pro"}'
+                        "   # stays first")
+    assert lines[4].startswith("        - ") and "over-limit" in lines[4] and "tier.widget.basic" in lines[4]
+    assert run("test", str(path), "--rules", str(stricter))[0] == 0
+    assert run("test", str(path), "--rules", str(stricter), "--update")[0] == 0
+    assert path.read_text(encoding="utf-8") == after  # a second run has nothing to change
+
+
+def test_update_does_not_rewrite_a_file_whose_cases_all_pass(tmp_path):
+    path = tmp_path / "widget.yaml"
+    path.write_text("cases:\n" + PASSING_FLOW_CASE + PASSING_SUBSTRING_CASE, encoding="utf-8")
+    inode = path.stat().st_ino
+    code, out, _ = run("test", str(path), "--rules", str(limit_rules(tmp_path, 8)), "--update")
+    assert code == 0 and "UPDATED" not in out, out
+    assert path.read_text(encoding="utf-8") == "cases:\n" + PASSING_FLOW_CASE + PASSING_SUBSTRING_CASE
+    assert path.stat().st_ino == inode
+
+
+def test_update_edits_an_item_about_the_same_rule_where_it_stands(tmp_path):
+    """An item whose rule and code still come keeps its place, comments and quoting; only the field that no
+    longer matches is rewritten. Items that no longer come go; their neighbours stay as written."""
+    path = write(tmp_path / "items.yaml", f"""\
+        cases:
+          - name: over the maximum
+            request: {request(devices=11)}
+            expect:
+              violations:
+                - rule: tier.widget.basic   # the limit
+                  code: over-limit
+                  message: "at most 10"     # was ten
+                - {{rule: addon.widget.turbo, code: requires-tier}}
+              valid: false
+          - name: flow style
+            request: {request(devices=11)}
+            expect: {{violations: [{{rule: gone}}, {{rule: tier.widget.basic, message: "basic"}}], valid: true}}
+          - name: a wrong path
+            request: {request(tier="nope")}
+            expect_error: [{{code: unknown-ref, path: configuration.tiers}}]
+        """)
+    code, out, _ = run("test", str(path), "--rules", str(limit_rules(tmp_path, 8)), "--update")
+    assert code == 0 and "updated the expectations of 3 case(s) in 1 file(s)" in out, out
+    assert path.read_text(encoding="utf-8") == textwrap.dedent(f"""\
+        cases:
+          - name: over the maximum
+            request: {request(devices=11)}
+            expect:
+              violations:
+                - rule: tier.widget.basic   # the limit
+                  code: over-limit
+                  message: "tier basic allows at most 8 devices; the configuration has 11" # was ten
+              valid: false
+          - name: flow style
+            request: {request(devices=11)}
+            expect: {{violations: [{{rule: tier.widget.basic, message: "basic"}}], valid: false}}
+          - name: a wrong path
+            request: {request(tier="nope")}
+            expect_error: [{{code: unknown-ref, path: configuration.tier}}]
+        """)
+
+
+def test_update_appends_to_a_block_list_at_the_end_of_a_file_without_a_final_line_break(tmp_path):
+    path = tmp_path / "last.yaml"
+    path.write_text(f"cases:\n  - name: nine devices and turbo\n    request: {request(devices=9, addons='[{id: turbo}]')}"
+                    "\n    expect:\n      violations:\n        - {rule: addon.widget.turbo}", encoding="utf-8")
+    assert run("test", str(path), "--rules", str(limit_rules(tmp_path, 8)), "--update")[0] == 0
+    assert path.read_text(encoding="utf-8").endswith(
+        "      violations:\n        - {rule: addon.widget.turbo}\n        - {rule: tier.widget.basic}")
+    assert run("test", str(path), "--rules", str(limit_rules(tmp_path, 8)))[0] == 0
