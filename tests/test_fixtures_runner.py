@@ -621,3 +621,38 @@ def test_the_project_suite_sees_every_condition_both_ways():
         ("license.ebo", "configuration.license is one of [subscription, perpetual]", "true"),
         ("license.pme", "configuration.license is one of [subscription, perpetual]", "true"),
         ("license.epo", "configuration.license is one of [subscription, perpetual]", "true")]
+
+
+def test_every_problem_of_every_file_comes_out_at_once_and_the_good_files_still_run(tmp_path, rules):
+    """Regression: a schema error hid a duplicate-case, and one malformed file kept every other file from running."""
+    suite = tmp_path / "suite"
+    write(suite / "bad.yaml", f"""\
+        cases:
+          - name: twice
+            request: {request()}
+            expect: {{valid: maybe}}
+          - name: twice
+            request: {request()}
+            expect: {{valid: true}}
+          - name: no expectation
+            request: {request()}
+        """)
+    write(suite / "worse.yaml", "cases:\n  - name: x\n    kind: amned\n    request: {}\n    expect: {}\n")
+    write(suite / "good.yaml", f"""\
+        cases:
+          - name: basic is valid
+            request: {request()}
+            expect: {{valid: true}}
+          - name: basic thought invalid
+            request: {request()}
+            expect: {{valid: false}}
+        """)
+    for jobs in ("1", "2"):
+        found = companion("test", "suite", "--rules", str(rules), "-j", jobs, cwd=tmp_path)
+        assert found.returncode == 2, found.stdout + found.stderr
+        assert "suite/bad.yaml:4:21: error[schema]" in found.stderr, found.stderr
+        assert "suite/bad.yaml:5:11: error[duplicate-case]" in found.stderr, found.stderr
+        assert "suite/bad.yaml:8:5: error[fixture-expect]" in found.stderr, found.stderr
+        assert "suite/worse.yaml:3:11: error[unknown-kind]" in found.stderr, found.stderr
+        assert "suite/good.yaml:5: FAILED basic thought invalid" in found.stdout, found.stdout
+        assert found.stdout.splitlines()[-1] == "1 passed, 1 failed, 2 files malformed"
