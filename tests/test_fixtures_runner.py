@@ -656,3 +656,105 @@ def test_every_problem_of_every_file_comes_out_at_once_and_the_good_files_still_
         assert "suite/worse.yaml:3:11: error[unknown-kind]" in found.stderr, found.stderr
         assert "suite/good.yaml:5: FAILED basic thought invalid" in found.stdout, found.stdout
         assert found.stdout.splitlines()[-1] == "1 passed, 1 failed, 2 files malformed"
+
+
+@pytest.fixture
+def named(tmp_path: Path, rules: Path) -> Path:
+    """Write two files of named cases, one of each file failing; return the project directory."""
+    write(tmp_path / "suite" / "basic.yaml", f"""\
+        cases:
+          - name: basic is valid
+            request: {request()}
+            expect: {{valid: true}}
+          - name: basic over its maximum
+            request: {request(devices=11)}
+            expect: {{valid: false}}
+          - name: basic wrongly refused
+            request: {request()}
+            expect: {{valid: false}}
+        """)
+    write(tmp_path / "suite" / "pro.yaml", f"""\
+        cases:
+          - name: pro is valid
+            request: {request(tier="pro")}
+            expect: {{valid: true}}
+          - name: pro wrongly refused
+            request: {request(tier="pro")}
+            expect: {{valid: false}}
+        """)
+    return tmp_path
+
+
+def ran(found: subprocess.CompletedProcess) -> list[str]:
+    """Return the names of the cases a JSON run reported."""
+    return [case["name"] for case in json.loads(found.stdout)["cases"]]
+
+
+@pytest.mark.parametrize("expression, names", [
+    ("valid", ["basic is valid", "pro is valid"]),
+    ("VALID and not pro", ["basic is valid"]),
+    ("pro.yaml", ["pro is valid", "pro wrongly refused"]),
+    ("maximum or (wrongly and not basic)", ["basic over its maximum", "pro wrongly refused"]),
+    ("not not 'is valid' and basic", ["basic is valid"]),
+    ("suite/basic", ["basic is valid", "basic over its maximum", "basic wrongly refused"]),
+])
+def test_k_selects_cases_by_name_and_file_with_and_or_not(named, rules, expression, names):
+    found = companion("test", "suite", "--rules", str(rules), "-k", expression, "--format", "json", cwd=named)
+    assert ran(found) == names, found.stderr
+    assert json.loads(found.stdout)["deselected"] == 5 - len(names)
+    assert found.stderr.splitlines()[-1].endswith(f", {5 - len(names)} deselected")
+
+
+@pytest.mark.parametrize("expression, column", [("basic and", 10), ("(basic", 7), ("basic pro", 7), ("", 1),
+                                                ("__import__('os').system('true')", 11), ("a & b", 3)])
+def test_a_malformed_k_expression_is_a_located_error_and_is_never_evaluated(named, rules, expression, column):
+    found = companion("test", "suite", "--rules", str(rules), "-k", expression, cwd=named)
+    assert found.returncode == 2, found.stdout + found.stderr
+    assert f"-k:1:{column}: error[bad-expression]" in found.stderr, found.stderr
+
+
+def test_k_that_selects_nothing_exits_2(named, rules):
+    found = companion("test", "suite", "--rules", str(rules), "-k", "platinum", cwd=named)
+    assert found.returncode == 2
+    assert "error[no-cases]: -k platinum selects none of the 5 cases" in found.stderr
+
+
+def test_exitfirst_stops_at_the_first_failing_case(named, rules):
+    for flag in ("-x", "--exitfirst"):
+        found = companion("test", "suite", "--rules", str(rules), "-j", "2", flag, "--format", "json", cwd=named)
+        assert found.returncode == 1
+        assert ran(found) == ["basic is valid", "basic over its maximum", "basic wrongly refused"]
+        assert found.stderr.splitlines()[-1] == "2 passed, 1 failed; stopped at the first failure (-x)"
+
+
+def test_last_failed_reruns_only_the_failures_and_all_when_none_failed(named, rules):
+    first = companion("test", "suite", "--rules", str(rules), cwd=named)
+    assert first.returncode == 1
+    recorded = json.loads((named / ".companion-cache" / "lastfailed.json").read_text(encoding="utf-8"))
+    assert recorded == {"suite/basic.yaml::basic wrongly refused": True, "suite/pro.yaml::pro wrongly refused": True}
+    again = companion("test", "suite", "--rules", str(rules), "--lf", "--format", "json", cwd=named)
+    assert ran(again) == ["basic wrongly refused", "pro wrongly refused"]
+    assert "rerunning the 2 failures of the last run" in again.stderr
+    # Fix one: --last-failed now runs that one (it passes) and the other; then only the other is left.
+    path = named / "suite" / "pro.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("{valid: false}", "{valid: true}"), encoding="utf-8")
+    fixed = companion("test", "suite", "--rules", str(rules), "--last-failed", cwd=named)
+    assert fixed.stdout.splitlines()[-1] == "1 passed, 1 failed, 3 deselected"
+    path = named / "suite" / "basic.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text[:text.rindex("{valid: false}")] + "{valid: true}\n", encoding="utf-8")
+    assert companion("test", "suite", "--rules", str(rules), "--lf", cwd=named).returncode == 0
+    everything = companion("test", "suite", "--rules", str(rules), "--lf", cwd=named)
+    assert everything.returncode == 0
+    assert everything.stdout.splitlines()[0] == "no case failed last time: running all"
+    assert everything.stdout.splitlines()[-1] == "5 passed, 0 failed"
+
+
+def test_last_failed_reruns_every_case_of_a_file_that_was_malformed(named, rules):
+    path = named / "suite" / "pro.yaml"
+    good = path.read_text(encoding="utf-8")
+    path.write_text(good.replace("name: pro is valid", "name: pro wrongly refused"), encoding="utf-8")
+    assert companion("test", "suite", "--rules", str(rules), cwd=named).returncode == 2
+    path.write_text(good, encoding="utf-8")
+    found = companion("test", "suite", "--rules", str(rules), "--lf", "--format", "json", cwd=named)
+    assert ran(found) == ["basic wrongly refused", "pro is valid", "pro wrongly refused"]
