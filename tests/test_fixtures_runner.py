@@ -758,3 +758,53 @@ def test_last_failed_reruns_every_case_of_a_file_that_was_malformed(named, rules
     path.write_text(good, encoding="utf-8")
     found = companion("test", "suite", "--rules", str(rules), "--lf", "--format", "json", cwd=named)
     assert ran(found) == ["basic wrongly refused", "pro is valid", "pro wrongly refused"]
+
+
+def test_pytest_collects_the_fixture_paths_pyproject_names(tmp_path, rules):
+    """A project lists its fixture folders under [tool.companion]; pytest, run with no arguments, collects them."""
+    write(tmp_path / "pyproject.toml", f"""\
+        [tool.pytest.ini_options]
+        testpaths = ["tests"]
+
+        [tool.companion]
+        fixtures = ["checks/licences", "more"]
+        rules = "{rules.name}"
+        """)
+    write(tmp_path / "tests" / "test_plain.py", "def test_plain():\n    assert True\n")
+    write(tmp_path / "checks" / "licences" / "basic.yaml", f"""\
+        cases:
+          - name: basic is valid
+            request: {request()}
+            expect: {{valid: true}}
+          - name: basic wrongly refused
+            request: {request()}
+            expect: {{valid: false}}
+        """)
+    write(tmp_path / "checks" / "licences" / "_rules" / "ignored.yaml", "not: a fixture\n")
+    write(tmp_path / "checks" / "elsewhere.yaml", "not: a fixture either\n")
+    write(tmp_path / "more" / "pro.yaml", f"""\
+        cases:
+          - name: pro is valid
+            request: {request(tier="pro")}
+            expect: {{valid: true}}
+        """)
+    found = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert "1 failed, 3 passed" in found.stdout.splitlines()[-1], found.stdout
+    assert "PASSED checks/licences/basic.yaml::basic is valid" in found.stdout
+    assert "FAILED checks/licences/basic.yaml::basic wrongly refused" in found.stdout
+    assert "PASSED more/pro.yaml::pro is valid" in found.stdout
+    assert "checks/licences/basic.yaml:5: basic wrongly refused: expected versus got" in found.stdout
+    selected = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-k", "pro"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert selected.returncode == 0 and "1 passed, 3 deselected" in selected.stdout, selected.stdout
+
+
+def test_pytest_leaves_yaml_alone_in_a_project_without_the_setting(tmp_path):
+    write(tmp_path / "pyproject.toml", "[tool.pytest.ini_options]\n")
+    write(tmp_path / "tests" / "fixtures" / "data.yaml", "cases: [not, a, fixture]\n")
+    write(tmp_path / "tests" / "test_plain.py", "def test_plain():\n    assert True\n")
+    found = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert found.returncode == 0 and "1 passed" in found.stdout, found.stdout
