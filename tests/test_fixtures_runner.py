@@ -808,3 +808,14 @@ def test_pytest_leaves_yaml_alone_in_a_project_without_the_setting(tmp_path):
     found = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=300)
     assert found.returncode == 0 and "1 passed" in found.stdout, found.stdout
+
+
+def test_junit_output_holds_a_malformed_file_as_an_error_beside_the_cases(suite, rules):
+    write(suite / "bad.yaml", "cases:\n  - name: x\n    kind: amned\n    request: {}\n    expect: {}\n")
+    code, out, err = run("test", str(suite), "--rules", str(rules), "--format", "junit")
+    assert code == 2, err
+    root = ElementTree.fromstring(out)
+    assert root.get("tests") == "5" and root.get("errors") == "1"
+    error = root.find(".//testcase[@name='malformed fixture file']/error")
+    assert error is not None and "bad.yaml:3:11: error[unknown-kind]" in error.text
+    assert err.splitlines()[-1] == "4 passed, 0 failed, 1 file malformed"

@@ -94,7 +94,7 @@ def test_command(paths, rules_dir, jobs, expression, exitfirst, last_failed, out
                         problems=[problem.to_json() for problem in sorted(problems, key=Problem.sort_key)])
         click.echo(json.dumps(document, indent=2, default=str))
     elif output_format == "junit":
-        click.echo(junit_report(results))
+        click.echo(junit_report(results, problems))
     else:
         click.echo(text_report(results, updated, coverages if show_coverage else []), nl=False)
     print_sorted_problems(problems)  # after the report, so that the last lines on a terminal say what to fix
