@@ -819,3 +819,13 @@ def test_junit_output_holds_a_malformed_file_as_an_error_beside_the_cases(suite,
     error = root.find(".//testcase[@name='malformed fixture file']/error")
     assert error is not None and "bad.yaml:3:11: error[unknown-kind]" in error.text
     assert err.splitlines()[-1] == "4 passed, 0 failed, 1 file malformed"
+
+
+def test_exitfirst_says_it_stopped_inside_the_last_file_too(named, rules):
+    path = named / "suite" / "pro.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + f"  - name: pro after the failure\n    request: {request(tier='pro')}"
+                    "\n    expect: {valid: true}\n", encoding="utf-8")
+    found = companion("test", "suite/pro.yaml", "--rules", str(rules), "-x", cwd=named)
+    assert found.stdout.splitlines()[-1] == "1 passed, 1 failed; stopped at the first failure (-x)", found.stdout
+    found = companion("test", "suite/basic.yaml", "--rules", str(rules), "-x", cwd=named)
+    assert found.stdout.splitlines()[-1] == "2 passed, 1 failed", found.stdout

@@ -108,7 +108,7 @@ def test_command(paths, rules_dir, jobs, expression, exitfirst, last_failed, out
         click.echo(f"condition coverage {condition_percent:.1f}% is below the minimum {min_condition_coverage:g}% "
                    f"({gaps} condition{'s' if gaps != 1 else ''} not seen both true and false"
                    + ("" if show_coverage else "; --coverage lists them") + ")", file=stream)
-    stopped = exitfirst and (failed or malformed) and len(file_results) < len(files)
+    stopped = len(file_results) < len(files) or any(result.stopped for result in file_results)
     click.echo(summary(len(results) - failed, failed, deselected, malformed)
                + ("; stopped at the first failure (-x)" if stopped else ""), file=stream)
     if not results and not problems and deselected:
