@@ -695,6 +695,8 @@ def ran(found: subprocess.CompletedProcess) -> list[str]:
     ("VALID and not pro", ["basic is valid"]),
     ("pro.yaml", ["pro is valid", "pro wrongly refused"]),
     ("maximum or (wrongly and not basic)", ["basic over its maximum", "pro wrongly refused"]),
+    ("maximum or wrongly and not basic", ["basic over its maximum", "pro wrongly refused"]),  # and binds tighter
+    ("(maximum or wrongly) and not pro", ["basic over its maximum", "basic wrongly refused"]),
     ("not not 'is valid' and basic", ["basic is valid"]),
     ("suite/basic", ["basic is valid", "basic over its maximum", "basic wrongly refused"]),
 ])
