@@ -759,3 +759,213 @@ def test_update_appends_to_a_block_list_at_the_end_of_a_file_without_a_final_lin
     assert path.read_text(encoding="utf-8").endswith(
         "      violations:\n        - {rule: addon.widget.turbo}\n        - {rule: tier.widget.basic}")
     assert run("test", str(path), "--rules", str(limit_rules(tmp_path, 8)))[0] == 0
+
+
+def test_every_problem_of_every_file_comes_out_at_once_and_the_good_files_still_run(tmp_path, rules):
+    """Regression: a schema error hid a duplicate-case, and one malformed file kept every other file from running."""
+    suite = tmp_path / "suite"
+    write(suite / "bad.yaml", f"""\
+        cases:
+          - name: twice
+            request: {request()}
+            expect: {{valid: maybe}}
+          - name: twice
+            request: {request()}
+            expect: {{valid: true}}
+          - name: no expectation
+            request: {request()}
+        """)
+    write(suite / "worse.yaml", "cases:\n  - name: x\n    kind: amned\n    request: {}\n    expect: {}\n")
+    write(suite / "good.yaml", f"""\
+        cases:
+          - name: basic is valid
+            request: {request()}
+            expect: {{valid: true}}
+          - name: basic thought invalid
+            request: {request()}
+            expect: {{valid: false}}
+        """)
+    for jobs in ("1", "2"):
+        found = companion("test", "suite", "--rules", str(rules), "-j", jobs, cwd=tmp_path)
+        assert found.returncode == 2, found.stdout + found.stderr
+        assert "suite/bad.yaml:4:21: error[schema]" in found.stderr, found.stderr
+        assert "suite/bad.yaml:5:11: error[duplicate-case]" in found.stderr, found.stderr
+        assert "suite/bad.yaml:8:5: error[fixture-expect]" in found.stderr, found.stderr
+        assert "suite/worse.yaml:3:11: error[unknown-kind]" in found.stderr, found.stderr
+        assert "suite/good.yaml:5: FAILED basic thought invalid" in found.stdout, found.stdout
+        assert found.stdout.splitlines()[-1] == "1 passed, 1 failed, 2 files malformed"
+
+
+@pytest.fixture
+def named(tmp_path: Path, rules: Path) -> Path:
+    """Write two files of named cases, one of each file failing; return the project directory."""
+    write(tmp_path / "suite" / "basic.yaml", f"""\
+        cases:
+          - name: basic is valid
+            request: {request()}
+            expect: {{valid: true}}
+          - name: basic over its maximum
+            request: {request(devices=11)}
+            expect: {{valid: false}}
+          - name: basic wrongly refused
+            request: {request()}
+            expect: {{valid: false}}
+        """)
+    write(tmp_path / "suite" / "pro.yaml", f"""\
+        cases:
+          - name: pro is valid
+            request: {request(tier="pro")}
+            expect: {{valid: true}}
+          - name: pro wrongly refused
+            request: {request(tier="pro")}
+            expect: {{valid: false}}
+        """)
+    return tmp_path
+
+
+def ran(found: subprocess.CompletedProcess) -> list[str]:
+    """Return the names of the cases a JSON run reported."""
+    return [case["name"] for case in json.loads(found.stdout)["cases"]]
+
+
+@pytest.mark.parametrize("expression, names", [
+    ("valid", ["basic is valid", "pro is valid"]),
+    ("VALID and not pro", ["basic is valid"]),
+    ("pro.yaml", ["pro is valid", "pro wrongly refused"]),
+    ("maximum or (wrongly and not basic)", ["basic over its maximum", "pro wrongly refused"]),
+    ("maximum or wrongly and not basic", ["basic over its maximum", "pro wrongly refused"]),  # and binds tighter
+    ("(maximum or wrongly) and not pro", ["basic over its maximum", "basic wrongly refused"]),
+    ("not not 'is valid' and basic", ["basic is valid"]),
+    ("suite/basic", ["basic is valid", "basic over its maximum", "basic wrongly refused"]),
+])
+def test_k_selects_cases_by_name_and_file_with_and_or_not(named, rules, expression, names):
+    found = companion("test", "suite", "--rules", str(rules), "-k", expression, "--format", "json", cwd=named)
+    assert ran(found) == names, found.stderr
+    assert json.loads(found.stdout)["deselected"] == 5 - len(names)
+    assert found.stderr.splitlines()[-1].endswith(f", {5 - len(names)} deselected")
+
+
+@pytest.mark.parametrize("expression, column", [("basic and", 10), ("(basic", 7), ("basic pro", 7), ("", 1),
+                                                ("__import__('os').system('true')", 11), ("a & b", 3)])
+def test_a_malformed_k_expression_is_a_located_error_and_is_never_evaluated(named, rules, expression, column):
+    found = companion("test", "suite", "--rules", str(rules), "-k", expression, cwd=named)
+    assert found.returncode == 2, found.stdout + found.stderr
+    assert f"-k:1:{column}: error[bad-expression]" in found.stderr, found.stderr
+
+
+def test_k_that_selects_nothing_exits_2(named, rules):
+    found = companion("test", "suite", "--rules", str(rules), "-k", "platinum", cwd=named)
+    assert found.returncode == 2
+    assert "error[no-cases]: -k platinum selects none of the 5 cases" in found.stderr
+
+
+def test_exitfirst_stops_at_the_first_failing_case(named, rules):
+    for flag in ("-x", "--exitfirst"):
+        found = companion("test", "suite", "--rules", str(rules), "-j", "2", flag, "--format", "json", cwd=named)
+        assert found.returncode == 1
+        assert ran(found) == ["basic is valid", "basic over its maximum", "basic wrongly refused"]
+        assert found.stderr.splitlines()[-1] == "2 passed, 1 failed; stopped at the first failure (-x)"
+
+
+def test_last_failed_reruns_only_the_failures_and_all_when_none_failed(named, rules):
+    first = companion("test", "suite", "--rules", str(rules), cwd=named)
+    assert first.returncode == 1
+    recorded = json.loads((named / ".companion-cache" / "lastfailed.json").read_text(encoding="utf-8"))
+    assert recorded == {"suite/basic.yaml::basic wrongly refused": True, "suite/pro.yaml::pro wrongly refused": True}
+    again = companion("test", "suite", "--rules", str(rules), "--lf", "--format", "json", cwd=named)
+    assert ran(again) == ["basic wrongly refused", "pro wrongly refused"]
+    assert "rerunning the 2 failures of the last run" in again.stderr
+    # Fix one: --last-failed now runs that one (it passes) and the other; then only the other is left.
+    path = named / "suite" / "pro.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("{valid: false}", "{valid: true}"), encoding="utf-8")
+    fixed = companion("test", "suite", "--rules", str(rules), "--last-failed", cwd=named)
+    assert fixed.stdout.splitlines()[-1] == "1 passed, 1 failed, 3 deselected"
+    path = named / "suite" / "basic.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text[:text.rindex("{valid: false}")] + "{valid: true}\n", encoding="utf-8")
+    assert companion("test", "suite", "--rules", str(rules), "--lf", cwd=named).returncode == 0
+    everything = companion("test", "suite", "--rules", str(rules), "--lf", cwd=named)
+    assert everything.returncode == 0
+    assert everything.stdout.splitlines()[0] == "no case failed last time: running all"
+    assert everything.stdout.splitlines()[-1] == "5 passed, 0 failed"
+
+
+def test_last_failed_reruns_every_case_of_a_file_that_was_malformed(named, rules):
+    path = named / "suite" / "pro.yaml"
+    good = path.read_text(encoding="utf-8")
+    path.write_text(good.replace("name: pro is valid", "name: pro wrongly refused"), encoding="utf-8")
+    assert companion("test", "suite", "--rules", str(rules), cwd=named).returncode == 2
+    path.write_text(good, encoding="utf-8")
+    found = companion("test", "suite", "--rules", str(rules), "--lf", "--format", "json", cwd=named)
+    assert ran(found) == ["basic wrongly refused", "pro is valid", "pro wrongly refused"]
+
+
+def test_pytest_collects_the_fixture_paths_pyproject_names(tmp_path, rules):
+    """A project lists its fixture folders under [tool.companion]; pytest, run with no arguments, collects them."""
+    write(tmp_path / "pyproject.toml", f"""\
+        [tool.pytest.ini_options]
+        testpaths = ["tests"]
+
+        [tool.companion]
+        fixtures = ["checks/licences", "more"]
+        rules = "{rules.name}"
+        """)
+    write(tmp_path / "tests" / "test_plain.py", "def test_plain():\n    assert True\n")
+    write(tmp_path / "checks" / "licences" / "basic.yaml", f"""\
+        cases:
+          - name: basic is valid
+            request: {request()}
+            expect: {{valid: true}}
+          - name: basic wrongly refused
+            request: {request()}
+            expect: {{valid: false}}
+        """)
+    write(tmp_path / "checks" / "licences" / "_rules" / "ignored.yaml", "not: a fixture\n")
+    write(tmp_path / "checks" / "elsewhere.yaml", "not: a fixture either\n")
+    write(tmp_path / "more" / "pro.yaml", f"""\
+        cases:
+          - name: pro is valid
+            request: {request(tier="pro")}
+            expect: {{valid: true}}
+        """)
+    found = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert "1 failed, 3 passed" in found.stdout.splitlines()[-1], found.stdout
+    assert "PASSED checks/licences/basic.yaml::basic is valid" in found.stdout
+    assert "FAILED checks/licences/basic.yaml::basic wrongly refused" in found.stdout
+    assert "PASSED more/pro.yaml::pro is valid" in found.stdout
+    assert "checks/licences/basic.yaml:5: basic wrongly refused: expected versus got" in found.stdout
+    selected = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-k", "pro"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert selected.returncode == 0 and "1 passed, 3 deselected" in selected.stdout, selected.stdout
+
+
+def test_pytest_leaves_yaml_alone_in_a_project_without_the_setting(tmp_path):
+    write(tmp_path / "pyproject.toml", "[tool.pytest.ini_options]\n")
+    write(tmp_path / "tests" / "fixtures" / "data.yaml", "cases: [not, a, fixture]\n")
+    write(tmp_path / "tests" / "test_plain.py", "def test_plain():\n    assert True\n")
+    found = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+    assert found.returncode == 0 and "1 passed" in found.stdout, found.stdout
+
+
+def test_junit_output_holds_a_malformed_file_as_an_error_beside_the_cases(suite, rules):
+    write(suite / "bad.yaml", "cases:\n  - name: x\n    kind: amned\n    request: {}\n    expect: {}\n")
+    code, out, err = run("test", str(suite), "--rules", str(rules), "--format", "junit")
+    assert code == 2, err
+    root = ElementTree.fromstring(out)
+    assert root.get("tests") == "5" and root.get("errors") == "1"
+    error = root.find(".//testcase[@name='malformed fixture file']/error")
+    assert error is not None and "bad.yaml:3:11: error[unknown-kind]" in error.text
+    assert err.splitlines()[-1] == "4 passed, 0 failed, 1 file malformed"
+
+
+def test_exitfirst_says_it_stopped_inside_the_last_file_too(named, rules):
+    path = named / "suite" / "pro.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + f"  - name: pro after the failure\n    request: {request(tier='pro')}"
+                    "\n    expect: {valid: true}\n", encoding="utf-8")
+    found = companion("test", "suite/pro.yaml", "--rules", str(rules), "-x", cwd=named)
+    assert found.stdout.splitlines()[-1] == "1 passed, 1 failed; stopped at the first failure (-x)", found.stdout
+    found = companion("test", "suite/basic.yaml", "--rules", str(rules), "-x", cwd=named)
+    assert found.stdout.splitlines()[-1] == "2 passed, 1 failed", found.stdout

@@ -409,10 +409,22 @@ def conditions_json(conditions) -> dict:
                              "always": condition.fixed} for condition in conditions.fixed]}
 
 
-def junit_report(results) -> str:
-    """Return the run as JUnit XML, one testsuite per fixture file."""
-    root = ElementTree.Element("testsuites", name="companion fixtures", tests=str(len(results)),
-                               failures=str(sum(1 for result in results if not result.passed)))
+def junit_report(results, problems=()) -> str:
+    """Return the run as JUnit XML, one testsuite per fixture file; a malformed file is a testsuite with one
+    error, its problems, so that CI shows it beside the failures."""
+    by_file: dict[str, list] = {}
+    for problem in sorted(problems, key=Problem.sort_key):
+        by_file.setdefault(problem.where.file, []).append(problem)
+    root = ElementTree.Element("testsuites", name="companion fixtures", tests=str(len(results) + len(by_file)),
+                               failures=str(sum(1 for result in results if not result.passed)),
+                               errors=str(len(by_file)))
+    for file, found in by_file.items():
+        suite = ElementTree.SubElement(root, "testsuite", name=xml_text(file), tests="1", failures="0", errors="1",
+                                       time="0")
+        case = ElementTree.SubElement(suite, "testcase", classname=xml_text(file), name="malformed fixture file",
+                                      file=xml_text(file), time="0")
+        error = ElementTree.SubElement(case, "error", message=xml_text(f"{file}: {len(found)} problem(s)"))
+        error.text = xml_text("\n".join(problem.render() for problem in found))
     suites: dict[str, ElementTree.Element] = {}
     for result in results:
         suite = suites.get(result.file)
