@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from engine import fixtures
 from engine.cli import cli
 from tests.test_fixtures_runner import TINY_RULES, request, write
 
@@ -45,8 +47,9 @@ def repo(tmp_path: Path) -> Path:
 
 
 def diff(repo: Path, *args: str):
-    result = CliRunner().invoke(cli, ["diff", "--base", "HEAD", str(repo / "fixtures"), "--rules", str(repo / "rules"),
-                                      *args])
+    paths = [arg for arg in args if not arg.startswith("-") and Path(arg).is_absolute()] or [str(repo / "fixtures")]
+    options = [arg for arg in args if arg not in paths]
+    result = CliRunner().invoke(cli, ["diff", "--base", "HEAD", *paths, "--rules", str(repo / "rules"), *options])
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -134,3 +137,39 @@ def test_a_link_committed_in_the_rules_is_bad_input_not_invented_edits(repo, tar
     code, out, err = diff(repo)
     assert code == 2 and out == ""
     assert "error[git]: the rules at HEAD hold a link, rules/tiers.yaml" in err
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    """A git repository holding a copy of the sample rules and of every shipped fixture, committed."""
+    root = tmp_path / "sample"
+    shutil.copytree(ROOT / "rules", root / "rules")
+    shutil.copytree(ROOT / "tests" / "fixtures", root / "fixtures")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "rules", "fixtures")
+    git(root, "commit", "-q", "-m", "sample")
+    return root
+
+
+def test_every_shipped_fixture_kind_runs_through_diff(sample):
+    """Regression: cover cases' lines have no months, and diff ended in error[internal] (KeyError)."""
+    kinds = {case.kind for path in fixtures.find_fixture_files([sample / "fixtures"])
+             for case in fixtures.load_fixture_file(path, sample / "rules")}
+    assert kinds == set(fixtures.EVALUATORS)
+    code, out, err = diff(sample, "--fail-on-change")
+    assert code == 0, err
+    assert out.startswith("no rule edits since HEAD") and out.splitlines()[-1].endswith("requests change verdict")
+    assert out.splitlines()[-1].startswith("0 of ")
+
+
+def test_a_cover_case_shows_its_changed_voucher_lines(sample):
+    edit(sample / "rules" / "tiers.yaml", "devices: {included: 50, max: 500}\n        references:\n"
+         "          subscription-12: EPO-ADV", "devices: {included: 40, max: 500}\n        references:\n"
+         "          subscription-12: EPO-ADV")
+    code, out, err = diff(sample, str(sample / "fixtures" / "vouchers"))
+    assert code == 0, err
+    assert "EPO 36-month devices are covered by packs of 25 first" in out
+    assert "      - bom 10 x EPO-DEV-SUB-3Y" in out and "      + bom 20 x EPO-DEV-SUB-3Y" in out
