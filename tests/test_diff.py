@@ -73,7 +73,7 @@ def test_a_comment_is_not_a_rule_edit(repo):
     assert code == 0 and "no rule edits" in out
 
 
-def test_an_edited_limit_changes_the_verdicts_it_fires_on_grouped_by_rule(repo):
+def test_an_edited_limit_changes_the_verdicts_grouped_by_the_edit_that_causes_them(repo):
     edit(repo / "rules" / "tiers.yaml", "devices: {included: 5, max: 10}", "devices: {included: 5, max: 7}")
     git(repo, "commit", "-q", "-am", "basic allows 7 devices")  # the base is now the edited rules ...
     edit(repo / "rules" / "tiers.yaml", "devices: {included: 5, max: 7}", "devices: {included: 5, max: 10}")
@@ -87,7 +87,7 @@ def test_an_edited_limit_changes_the_verdicts_it_fires_on_grouped_by_rule(repo):
     assert lines[basic + 1].endswith("cases.yaml:2: basic with 8 devices")
     assert lines[basic + 2:basic + 6] == ["      invalid -> valid", "      - violation tier.widget.basic over-limit",
                                           "      + bom 1 x W-BAS-1Y (12 months)", "      + bom 3 x W-DEV-1Y (12 months)"]
-    turbo = lines.index("addon.widget.turbo, tier.widget.basic: 1 verdict(s) change")
+    turbo = lines.index("addon.widget.turbo: 1 verdict(s) change")  # the basic tier's edit fired, but is no cause
     assert lines[turbo + 1].endswith("cases.yaml:8: turbo on basic")
     assert "      - violation addon.widget.turbo requires-tier" in lines[turbo + 2:turbo + 7]
     assert lines[-1] == "2 of 3 requests change verdict"
@@ -173,3 +173,64 @@ def test_a_cover_case_shows_its_changed_voucher_lines(sample):
     assert code == 0, err
     assert "EPO 36-month devices are covered by packs of 25 first" in out
     assert "      - bom 10 x EPO-DEV-SUB-3Y" in out and "      + bom 20 x EPO-DEV-SUB-3Y" in out
+
+
+def groups(out: str) -> dict[str, list[str]]:
+    """The changed verdicts of a text report: group title -> the names of its cases."""
+    found: dict[str, list[str]] = {}
+    title = None
+    for line in out.splitlines():
+        if line.endswith(" verdict(s) change"):
+            title = line.rsplit(": ", 1)[0]
+            found[title] = []
+        elif title and line.startswith("  ") and not line.startswith("      "):
+            found[title].append(line.split(": ", 1)[1])
+        elif not line:
+            title = None
+    return found
+
+
+def edit_lines(out: str) -> list[str]:
+    """The rule edits a text report lists."""
+    return out.split("\n\n")[0].splitlines()[1:]
+
+
+PARTIAL_MONTH = ("  partial_month: charge", "  partial_month: free")
+
+
+def test_editing_one_policy_setting_is_one_edit_blamed_for_its_verdicts(sample):
+    """Regression: every `policy.*` rule was listed as changed, and blamed for the verdicts partial_month changed."""
+    edit(sample / "rules" / "subscriptions.yaml", *PARTIAL_MONTH)
+    code, out, err = diff(sample)
+    assert code == 0, err
+    (line,) = edit_lines(out)
+    assert line.startswith("  ~ policy.partial-month (changed, ") and line.endswith("subscriptions.yaml:30:18)")
+    assert groups(out) == {"policy.partial-month": ["15 more PME devices in the first month",
+                                                    "EPO Advanced to Expert mid-month, the started month is charged"]}
+
+
+def test_two_edits_at_once_each_verdict_is_blamed_on_its_own_edit(sample):
+    edit(sample / "rules" / "subscriptions.yaml", *PARTIAL_MONTH)
+    edit(sample / "rules" / "tiers.yaml", "devices: {included: 50, max: 500}\n        references:\n"
+         "          subscription-12: PME-ADV", "devices: {included: 50, max: 100}\n        references:\n"
+         "          subscription-12: PME-ADV")
+    code, out, err = diff(sample, "--format", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    assert sorted(edit["rule"] for edit in document["edits"]) == ["policy.partial-month", "tier.pme.advanced"]
+    blamed = {change["name"]: change["causes"] for change in document["changes"]}
+    assert blamed == {"15 more PME devices in the first month": ["policy.partial-month"],
+                      "EPO Advanced to Expert mid-month, the started month is charged": ["policy.partial-month"],
+                      "PME perpetual devices in packs of 50": ["tier.pme.advanced"]}
+    assert not any(change["together"] for change in document["changes"])
+
+
+def test_a_renamed_upgrade_reference_is_an_edit_of_the_upgrade_path(sample):
+    """Regression: the amendment reference of a tier change was blamed on amendment.pme.devices."""
+    edit(sample / "rules" / "subscriptions.yaml", "reference: PME-AMD-ESS-ADV}", "reference: PME-AMD-ESS-ADV2}")
+    code, out, err = diff(sample)
+    assert code == 0, err
+    (line,) = edit_lines(out)
+    assert line.startswith("  ~ upgrade.pme.essential.advanced (changed, ") and "subscriptions.yaml:60:" in line
+    assert groups(out) == {"upgrade.pme.essential.advanced": ["PME Essential to Advanced, started on a leap day"]}
+    assert "      + bom 1 x PME-AMD-ESS-ADV2 (11 months)" in out
