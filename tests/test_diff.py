@@ -234,3 +234,19 @@ def test_a_renamed_upgrade_reference_is_an_edit_of_the_upgrade_path(sample):
     assert line.startswith("  ~ upgrade.pme.essential.advanced (changed, ") and "subscriptions.yaml:60:" in line
     assert groups(out) == {"upgrade.pme.essential.advanced": ["PME Essential to Advanced, started on a leap day"]}
     assert "      + bom 1 x PME-AMD-ESS-ADV2 (11 months)" in out
+
+
+def test_a_verdict_no_edit_changes_alone_is_blamed_on_the_edits_together(repo):
+    # Renaming a tier is five edits; removing the old tier does not load alone (its upgrade path still names it).
+    for name in ("tiers.yaml", "addons.yaml"):
+        text = (repo / "rules" / name).read_text(encoding="utf-8")
+        (repo / "rules" / name).write_text(text.replace("id: pro", "id: premium").replace("to: pro", "to: premium")
+                                           .replace("tier: pro", "tier: premium"), encoding="utf-8")
+    code, out, err = diff(repo, "--format", "json")
+    assert code == 0, err
+    document = json.loads(out)
+    blamed = {change["name"]: (change["causes"], change["together"]) for change in document["changes"]}
+    renamed = sorted(edit["rule"] for edit in document["edits"])
+    assert blamed["pro with 50 devices"] == (renamed, True)
+    text = diff(repo)[1]
+    assert ", ".join(renamed) + " (together: no one of these edits alone changes them): " in text
