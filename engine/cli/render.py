@@ -463,8 +463,10 @@ def impact_text(found) -> str:
         lines.extend(f"  {sign[edit.change]} {edit.rule} ({edit.change}, {edit.where})" for edit in found.edits)
     else:
         lines.append(f"no rule edits since {found.revision}")
-    for causes, changes in found.groups():
-        title = ", ".join(causes) if causes else "no edited rule fired (an edit elsewhere in the rules)"
+    for (causes, together), changes in found.groups():
+        title = ", ".join(causes) if causes else "no rule edit (an edit elsewhere in the rules)"
+        if together:
+            title += " (together: no one of these edits alone changes them)"
         lines.append("")
         lines.append(f"{title}: {len(changes)} verdict(s) change")
         for change in changes:
@@ -481,7 +483,8 @@ def impact_json(found) -> dict:
         "base": found.revision,
         "edits": [vars(edit) for edit in found.edits],
         "changes": [{"file": change.case.file, "line": change.case.line, "name": change.case.name,
-                     "causes": list(change.causes), "changes": change.changes,
+                     "causes": list(change.causes), "together": change.together,
+                     "changes": change.changes,
                      "before": change.before, "after": change.after} for change in found.changes],
         "cases": found.cases,
     }
