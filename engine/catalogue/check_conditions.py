@@ -17,7 +17,7 @@ from typing import Iterator
 
 from engine.catalogue.conditions import (RANK, All, Node, Not, Scope, Test, conjunction, evaluate, fact_named,
                                          leaves, resolve_tree, text)
-from engine.catalogue.model import Catalog, Product, version_number
+from engine.catalogue.model import Catalog, Product, scope_of, version_number
 from engine.catalogue.policies import constraints, vouchers
 from engine.problem import Location, Problem, did_you_mean
 
@@ -38,26 +38,6 @@ class Site:
     node: Node
     role: str  # when | require
     what: str  # how a product manager names the entry, e.g. "the badge's unlock of epo"
-
-
-def scope_of(catalog: Catalog, product: Product) -> Scope:
-    """Return what a product's conditions are resolved against (as the compiler does)."""
-    return Scope(tuple(catalog.badges), product, tuple(catalog.addons.get(product.id, {})),
-                 tuple(catalog.products), version_number, _tiers_by_product(catalog))
-
-
-def _tiers_by_product(catalog: Catalog) -> tuple:
-    # Worked out once per catalogue: per condition, it made checking 300 products quadratic (4 s).
-    found = _TIERS.get(id(catalog))
-    if found is None or found[0] is not catalog:
-        found = (catalog, tuple((product.id, tuple(tier.id for tier in product.tiers))
-                                for product in catalog.products.values()))
-        _TIERS.clear()
-        _TIERS[id(catalog)] = found
-    return found[1]
-
-
-_TIERS: dict[int, tuple] = {}
 
 
 def sites(catalog: Catalog) -> Iterator[Site]:
@@ -222,18 +202,6 @@ class Outcomes:
     values: set  # True, False, None seen, over any assignment
     sold: set  # the same, over the assignments within the product's limits
     tiers: set  # the tiers of the assignments tried
-
-
-def shape(node: Node | None):
-    """Return a tree as nested tuples of what it compares, without where it is written."""
-    if node is None:
-        return None
-    if isinstance(node, Test):
-        value = node.engine
-        return (node.fact, node.op, tuple(value) if isinstance(value, (list, tuple)) else value)
-    if isinstance(node, Not):
-        return ("not", shape(node.part))
-    return (type(node).__name__, tuple(shape(part) for part in node.parts))
 
 
 # The same condition on the same product decides the same way: a large catalogue repeats a few conditions

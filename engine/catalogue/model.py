@@ -241,6 +241,11 @@ class Catalog:
             found[devices.rule] = devices.where
         return found
 
+    @functools.cached_property
+    def tiers_by_product(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Return (product id, its tier ids) of every product, to say where a tier named elsewhere belongs."""
+        return tuple((product.id, tuple(tier.id for tier in product.tiers)) for product in self.products.values())
+
     def badges_unlocking(self, product_id: str) -> list[tuple[Badge, Unlock]]:
         """Return the badges that unlock a product, with their unlock entry."""
         return [(badge, unlock) for badge in self.badges.values() for unlock in badge.unlocks
@@ -363,6 +368,12 @@ def build_addons(source: Source) -> tuple[dict[str, dict[str, Addon]], dict[str,
                                 f"devices.{item['product']}", source.where(path + ("product",)))
         devices.setdefault(license.product, license)
     return addons, devices
+
+
+def scope_of(catalog: Catalog, product: Product) -> conditions.Scope:
+    """Return what a product's conditions are resolved against: by the checks, the compiler and matching alike."""
+    return conditions.Scope(tuple(catalog.badges), product, tuple(catalog.addons.get(product.id, {})),
+                            tuple(catalog.products), version_number, catalog.tiers_by_product)
 
 
 def when_of(source: Source, path: tuple, item: dict) -> Node | None:

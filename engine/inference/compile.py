@@ -37,7 +37,7 @@ from typing import Callable
 from engine.catalogue.conditions import (FACTS, INTERNAL, RANK, All, Any_, Node, Not, Scope, Test, conjunction,
                                          disjunction, leaves, resolve_tree, text)
 from engine.catalogue.load import load_catalog
-from engine.catalogue.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, name_key, version_number
+from engine.catalogue.model import PERPETUAL, SUBSCRIPTION, Catalog, Product, name_key, scope_of, version_number
 from engine.catalogue.policies import constraints
 from engine.inference.patterns import NOT_TRUE, TRUE, both, member_field, pattern, pattern_fields
 from engine.inference.session import RuleSession, check_limits, rule_limits
@@ -226,12 +226,6 @@ def _leaves(rule: CompiledRule):
     yield from leaves(rule.when)
     if rule.unless is not None:
         yield from leaves(rule.unless)
-
-
-def scope_of(catalog: Catalog, product: Product) -> Scope:
-    """Return what a product's conditions are resolved against."""
-    return Scope(tuple(catalog.badges), product, tuple(catalog.addons.get(product.id, {})),
-                 tuple(catalog.products), version_number)
 
 
 def resolved(node: Node | None, scope: Scope) -> Node | None:

@@ -14,7 +14,7 @@ from engine.catalogue.model import SUBSCRIPTION, Catalog, Product, name_key, ver
 from engine.inference.request import Request
 
 
-SET_FACTS = ("partner.badges", "addons")  # flattened into one boolean field per member
+EVERY_SCALAR = scalar_plan(FIELD_FACTS)  # the plan of FactFields made without one (every scalar fact)
 
 
 @dataclass
@@ -127,9 +127,7 @@ def engine_fact(fields: FactFields, facts: dict, kind: str = "config",
     PLAN, (fact name, field) pairs, names the scalar fields to fill: by default those the product's rules read.
     """
     fact: dict[str, Any] = {"t": kind}
-    plan = fields.scalars if plan is None else plan
-    if plan is None:
-        plan = scalar_plan(FIELD_FACTS)
+    plan = plan if plan is not None else fields.scalars if fields.scalars is not None else EVERY_SCALAR
     for name, field_ in plan:
         value = facts.get(name)
         if value is not None:

@@ -30,13 +30,8 @@ class Debit:
     units: int
 
 
-@dataclass(frozen=True)
-class Short:
-    """QUANTITY more vouchers of VOUCHER_REFERENCE are needed; they close UNITS of the units still missing."""
-
-    voucher_reference: str
-    quantity: int
-    units: int
+# What a line lacks is what the engine says to buy: QUANTITY more vouchers of VOUCHER_REFERENCE, closing UNITS.
+Short = Purchase
 
 
 @dataclass(frozen=True)
@@ -157,7 +152,7 @@ def _line_coverage(line: Requirement, match) -> LineCoverage:
     debits = tuple(Debit(option.voucher_reference, count, count * option.units_per_voucher) for option, count in used)
     matches = tuple(MatchUsed(option.rule, str(option.where) if option.where else "", option.voucher_reference,
                               option.units_per_voucher) for option, _ in used)
-    purchase = tuple(Short(item.voucher_reference, item.quantity, item.units) for item in match.purchase)
+    purchase = match.purchase
     advice = "covered"
     if purchase:
         name = f"{line.reference} ({line.description})" if line.description else line.reference
