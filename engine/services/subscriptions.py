@@ -223,12 +223,13 @@ def _upgrade_path(out, compiled, request, product, old, new, months, month) -> t
     Return the path (None when closed) and, when closed, each condition of the deciding rule with its value.
     """
     sub, change = request.subscription, request.change
-    facts = request_facts(product, Request(request.partner, sub, request.file, date=change.date),
+    running = Request(request.partner, sub, request.file, date=change.date)  # the subscription, on the change's day
+    facts = request_facts(product, running,
                           change_facts(product, "amendment", old.id, new.id, month, months),
                           addons=tuple(compiled.catalog.addons.get(product.id, {})))
     out.moved = facts  # what the upgrade-path rules decided on, for condition coverage
     fired = run_change(compiled, product.id, facts)
-    shown = shown_facts(product, Request(request.partner, sub, request.file, date=change.date), facts)
+    shown = shown_facts(product, running, facts)
     for rule in fired:
         conditions = explain.conditions(rule, facts, shown)
         out.fire(rule.rule, rule.where, f"{rule.condition}: " + "; ".join(
